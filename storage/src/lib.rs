@@ -1,1 +1,135 @@
-//! placeholder
+//! `sundial-storage`: persistence traits, their contracts, and the backends.
+//!
+//! Owns the table families of DESIGN.md (`shards`, `executions`, `current_executions`,
+//! `history`, `transfer_tasks`, `timer_tasks`, `task_queues` + `tasks`, `namespaces`) as traits
+//! split by table family and by read/write, and the backends that implement them: in-memory
+//! (tests and `start-dev` without a file) and SQLite (the embedded default). Every backend runs
+//! the same conformance suite (`tests/conformance.rs`).
+//!
+//! Rows carry opaque blobs: the engine decides their encoding. A shard's write is one
+//! [`ShardStore::commit`], atomic and fenced by the shard's `range_id`.
+//!
+//! Must not depend on engine internals, actix or tonic.
+
+mod error;
+pub mod memory;
+mod model;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use error::Error;
+pub use model::*;
+
+/// Result type of every storage call.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Shard ownership and the shard's atomic, fenced write.
+#[async_trait]
+pub trait ShardStore: Send + Sync {
+    /// Takes ownership of `shard_id`: creates its row with `range_id` 1 when missing, otherwise
+    /// increments `range_id` by compare-and-set. Every later [`commit`](Self::commit) by a
+    /// previous owner (holding the old `range_id`) then fails with [`Error::ShardOwnershipLost`].
+    async fn acquire_shard(&self, shard_id: i32) -> Result<ShardInfo>;
+
+    /// Applies `batch` atomically if and only if the shard's `range_id` still equals
+    /// `expected_range_id` and every row condition in the batch holds. On any failure nothing of
+    /// the batch is visible.
+    async fn commit(&self, shard_id: i32, expected_range_id: i64, batch: ShardBatch) -> Result<()>;
+}
+
+/// Reads of shard-owned data: executions, history and the shard's task queues.
+#[async_trait]
+pub trait ExecutionReader: Send + Sync {
+    /// The mutable-state row of one run.
+    async fn get_execution(&self, shard_id: i32, key: &ExecutionKey)
+    -> Result<Option<ExecutionRow>>;
+
+    /// The current run of a workflow id.
+    async fn get_current_execution(
+        &self,
+        shard_id: i32,
+        namespace_id: &str,
+        workflow_id: &str,
+    ) -> Result<Option<CurrentExecutionRow>>;
+
+    /// History batches of a run whose first event id lies in `[min_event_id, max_event_id)`,
+    /// ordered by first event id.
+    async fn read_history(
+        &self,
+        shard_id: i32,
+        key: &ExecutionKey,
+        min_event_id: i64,
+        max_event_id: i64,
+    ) -> Result<Vec<HistoryBatch>>;
+
+    /// Transfer tasks with `task_id > after_task_id`, ordered by task id, at most `limit`.
+    async fn list_transfer_tasks(
+        &self,
+        shard_id: i32,
+        after_task_id: i64,
+        limit: usize,
+    ) -> Result<Vec<TransferTaskRow>>;
+
+    /// Timer tasks that fire at or before `until_ms` (unix millis), ordered by (fire time,
+    /// task id), at most `limit`.
+    async fn list_timer_tasks(
+        &self,
+        shard_id: i32,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<TimerTaskRow>>;
+
+    /// Runs of a shard, for tools and listings; `limit` bounds the answer.
+    async fn list_executions(&self, shard_id: i32, limit: usize) -> Result<Vec<ExecutionRow>>;
+}
+
+/// The `namespaces` table.
+#[async_trait]
+pub trait NamespaceStore: Send + Sync {
+    /// Inserts a namespace; [`Error::AlreadyExists`] when its id or name is taken.
+    async fn create_namespace(&self, record: NamespaceRow) -> Result<()>;
+    /// Replaces a namespace row if its stored `notification_version` equals `expected_version`
+    /// ([`Error::ConditionFailed`] otherwise, [`Error::NotFound`] when missing).
+    async fn update_namespace(&self, record: NamespaceRow, expected_version: i64) -> Result<()>;
+    /// Looks a namespace up by name.
+    async fn get_namespace_by_name(&self, name: &str) -> Result<Option<NamespaceRow>>;
+    /// Looks a namespace up by id.
+    async fn get_namespace_by_id(&self, id: &str) -> Result<Option<NamespaceRow>>;
+    /// Every namespace, ordered by name.
+    async fn list_namespaces(&self) -> Result<Vec<NamespaceRow>>;
+}
+
+/// The matching backlog: `task_queues` (one row per partition with its lease) and `tasks`.
+#[async_trait]
+pub trait TaskQueueStore: Send + Sync {
+    /// Takes the lease of a partition: creates its row with `range_id` 1 when missing, otherwise
+    /// increments `range_id` by compare-and-set, and returns the new `range_id`. Writes by a
+    /// holder of an older lease then fail with [`Error::TaskQueueLeaseLost`].
+    async fn lease_task_queue(&self, key: &TaskQueueKey) -> Result<i64>;
+
+    /// Appends backlog tasks, fenced by the partition's `range_id`.
+    async fn create_tasks(&self, key: &TaskQueueKey, range_id: i64, tasks: Vec<QueueTask>)
+    -> Result<()>;
+
+    /// Backlog tasks with `task_id > after_task_id`, ordered, at most `limit`.
+    async fn get_tasks(
+        &self,
+        key: &TaskQueueKey,
+        after_task_id: i64,
+        limit: usize,
+    ) -> Result<Vec<QueueTask>>;
+
+    /// Deletes the named backlog tasks, fenced by the partition's `range_id`.
+    async fn delete_tasks(&self, key: &TaskQueueKey, range_id: i64, task_ids: &[i64]) -> Result<()>;
+}
+
+/// Everything a node needs from its store.
+pub trait Store: ShardStore + ExecutionReader + NamespaceStore + TaskQueueStore {}
+impl<T: ShardStore + ExecutionReader + NamespaceStore + TaskQueueStore> Store for T {}
+
+/// A shared handle to a store.
+pub type DynStore = Arc<dyn Store>;

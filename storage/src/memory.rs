@@ -1,0 +1,311 @@
+//! The in-memory backend: every table is a map behind one mutex, so a commit is trivially
+//! atomic. Used by tests and by `server start-dev` without `--db-filename`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::{
+    CurrentExecutionRow, Error, ExecutionKey, ExecutionReader, ExecutionRow, HistoryBatch,
+    NamespaceRow, NamespaceStore, QueueTask, Result, ShardBatch, ShardInfo, ShardStore,
+    TaskQueueKey, TaskQueueStore, TimerTaskRow, TransferTaskRow,
+};
+
+type CurrentKey = (i32, String, String);
+
+#[derive(Default)]
+struct Tables {
+    shards: BTreeMap<i32, ShardInfo>,
+    executions: BTreeMap<(i32, ExecutionKey), ExecutionRow>,
+    current: BTreeMap<CurrentKey, CurrentExecutionRow>,
+    history: BTreeMap<(i32, ExecutionKey, i64), HistoryBatch>,
+    transfer: BTreeMap<(i32, i64), TransferTaskRow>,
+    timers: BTreeMap<(i32, i64, i64), TimerTaskRow>,
+    namespaces: BTreeMap<String, NamespaceRow>,
+    task_queues: BTreeMap<TaskQueueKey, i64>,
+    tasks: BTreeMap<(TaskQueueKey, i64), QueueTask>,
+}
+
+/// A store that lives in this process only.
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Checks every condition of `batch` against `t` without changing anything.
+fn check_conditions(t: &Tables, shard_id: i32, batch: &ShardBatch) -> Result<()> {
+    for w in &batch.current_executions {
+        let key = (shard_id, w.row.namespace_id.clone(), w.row.workflow_id.clone());
+        let stored = t.current.get(&key).map(|r| r.run_id.as_str());
+        if stored != w.expected_run_id.as_deref() {
+            return Err(Error::ConditionFailed(format!(
+                "current run of {}: expected {:?}, found {:?}",
+                w.row.workflow_id, w.expected_run_id, stored
+            )));
+        }
+    }
+    for w in &batch.executions {
+        let stored = t
+            .executions
+            .get(&(shard_id, w.row.key.clone()))
+            .map(|r| r.db_version);
+        if stored != w.expected_db_version {
+            return Err(Error::ConditionFailed(format!(
+                "execution {}/{}: expected db_version {:?}, found {:?}",
+                w.row.key.workflow_id, w.row.key.run_id, w.expected_db_version, stored
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ShardStore for MemoryStore {
+    async fn acquire_shard(&self, shard_id: i32) -> Result<ShardInfo> {
+        let mut t = self.lock();
+        let shard = t.shards.entry(shard_id).or_insert(ShardInfo {
+            shard_id,
+            range_id: 0,
+            data: Vec::new(),
+        });
+        shard.range_id += 1;
+        Ok(shard.clone())
+    }
+
+    async fn commit(&self, shard_id: i32, expected_range_id: i64, batch: ShardBatch) -> Result<()> {
+        let mut t = self.lock();
+        let actual = t.shards.get(&shard_id).map_or(0, |s| s.range_id);
+        if actual != expected_range_id {
+            return Err(Error::ShardOwnershipLost {
+                shard_id,
+                expected: expected_range_id,
+                actual,
+            });
+        }
+        check_conditions(&t, shard_id, &batch)?;
+        for w in batch.current_executions {
+            let key = (shard_id, w.row.namespace_id.clone(), w.row.workflow_id.clone());
+            t.current.insert(key, w.row);
+        }
+        for w in batch.executions {
+            t.executions.insert((shard_id, w.row.key.clone()), w.row);
+        }
+        for h in batch.history {
+            t.history
+                .insert((shard_id, h.key, h.batch.first_event_id), h.batch);
+        }
+        for task in batch.transfer_tasks {
+            t.transfer.insert((shard_id, task.task_id), task);
+        }
+        for task in batch.timer_tasks {
+            t.timers
+                .insert((shard_id, task.fire_time_ms, task.task_id), task);
+        }
+        for id in batch.delete_transfer_tasks {
+            t.transfer.remove(&(shard_id, id));
+        }
+        for (fire, id) in batch.delete_timer_tasks {
+            t.timers.remove(&(shard_id, fire, id));
+        }
+        if let Some(data) = batch.shard_data
+            && let Some(shard) = t.shards.get_mut(&shard_id)
+        {
+            shard.data = data;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ExecutionReader for MemoryStore {
+    async fn get_execution(
+        &self,
+        shard_id: i32,
+        key: &ExecutionKey,
+    ) -> Result<Option<ExecutionRow>> {
+        Ok(self.lock().executions.get(&(shard_id, key.clone())).cloned())
+    }
+
+    async fn get_current_execution(
+        &self,
+        shard_id: i32,
+        namespace_id: &str,
+        workflow_id: &str,
+    ) -> Result<Option<CurrentExecutionRow>> {
+        let key = (shard_id, namespace_id.to_string(), workflow_id.to_string());
+        Ok(self.lock().current.get(&key).cloned())
+    }
+
+    async fn read_history(
+        &self,
+        shard_id: i32,
+        key: &ExecutionKey,
+        min_event_id: i64,
+        max_event_id: i64,
+    ) -> Result<Vec<HistoryBatch>> {
+        if min_event_id >= max_event_id {
+            return Ok(Vec::new());
+        }
+        let t = self.lock();
+        let from = (shard_id, key.clone(), min_event_id);
+        let to = (shard_id, key.clone(), max_event_id);
+        Ok(t.history.range(from..to).map(|(_, b)| b.clone()).collect())
+    }
+
+    async fn list_transfer_tasks(
+        &self,
+        shard_id: i32,
+        after_task_id: i64,
+        limit: usize,
+    ) -> Result<Vec<TransferTaskRow>> {
+        let t = self.lock();
+        Ok(t.transfer
+            .range((shard_id, after_task_id.saturating_add(1))..(shard_id + 1, i64::MIN))
+            .take(limit)
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+
+    async fn list_timer_tasks(
+        &self,
+        shard_id: i32,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<TimerTaskRow>> {
+        let t = self.lock();
+        Ok(t.timers
+            .range((shard_id, i64::MIN, i64::MIN)..(shard_id + 1, i64::MIN, i64::MIN))
+            .filter(|(_, v)| v.fire_time_ms <= until_ms)
+            .take(limit)
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+
+    async fn list_executions(&self, shard_id: i32, limit: usize) -> Result<Vec<ExecutionRow>> {
+        let t = self.lock();
+        Ok(t.executions
+            .iter()
+            .filter(|((s, _), _)| *s == shard_id)
+            .take(limit)
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl NamespaceStore for MemoryStore {
+    async fn create_namespace(&self, record: NamespaceRow) -> Result<()> {
+        let mut t = self.lock();
+        if t.namespaces.contains_key(&record.id)
+            || t.namespaces.values().any(|n| n.name == record.name)
+        {
+            return Err(Error::AlreadyExists(format!("namespace {}", record.name)));
+        }
+        t.namespaces.insert(record.id.clone(), record);
+        Ok(())
+    }
+
+    async fn update_namespace(&self, record: NamespaceRow, expected_version: i64) -> Result<()> {
+        let mut t = self.lock();
+        let Some(stored) = t.namespaces.get_mut(&record.id) else {
+            return Err(Error::NotFound(format!("namespace {}", record.id)));
+        };
+        if stored.notification_version != expected_version {
+            return Err(Error::ConditionFailed(format!(
+                "namespace {}: expected version {expected_version}, found {}",
+                record.name, stored.notification_version
+            )));
+        }
+        *stored = record;
+        Ok(())
+    }
+
+    async fn get_namespace_by_name(&self, name: &str) -> Result<Option<NamespaceRow>> {
+        Ok(self
+            .lock()
+            .namespaces
+            .values()
+            .find(|n| n.name == name)
+            .cloned())
+    }
+
+    async fn get_namespace_by_id(&self, id: &str) -> Result<Option<NamespaceRow>> {
+        Ok(self.lock().namespaces.get(id).cloned())
+    }
+
+    async fn list_namespaces(&self) -> Result<Vec<NamespaceRow>> {
+        let mut all: Vec<_> = self.lock().namespaces.values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+}
+
+fn check_lease(t: &Tables, key: &TaskQueueKey, range_id: i64) -> Result<()> {
+    let actual = t.task_queues.get(key).copied().unwrap_or(0);
+    if actual != range_id {
+        return Err(Error::TaskQueueLeaseLost {
+            expected: range_id,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl TaskQueueStore for MemoryStore {
+    async fn lease_task_queue(&self, key: &TaskQueueKey) -> Result<i64> {
+        let mut t = self.lock();
+        let range = t.task_queues.entry(key.clone()).or_insert(0);
+        *range += 1;
+        Ok(*range)
+    }
+
+    async fn create_tasks(
+        &self,
+        key: &TaskQueueKey,
+        range_id: i64,
+        tasks: Vec<QueueTask>,
+    ) -> Result<()> {
+        let mut t = self.lock();
+        check_lease(&t, key, range_id)?;
+        for task in tasks {
+            t.tasks.insert((key.clone(), task.task_id), task);
+        }
+        Ok(())
+    }
+
+    async fn get_tasks(
+        &self,
+        key: &TaskQueueKey,
+        after_task_id: i64,
+        limit: usize,
+    ) -> Result<Vec<QueueTask>> {
+        let t = self.lock();
+        Ok(t.tasks
+            .range((key.clone(), after_task_id.saturating_add(1))..=(key.clone(), i64::MAX))
+            .take(limit)
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+
+    async fn delete_tasks(&self, key: &TaskQueueKey, range_id: i64, task_ids: &[i64]) -> Result<()> {
+        let mut t = self.lock();
+        check_lease(&t, key, range_id)?;
+        for id in task_ids {
+            t.tasks.remove(&(key.clone(), *id));
+        }
+        Ok(())
+    }
+}

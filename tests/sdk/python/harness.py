@@ -1,0 +1,214 @@
+"""Process management for the server under test (Sundial or the reference Temporal dev server).
+
+Selected with the environment:
+  SUNDIAL_TARGET        sundial (default) | reference
+  SUNDIAL_BIN           path to the sundial binary (default: <repo>/target/debug/sundial)
+  SUNDIAL_EXTRA_ARGS    extra arguments appended to `sundial server start-dev` (shell-split)
+  TEMPORAL_BIN          path to the `temporal` CLI (default: the one in this venv, else $PATH)
+  SUNDIAL_TEST_LOG_DIR  where server logs and db files go (default: a pytest temp dir)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+READY_TIMEOUT_S = 60.0
+
+# Every server process started by the suite, so failure reports can show their log tails.
+LIVE_SERVERS: List["ServerProcess"] = []
+
+
+def target() -> str:
+    value = os.environ.get("SUNDIAL_TARGET", "sundial").strip().lower()
+    if value not in ("sundial", "reference"):
+        raise RuntimeError(f"SUNDIAL_TARGET must be 'sundial' or 'reference', got {value!r}")
+    return value
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def temporal_bin() -> str:
+    """Path of the `temporal` CLI (also the reference server). Fails loudly if absent."""
+    explicit = os.environ.get("TEMPORAL_BIN")
+    if explicit:
+        path = Path(explicit)
+    else:
+        venv_candidate = Path(sys.executable).parent / "temporal"
+        found = shutil.which("temporal")
+        path = venv_candidate if venv_candidate.exists() else Path(found) if found else venv_candidate
+    if not path.exists() or not os.access(path, os.X_OK):
+        raise RuntimeError(
+            f"temporal CLI not found at {path}; install tests/sdk/python/requirements.txt "
+            "(package temporal-bin) or set TEMPORAL_BIN"
+        )
+    return str(path)
+
+
+def sundial_bin() -> str:
+    path = Path(os.environ.get("SUNDIAL_BIN", "target/debug/sundial"))
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    if not path.exists() or not os.access(path, os.X_OK):
+        raise RuntimeError(
+            f"sundial binary not found at {path}; build it with `cargo build --bin sundial` "
+            "or set SUNDIAL_BIN"
+        )
+    return str(path)
+
+
+def cli_env() -> dict:
+    """Environment for running the temporal CLI: no TEMPORAL_* settings leak in from the caller."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
+
+
+class ServerProcess:
+    """One server process (sundial or reference) on 127.0.0.1, with its own log and db file."""
+
+    def __init__(self, kind: str, workdir: Path, name: str, port: Optional[int] = None,
+                 db_filename: Optional[Path] = None):
+        if kind not in ("sundial", "reference"):
+            raise ValueError(kind)
+        self.kind = kind
+        self.name = name
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.db_filename = Path(db_filename) if db_filename else self.workdir / f"{name}.db"
+        self.log_path = self.workdir / f"{name}.log"
+        self.proc: Optional[subprocess.Popen] = None
+        self._log_file = None
+        self.starts = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self) -> List[str]:
+        common = ["--ip", "127.0.0.1", "--port", str(self.port),
+                  "--db-filename", str(self.db_filename), "--log-level", "warn"]
+        if self.kind == "sundial":
+            extra = shlex.split(os.environ.get("SUNDIAL_EXTRA_ARGS", ""))
+            return [sundial_bin(), "server", "start-dev", *common, *extra]
+        # Reference: no UI, and explicit free ports for the HTTP API and /metrics so that several
+        # dev servers can run side by side. (History/matching/worker ports are picked at random
+        # by the CLI itself.)
+        return [temporal_bin(), "server", "start-dev", *common, "--headless",
+                "--http-port", str(free_port()), "--metrics-port", str(free_port())]
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        cmd = self.command()
+        self.starts += 1
+        self._log_file = open(self.log_path, "ab")
+        self._log_file.write(f"\n===== start #{self.starts}: {shlex.join(cmd)}\n".encode())
+        self._log_file.flush()
+        self.proc = subprocess.Popen(
+            cmd, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL, stdout=self._log_file,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        if self not in LIVE_SERVERS:
+            LIVE_SERVERS.append(self)
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> "ServerProcess":
+        """Start and wait until ready (for use outside an event loop, e.g. fixtures)."""
+        self._spawn()
+        try:
+            asyncio.run(self.wait_ready(timeout))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def astart(self, timeout: float = READY_TIMEOUT_S) -> "ServerProcess":
+        """Start and wait until ready (from inside a running event loop)."""
+        self._spawn()
+        try:
+            await self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Poll until Client.connect + DescribeNamespace("default") succeed."""
+        from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+        from temporalio.client import Client
+
+        async def probe() -> None:
+            client = await asyncio.wait_for(Client.connect(self.address, namespace="default"), 5)
+            await asyncio.wait_for(
+                client.workflow_service.describe_namespace(
+                    DescribeNamespaceRequest(namespace="default")), 5)
+
+        deadline = time.monotonic() + timeout
+        last_error: Optional[BaseException] = None
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                code = None if self.proc is None else self.proc.returncode
+                raise RuntimeError(
+                    f"{self.kind} server {self.name!r} exited with {code} before becoming ready\n"
+                    f"command: {shlex.join(self.command())}\n--- log tail ---\n{self.log_tail()}")
+            try:
+                await probe()
+                return
+            except Exception as e:  # noqa: BLE001 - any failure means "not ready yet"
+                last_error = e
+                await asyncio.sleep(0.25)
+        raise RuntimeError(
+            f"{self.kind} server {self.name!r} not ready on {self.address} after {timeout}s "
+            f"(last error: {last_error!r})\n--- log tail ---\n{self.log_tail()}")
+
+    def kill9(self) -> None:
+        """SIGKILL the process we started (by PID) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self._close_log()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds; only the PID we started."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+            except ProcessLookupError:
+                pass
+        self._close_log()
+        if self in LIVE_SERVERS:
+            LIVE_SERVERS.remove(self)
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            data = self.log_path.read_bytes().decode("utf-8", "replace").splitlines()
+        except OSError as e:
+            return f"<no log: {e}>"
+        return "\n".join(data[-lines:])
+
+    def __repr__(self) -> str:
+        return f"ServerProcess({self.kind}, {self.name}, {self.address})"
