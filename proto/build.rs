@@ -10,9 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("cargo:rerun-if-changed={}", descriptors.display());
     let bytes = std::fs::read(&descriptors)?;
-    let set = <prost_types::FileDescriptorSet as prost::Message>::decode(
-        bytes.as_slice(),
-    )?;
+    let set = <prost_types::FileDescriptorSet as prost::Message>::decode(bytes.as_slice())?;
     // Keep only the services Sundial serves; the set also carries cloud and test services.
     let wanted = [
         "temporal.api.workflowservice.v1",

@@ -1,1 +1,39 @@
-//! placeholder
+//! `sundial-engine`: the pure workflow state machine.
+//!
+//! Owns mutable state, the history builder, command validation and handling, retries,
+//! timeouts and the buffering rules of Temporal (see `shared/reference/temporal-semantics.md`
+//! §2). A request is a plain function of (state, input, time): it changes the
+//! [`MutableState`] and records new events and tasks in [`Changes`], which the caller persists
+//! in one transaction before acting on them.
+//!
+//! Synchronous and deterministic: no I/O, no clock reads, no random ids (time and ids arrive in
+//! [`Env`]). Must not depend on tokio, actix, tonic or any storage driver.
+
+// Temporal still fills deprecated fields that SDKs read.
+#![allow(deprecated)]
+
+mod activity;
+mod commands;
+mod error;
+pub mod events;
+pub mod retry;
+pub mod state;
+pub mod time;
+mod timer;
+mod workflow;
+mod workflow_task;
+
+#[cfg(test)]
+mod tests;
+
+pub use commands::{CommandError, CompletionOutcome};
+pub use error::Error;
+pub use state::{ActivityInfo, CurrentRunInfo, MutableState, TaskInfo, TaskKind, TaskToken};
+pub use workflow::{Changes, Env, Signal, StartParams, Workflow};
+pub use workflow_task::WorkflowTaskStart;
+
+/// Result type of the engine.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Re-export of the message types the engine speaks.
+pub use temporalio_protos::temporal::api;

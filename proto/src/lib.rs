@@ -12,13 +12,19 @@ pub use temporalio_protos::temporal::api;
 /// `temporal.api.workflowservice.v1`: messages plus the generated server and client.
 pub mod workflowservice {
     pub use temporalio_protos::temporal::api::workflowservice::v1::*;
-    include!(concat!(env!("OUT_DIR"), "/temporal.api.workflowservice.v1.rs"));
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/temporal.api.workflowservice.v1.rs"
+    ));
 }
 
 /// `temporal.api.operatorservice.v1`: messages plus the generated server and client.
 pub mod operatorservice {
     pub use temporalio_protos::temporal::api::operatorservice::v1::*;
-    include!(concat!(env!("OUT_DIR"), "/temporal.api.operatorservice.v1.rs"));
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/temporal.api.operatorservice.v1.rs"
+    ));
 }
 
 /// `grpc.health.v1`: messages plus the generated server and client.

@@ -4,7 +4,7 @@
 //! `history`, `transfer_tasks`, `timer_tasks`, `task_queues` + `tasks`, `namespaces`) as traits
 //! split by table family and by read/write, and the backends that implement them: in-memory
 //! (tests and `start-dev` without a file) and SQLite (the embedded default). Every backend runs
-//! the same conformance suite (`tests/conformance.rs`).
+//! the same conformance suite (`tests/conformance/`).
 //!
 //! Rows carry opaque blobs: the engine decides their encoding. A shard's write is one
 //! [`ShardStore::commit`], atomic and fenced by the shard's `range_id`.
@@ -45,8 +45,11 @@ pub trait ShardStore: Send + Sync {
 #[async_trait]
 pub trait ExecutionReader: Send + Sync {
     /// The mutable-state row of one run.
-    async fn get_execution(&self, shard_id: i32, key: &ExecutionKey)
-    -> Result<Option<ExecutionRow>>;
+    async fn get_execution(
+        &self,
+        shard_id: i32,
+        key: &ExecutionKey,
+    ) -> Result<Option<ExecutionRow>>;
 
     /// The current run of a workflow id.
     async fn get_current_execution(
@@ -93,7 +96,8 @@ pub trait NamespaceStore: Send + Sync {
     /// Inserts a namespace; [`Error::AlreadyExists`] when its id or name is taken.
     async fn create_namespace(&self, record: NamespaceRow) -> Result<()>;
     /// Replaces a namespace row if its stored `notification_version` equals `expected_version`
-    /// ([`Error::ConditionFailed`] otherwise, [`Error::NotFound`] when missing).
+    /// ([`Error::ConditionFailed`] otherwise, [`Error::NotFound`] when missing,
+    /// [`Error::AlreadyExists`] when the new name belongs to another namespace).
     async fn update_namespace(&self, record: NamespaceRow, expected_version: i64) -> Result<()>;
     /// Looks a namespace up by name.
     async fn get_namespace_by_name(&self, name: &str) -> Result<Option<NamespaceRow>>;
@@ -112,8 +116,12 @@ pub trait TaskQueueStore: Send + Sync {
     async fn lease_task_queue(&self, key: &TaskQueueKey) -> Result<i64>;
 
     /// Appends backlog tasks, fenced by the partition's `range_id`.
-    async fn create_tasks(&self, key: &TaskQueueKey, range_id: i64, tasks: Vec<QueueTask>)
-    -> Result<()>;
+    async fn create_tasks(
+        &self,
+        key: &TaskQueueKey,
+        range_id: i64,
+        tasks: Vec<QueueTask>,
+    ) -> Result<()>;
 
     /// Backlog tasks with `task_id > after_task_id`, ordered, at most `limit`.
     async fn get_tasks(
@@ -124,7 +132,8 @@ pub trait TaskQueueStore: Send + Sync {
     ) -> Result<Vec<QueueTask>>;
 
     /// Deletes the named backlog tasks, fenced by the partition's `range_id`.
-    async fn delete_tasks(&self, key: &TaskQueueKey, range_id: i64, task_ids: &[i64]) -> Result<()>;
+    async fn delete_tasks(&self, key: &TaskQueueKey, range_id: i64, task_ids: &[i64])
+    -> Result<()>;
 }
 
 /// Everything a node needs from its store.

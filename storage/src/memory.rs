@@ -2,6 +2,7 @@
 //! atomic. Used by tests and by `server start-dev` without `--db-filename`.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -40,14 +41,20 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
-        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.tables
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 /// Checks every condition of `batch` against `t` without changing anything.
 fn check_conditions(t: &Tables, shard_id: i32, batch: &ShardBatch) -> Result<()> {
     for w in &batch.current_executions {
-        let key = (shard_id, w.row.namespace_id.clone(), w.row.workflow_id.clone());
+        let key = (
+            shard_id,
+            w.row.namespace_id.clone(),
+            w.row.workflow_id.clone(),
+        );
         let stored = t.current.get(&key).map(|r| r.run_id.as_str());
         if stored != w.expected_run_id.as_deref() {
             return Err(Error::ConditionFailed(format!(
@@ -96,15 +103,28 @@ impl ShardStore for MemoryStore {
         }
         check_conditions(&t, shard_id, &batch)?;
         for w in batch.current_executions {
-            let key = (shard_id, w.row.namespace_id.clone(), w.row.workflow_id.clone());
+            let key = (
+                shard_id,
+                w.row.namespace_id.clone(),
+                w.row.workflow_id.clone(),
+            );
             t.current.insert(key, w.row);
         }
         for w in batch.executions {
             t.executions.insert((shard_id, w.row.key.clone()), w.row);
         }
         for h in batch.history {
-            t.history
-                .insert((shard_id, h.key, h.batch.first_event_id), h.batch);
+            // Same first event id: the write with the higher (or equal) txn_id wins.
+            let slot = t.history.entry((shard_id, h.key, h.batch.first_event_id));
+            match slot {
+                Entry::Occupied(mut e) if e.get().txn_id <= h.batch.txn_id => {
+                    e.insert(h.batch);
+                }
+                Entry::Occupied(_) => {}
+                Entry::Vacant(e) => {
+                    e.insert(h.batch);
+                }
+            }
         }
         for task in batch.transfer_tasks {
             t.transfer.insert((shard_id, task.task_id), task);
@@ -135,7 +155,11 @@ impl ExecutionReader for MemoryStore {
         shard_id: i32,
         key: &ExecutionKey,
     ) -> Result<Option<ExecutionRow>> {
-        Ok(self.lock().executions.get(&(shard_id, key.clone())).cloned())
+        Ok(self
+            .lock()
+            .executions
+            .get(&(shard_id, key.clone()))
+            .cloned())
     }
 
     async fn get_current_execution(
@@ -219,7 +243,7 @@ impl NamespaceStore for MemoryStore {
 
     async fn update_namespace(&self, record: NamespaceRow, expected_version: i64) -> Result<()> {
         let mut t = self.lock();
-        let Some(stored) = t.namespaces.get_mut(&record.id) else {
+        let Some(stored) = t.namespaces.get(&record.id) else {
             return Err(Error::NotFound(format!("namespace {}", record.id)));
         };
         if stored.notification_version != expected_version {
@@ -228,7 +252,13 @@ impl NamespaceStore for MemoryStore {
                 record.name, stored.notification_version
             )));
         }
-        *stored = record;
+        if t.namespaces
+            .values()
+            .any(|n| n.name == record.name && n.id != record.id)
+        {
+            return Err(Error::AlreadyExists(format!("namespace {}", record.name)));
+        }
+        t.namespaces.insert(record.id.clone(), record);
         Ok(())
     }
 
@@ -300,7 +330,12 @@ impl TaskQueueStore for MemoryStore {
             .collect())
     }
 
-    async fn delete_tasks(&self, key: &TaskQueueKey, range_id: i64, task_ids: &[i64]) -> Result<()> {
+    async fn delete_tasks(
+        &self,
+        key: &TaskQueueKey,
+        range_id: i64,
+        task_ids: &[i64],
+    ) -> Result<()> {
         let mut t = self.lock();
         check_lease(&t, key, range_id)?;
         for id in task_ids {

@@ -54,7 +54,8 @@ pub struct CurrentExecutionRow {
 pub struct HistoryBatch {
     /// Id of the first event in the batch.
     pub first_event_id: i64,
-    /// Transaction id of the write; a rewrite of the same first event id with a higher one wins.
+    /// Transaction id of the write; a rewrite of the same first event id with a higher or equal
+    /// one replaces the stored batch, one with a lower txn id is ignored.
     pub txn_id: i64,
     /// The encoded events.
     pub events: Vec<u8>,

@@ -1,0 +1,387 @@
+//! Completing a workflow task: the WorkflowTaskCompleted event and the commands it carries,
+//! with the rules of reference §2.4 (UNHANDLED_COMMAND while events are buffered; a new task
+//! when buffered events or a forced task exist).
+
+use temporalio_protos::temporal::api::{
+    command::v1::{Command, command::Attributes as Cmd},
+    enums::v1::{RetryState, WorkflowExecutionStatus, WorkflowTaskFailedCause},
+    failure::v1::Failure,
+    history::v1::{
+        MarkerRecordedEventAttributes, UpsertWorkflowSearchAttributesEventAttributes,
+        WorkflowExecutionCanceledEventAttributes, WorkflowExecutionCompletedEventAttributes,
+        WorkflowExecutionFailedEventAttributes, WorkflowPropertiesModifiedEventAttributes,
+        WorkflowTaskCompletedEventAttributes, history_event::Attributes,
+    },
+    workflowservice::v1::RespondWorkflowTaskCompletedRequest,
+};
+
+use crate::Result;
+use crate::state::{ActivityInfo, TaskKind};
+use crate::time::duration_ms;
+use crate::workflow::{Env, Workflow};
+use crate::workflow_task::WorkflowTaskStart;
+
+/// A command the server refuses: the workflow task fails with `cause`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandError {
+    /// Why the workflow task failed.
+    pub cause: WorkflowTaskFailedCause,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl CommandError {
+    /// A refusal with its cause and message.
+    pub fn new(cause: WorkflowTaskFailedCause, message: &str) -> Self {
+        Self {
+            cause,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// What a workflow-task completion led to.
+#[derive(Debug, Default)]
+pub struct CompletionOutcome {
+    /// The next workflow task, started at once, when the worker asked for it.
+    pub new_workflow_task: Option<WorkflowTaskStart>,
+    /// Activities started eagerly, to hand back in the response.
+    pub eager_activities: Vec<ActivityInfo>,
+    /// Set when the completion was refused and the task failed instead.
+    pub rejected: Option<CommandError>,
+}
+
+fn is_closing(command: &Command) -> bool {
+    matches!(
+        command.attributes,
+        Some(
+            Cmd::CompleteWorkflowExecutionCommandAttributes(_)
+                | Cmd::FailWorkflowExecutionCommandAttributes(_)
+                | Cmd::CancelWorkflowExecutionCommandAttributes(_)
+                | Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(_)
+        )
+    )
+}
+
+impl Workflow {
+    /// Applies RespondWorkflowTaskCompleted to the started task (`scheduled_event_id`,
+    /// `attempt` come from its token).
+    pub fn complete_workflow_task(
+        &mut self,
+        scheduled_event_id: i64,
+        attempt: i32,
+        request: RespondWorkflowTaskCompletedRequest,
+        env: &Env,
+    ) -> Result<CompletionOutcome> {
+        let task = self.started_workflow_task(scheduled_event_id, attempt)?;
+        let identity = request.identity.clone();
+        if !self.state.buffered_events.is_empty() && request.commands.iter().any(is_closing) {
+            let err = CommandError::new(
+                WorkflowTaskFailedCause::UnhandledCommand,
+                "UnhandledCommand: new events arrived while the workflow task was running.",
+            );
+            self.reject(&task, err.clone(), identity, env);
+            return Ok(CompletionOutcome {
+                rejected: Some(err),
+                ..Default::default()
+            });
+        }
+        let snapshot = self.clone();
+        match self.apply_completion(&task, request, env) {
+            Ok(outcome) => Ok(outcome),
+            Err(err) => {
+                *self = snapshot;
+                self.reject(&task, err.clone(), identity, env);
+                Ok(CompletionOutcome {
+                    rejected: Some(err),
+                    ..Default::default()
+                })
+            }
+        }
+    }
+
+    fn reject(
+        &mut self,
+        task: &crate::state::WorkflowTaskInfo,
+        err: CommandError,
+        identity: String,
+        env: &Env,
+    ) {
+        let failure = Failure {
+            message: err.message,
+            ..Default::default()
+        };
+        self.record_workflow_task_failure(task, err.cause, Some(failure), identity, env);
+    }
+
+    fn apply_completion(
+        &mut self,
+        task: &crate::state::WorkflowTaskInfo,
+        request: RespondWorkflowTaskCompletedRequest,
+        env: &Env,
+    ) -> std::result::Result<CompletionOutcome, CommandError> {
+        self.persist_transient(task);
+        let completed_id = self.append(
+            env.now_ms,
+            Attributes::WorkflowTaskCompletedEventAttributes(
+                WorkflowTaskCompletedEventAttributes {
+                    scheduled_event_id: task.scheduled_event_id,
+                    started_event_id: task.started_event_id,
+                    identity: request.identity.clone(),
+                    binary_checksum: request.binary_checksum.clone(),
+                    worker_version: request.worker_version_stamp.clone(),
+                    sdk_metadata: request.sdk_metadata.clone(),
+                    metering_metadata: request.metering_metadata.clone(),
+                    deployment: request.deployment.clone(),
+                    versioning_behavior: request.versioning_behavior,
+                    ..Default::default()
+                },
+            ),
+        );
+        self.state.workflow_task = None;
+        self.state.workflow_task_attempt = 1;
+        self.state.last_completed_wft_started_event_id = task.started_event_id;
+        match request
+            .sticky_attributes
+            .as_ref()
+            .and_then(|s| s.worker_task_queue.as_ref().map(|q| (q, s)))
+        {
+            Some((queue, sticky)) if !queue.name.is_empty() => {
+                self.state.sticky_task_queue = queue.name.clone();
+                self.state.sticky_schedule_to_start_ms =
+                    duration_ms(sticky.schedule_to_start_timeout.as_ref());
+            }
+            _ => {
+                self.state.sticky_task_queue.clear();
+                self.state.sticky_schedule_to_start_ms = 0;
+            }
+        }
+        let mut new_task_needed = request.force_create_new_workflow_task;
+        let mut eager = Vec::new();
+        for command in request.commands {
+            if !self.is_open() {
+                break;
+            }
+            new_task_needed |=
+                self.apply_command(command, completed_id, &request.identity, env, &mut eager)?;
+        }
+        let mut outcome = CompletionOutcome::default();
+        if !self.is_open() {
+            return Ok(outcome);
+        }
+        if new_task_needed || !self.state.buffered_events.is_empty() {
+            self.schedule_workflow_task(env);
+        }
+        if request.return_new_workflow_task
+            && let Some(next) = self.state.workflow_task.clone()
+            && next.started_event_id == 0
+        {
+            self.tasks.retain(|t| {
+                !(t.task_kind() == TaskKind::DispatchWorkflowTask
+                    && t.scheduled_event_id == next.scheduled_event_id)
+            });
+            let request_id = format!("eager-{}-{}", next.scheduled_event_id, env.now_ms);
+            let queue = next.task_queue.clone();
+            outcome.new_workflow_task = self
+                .record_workflow_task_started(
+                    next.scheduled_event_id,
+                    next.attempt,
+                    &request_id,
+                    &request.identity,
+                    &queue,
+                    env,
+                )
+                .ok();
+        }
+        for id in eager {
+            let request_id = format!("eager-activity-{id}");
+            if let Ok(ai) =
+                self.record_activity_task_started(id, 1, &request_id, &request.identity, env)
+            {
+                outcome.eager_activities.push(ai);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Applies one command; returns true when it needs a new workflow task.
+    fn apply_command(
+        &mut self,
+        command: Command,
+        completed_id: i64,
+        identity: &str,
+        env: &Env,
+        eager: &mut Vec<i64>,
+    ) -> std::result::Result<bool, CommandError> {
+        let unsupported = |cause, what: &str| {
+            Err(CommandError::new(
+                cause,
+                &format!("{what} is not supported by this server yet."),
+            ))
+        };
+        let Some(attributes) = command.attributes else {
+            return Err(CommandError::new(
+                WorkflowTaskFailedCause::UnhandledCommand,
+                "Command attributes are not set.",
+            ));
+        };
+        match attributes {
+            Cmd::ScheduleActivityTaskCommandAttributes(a) => {
+                let wants_eager = a.request_eager_execution
+                    && a.task_queue
+                        .as_ref()
+                        .is_none_or(|q| q.name.is_empty() || q.name == self.task_queue());
+                let mut a = a;
+                a.request_eager_execution = wants_eager;
+                let id = self.schedule_activity(a, completed_id, env)?;
+                if wants_eager {
+                    eager.push(id);
+                }
+                Ok(false)
+            }
+            Cmd::RequestCancelActivityTaskCommandAttributes(a) => {
+                self.request_cancel_activity(a.scheduled_event_id, completed_id, env)
+            }
+            Cmd::StartTimerCommandAttributes(a) => {
+                self.start_timer(a, completed_id, env)?;
+                Ok(false)
+            }
+            Cmd::CancelTimerCommandAttributes(a) => {
+                self.cancel_timer(a.timer_id, completed_id, identity, env)?;
+                Ok(false)
+            }
+            Cmd::RecordMarkerCommandAttributes(a) => {
+                if a.marker_name.is_empty() {
+                    return Err(CommandError::new(
+                        WorkflowTaskFailedCause::BadRecordMarkerAttributes,
+                        "MarkerName is not set on RecordMarkerCommand.",
+                    ));
+                }
+                self.append(
+                    env.now_ms,
+                    Attributes::MarkerRecordedEventAttributes(MarkerRecordedEventAttributes {
+                        marker_name: a.marker_name,
+                        details: a.details,
+                        workflow_task_completed_event_id: completed_id,
+                        header: a.header,
+                        failure: a.failure,
+                    }),
+                );
+                Ok(false)
+            }
+            Cmd::UpsertWorkflowSearchAttributesCommandAttributes(a) => {
+                if let (Some(new), Some(started)) =
+                    (a.search_attributes.as_ref(), self.state.started.as_mut())
+                {
+                    let current = started
+                        .search_attributes
+                        .get_or_insert_with(Default::default);
+                    for (k, v) in &new.indexed_fields {
+                        current.indexed_fields.insert(k.clone(), v.clone());
+                    }
+                }
+                self.append(
+                    env.now_ms,
+                    Attributes::UpsertWorkflowSearchAttributesEventAttributes(
+                        UpsertWorkflowSearchAttributesEventAttributes {
+                            workflow_task_completed_event_id: completed_id,
+                            search_attributes: a.search_attributes,
+                        },
+                    ),
+                );
+                Ok(false)
+            }
+            Cmd::ModifyWorkflowPropertiesCommandAttributes(a) => {
+                if let (Some(new), Some(started)) =
+                    (a.upserted_memo.as_ref(), self.state.started.as_mut())
+                {
+                    let current = started.memo.get_or_insert_with(Default::default);
+                    for (k, v) in &new.fields {
+                        current.fields.insert(k.clone(), v.clone());
+                    }
+                }
+                self.append(
+                    env.now_ms,
+                    Attributes::WorkflowPropertiesModifiedEventAttributes(
+                        WorkflowPropertiesModifiedEventAttributes {
+                            workflow_task_completed_event_id: completed_id,
+                            upserted_memo: a.upserted_memo,
+                        },
+                    ),
+                );
+                Ok(false)
+            }
+            Cmd::CompleteWorkflowExecutionCommandAttributes(a) => {
+                self.close(
+                    env,
+                    WorkflowExecutionStatus::Completed,
+                    Attributes::WorkflowExecutionCompletedEventAttributes(
+                        WorkflowExecutionCompletedEventAttributes {
+                            result: a.result,
+                            workflow_task_completed_event_id: completed_id,
+                            new_execution_run_id: String::new(),
+                        },
+                    ),
+                );
+                Ok(false)
+            }
+            Cmd::FailWorkflowExecutionCommandAttributes(a) => {
+                self.close(
+                    env,
+                    WorkflowExecutionStatus::Failed,
+                    Attributes::WorkflowExecutionFailedEventAttributes(
+                        WorkflowExecutionFailedEventAttributes {
+                            failure: a.failure,
+                            retry_state: RetryState::RetryPolicyNotSet as i32,
+                            workflow_task_completed_event_id: completed_id,
+                            new_execution_run_id: String::new(),
+                        },
+                    ),
+                );
+                Ok(false)
+            }
+            Cmd::CancelWorkflowExecutionCommandAttributes(a) => {
+                self.close(
+                    env,
+                    WorkflowExecutionStatus::Canceled,
+                    Attributes::WorkflowExecutionCanceledEventAttributes(
+                        WorkflowExecutionCanceledEventAttributes {
+                            workflow_task_completed_event_id: completed_id,
+                            details: a.details,
+                        },
+                    ),
+                );
+                Ok(false)
+            }
+            Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(a) => {
+                self.continue_as_new(a, completed_id, env).map_err(|e| {
+                    CommandError::new(
+                        WorkflowTaskFailedCause::BadContinueAsNewAttributes,
+                        &e.to_string(),
+                    )
+                })?;
+                Ok(false)
+            }
+            Cmd::StartChildWorkflowExecutionCommandAttributes(_) => unsupported(
+                WorkflowTaskFailedCause::BadStartChildExecutionAttributes,
+                "StartChildWorkflowExecution",
+            ),
+            Cmd::SignalExternalWorkflowExecutionCommandAttributes(_) => unsupported(
+                WorkflowTaskFailedCause::BadSignalWorkflowExecutionAttributes,
+                "SignalExternalWorkflowExecution",
+            ),
+            Cmd::RequestCancelExternalWorkflowExecutionCommandAttributes(_) => unsupported(
+                WorkflowTaskFailedCause::BadRequestCancelExternalWorkflowExecutionAttributes,
+                "RequestCancelExternalWorkflowExecution",
+            ),
+            Cmd::ProtocolMessageCommandAttributes(_) => unsupported(
+                WorkflowTaskFailedCause::BadUpdateWorkflowExecutionMessage,
+                "Workflow update",
+            ),
+            Cmd::ScheduleNexusOperationCommandAttributes(_)
+            | Cmd::RequestCancelNexusOperationCommandAttributes(_) => {
+                unsupported(WorkflowTaskFailedCause::FeatureDisabled, "Nexus")
+            }
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! One run's state machine: the [`Workflow`] wraps a [`MutableState`] and records, per request,
+//! the [`Changes`] to persist (new events and tasks). Time and ids come in through [`Env`].
+//!
+//! Activity, timer and workflow-task transitions live in sibling modules; this one holds event
+//! appending, the buffer, start and close.
+
+use std::mem;
+
+use temporalio_protos::temporal::api::{
+    common::v1::{Header, Payloads},
+    enums::v1::{ContinueAsNewInitiator, EventType, RetryState, WorkflowExecutionStatus},
+    history::v1::{
+        HistoryEvent, WorkflowExecutionCancelRequestedEventAttributes,
+        WorkflowExecutionSignaledEventAttributes, WorkflowExecutionStartedEventAttributes,
+        WorkflowExecutionTerminatedEventAttributes, WorkflowExecutionTimedOutEventAttributes,
+        history_event::Attributes,
+    },
+};
+
+use crate::events::{BUFFERED_EVENT_ID, event_type_of, is_bufferable, reorder_buffer};
+use crate::state::{MutableState, TaskInfo, TaskKind};
+use crate::time::{duration, duration_ms, timestamp};
+use crate::{Error, Result};
+
+/// Default workflow-task start-to-close timeout.
+pub const DEFAULT_WORKFLOW_TASK_TIMEOUT_MS: i64 = 10_000;
+/// Upper bound of the workflow-task timeout.
+pub const MAX_WORKFLOW_TASK_TIMEOUT_MS: i64 = 120_000;
+
+/// Inputs the engine may not produce itself.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// Now, unix millis.
+    pub now_ms: i64,
+    /// A fresh run id, used if the request creates a run (continue-as-new).
+    pub new_run_id: String,
+}
+
+/// What one request changed: to persist atomically, then to act on.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// New history events, with their ids, in order.
+    pub events: Vec<HistoryEvent>,
+    /// New transfer tasks (`fire_time_ms == 0`) and timer tasks.
+    pub tasks: Vec<TaskInfo>,
+    /// A run this request created (continue-as-new), with its own changes.
+    pub new_run: Option<Box<Workflow>>,
+}
+
+/// A run and its pending changes.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    /// The mutable state after the changes.
+    pub state: MutableState,
+    pub(crate) events: Vec<HistoryEvent>,
+    pub(crate) tasks: Vec<TaskInfo>,
+    pub(crate) new_run: Option<Box<Workflow>>,
+}
+
+/// What a new run starts with.
+#[derive(Debug, Clone, Default)]
+pub struct StartParams {
+    /// Namespace id.
+    pub namespace_id: String,
+    /// Workflow id.
+    pub workflow_id: String,
+    /// Run id.
+    pub run_id: String,
+    /// Request id of the start.
+    pub request_id: String,
+    /// Started-event attributes as requested; the engine fills defaults and ids.
+    pub attributes: WorkflowExecutionStartedEventAttributes,
+    /// A signal to deliver with the start (signal-with-start).
+    pub signal: Option<Signal>,
+}
+
+/// A signal to deliver.
+#[derive(Debug, Clone, Default)]
+pub struct Signal {
+    /// Signal name.
+    pub name: String,
+    /// Its input.
+    pub input: Option<Payloads>,
+    /// Header.
+    pub header: Option<Header>,
+    /// Sender identity.
+    pub identity: String,
+    /// Request id, for dedupe ("" for none).
+    pub request_id: String,
+    /// Deliver without scheduling a workflow task.
+    pub skip_generate_workflow_task: bool,
+}
+
+impl Workflow {
+    /// Wraps a loaded state.
+    pub fn from_state(state: MutableState) -> Self {
+        Self {
+            state,
+            events: Vec::new(),
+            tasks: Vec::new(),
+            new_run: None,
+        }
+    }
+
+    /// Starts a new run: WorkflowExecutionStarted, an optional signal, the first workflow task
+    /// (or its backoff timer) and the run/execution timeout timers.
+    pub fn start(params: StartParams, env: &Env) -> Result<Self> {
+        let mut attrs = params.attributes;
+        let run_timeout = duration_ms(attrs.workflow_run_timeout.as_ref());
+        let execution_timeout = duration_ms(attrs.workflow_execution_timeout.as_ref());
+        if run_timeout < 0 || execution_timeout < 0 {
+            return Err(Error::InvalidArgument("Invalid WorkflowRunTimeout.".into()));
+        }
+        let run_timeout = match (run_timeout, execution_timeout) {
+            (0, e) => e,
+            (r, 0) => r,
+            (r, e) => r.min(e),
+        };
+        attrs.workflow_run_timeout = (run_timeout > 0).then(|| duration(run_timeout));
+        let mut task_timeout = duration_ms(attrs.workflow_task_timeout.as_ref());
+        if task_timeout <= 0 {
+            task_timeout = DEFAULT_WORKFLOW_TASK_TIMEOUT_MS;
+        }
+        task_timeout = task_timeout.min(MAX_WORKFLOW_TASK_TIMEOUT_MS);
+        if run_timeout > 0 {
+            task_timeout = task_timeout.min(run_timeout);
+        }
+        attrs.workflow_task_timeout = Some(duration(task_timeout));
+        if attrs.original_execution_run_id.is_empty() {
+            attrs.original_execution_run_id = params.run_id.clone();
+        }
+        if attrs.first_execution_run_id.is_empty() {
+            attrs.first_execution_run_id = params.run_id.clone();
+        }
+        if attrs.attempt == 0 {
+            attrs.attempt = 1;
+        }
+        if execution_timeout > 0 && attrs.workflow_execution_expiration_time.is_none() {
+            attrs.workflow_execution_expiration_time =
+                Some(timestamp(env.now_ms + execution_timeout));
+        }
+        attrs.workflow_id = params.workflow_id.clone();
+        let backoff = duration_ms(attrs.first_workflow_task_backoff.as_ref());
+        let state = MutableState {
+            namespace_id: params.namespace_id,
+            workflow_id: params.workflow_id,
+            run_id: params.run_id,
+            started: Some(attrs.clone()),
+            status: WorkflowExecutionStatus::Running as i32,
+            next_event_id: 1,
+            start_time_ms: env.now_ms,
+            execution_time_ms: env.now_ms + backoff.max(0),
+            start_request_id: params.request_id,
+            workflow_task_attempt: 1,
+            ..Default::default()
+        };
+        let mut wf = Self::from_state(state);
+        wf.append(
+            env.now_ms,
+            Attributes::WorkflowExecutionStartedEventAttributes(attrs),
+        );
+        if let Some(signal) = params.signal {
+            wf.signal(signal, env)?;
+        }
+        if backoff > 0 {
+            wf.push_timer(TaskKind::WorkflowBackoff, env.now_ms + backoff, |_| {});
+        } else {
+            wf.schedule_workflow_task(env);
+        }
+        if run_timeout > 0 {
+            wf.push_timer(
+                TaskKind::WorkflowRunTimeout,
+                env.now_ms + run_timeout,
+                |_| {},
+            );
+        }
+        Ok(wf)
+    }
+
+    /// Takes the changes recorded so far, leaving none. Events still buffered stay buffered.
+    pub fn take_changes(&mut self) -> Changes {
+        Changes {
+            events: mem::take(&mut self.events),
+            tasks: mem::take(&mut self.tasks),
+            new_run: self.new_run.take(),
+        }
+    }
+
+    /// True while the run is open.
+    pub fn is_open(&self) -> bool {
+        self.state.status == WorkflowExecutionStatus::Running as i32
+    }
+
+    pub(crate) fn ensure_open(&self) -> Result<()> {
+        if self.is_open() {
+            Ok(())
+        } else {
+            Err(Error::WorkflowCompleted)
+        }
+    }
+
+    /// The started-event attributes of the run.
+    pub fn started_attributes(&self) -> &WorkflowExecutionStartedEventAttributes {
+        static EMPTY: std::sync::OnceLock<WorkflowExecutionStartedEventAttributes> =
+            std::sync::OnceLock::new();
+        self.state
+            .started
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
+    }
+
+    /// The run's normal task queue.
+    pub fn task_queue(&self) -> &str {
+        self.started_attributes()
+            .task_queue
+            .as_ref()
+            .map_or("", |q| q.name.as_str())
+    }
+
+    pub(crate) fn workflow_task_started(&self) -> bool {
+        self.state
+            .workflow_task
+            .as_ref()
+            .is_some_and(|t| t.started_event_id != 0)
+    }
+
+    /// Appends an event: buffered (placeholder id) when a workflow task is started and the
+    /// event type waits, otherwise with the next id. Returns the id given.
+    pub(crate) fn append(&mut self, now_ms: i64, attributes: Attributes) -> i64 {
+        let event_type = event_type_of(&attributes);
+        let mut event = HistoryEvent {
+            event_time: Some(timestamp(now_ms)),
+            event_type: event_type as i32,
+            attributes: Some(attributes),
+            ..Default::default()
+        };
+        if self.workflow_task_started() && is_bufferable(event_type) {
+            event.event_id = BUFFERED_EVENT_ID;
+            self.state.buffered_events.push(event);
+            return BUFFERED_EVENT_ID;
+        }
+        self.push_event(event)
+    }
+
+    fn push_event(&mut self, mut event: HistoryEvent) -> i64 {
+        event.event_id = self.state.next_event_id;
+        self.state.next_event_id += 1;
+        self.state.history_size_bytes += prost::Message::encoded_len(&event) as i64;
+        let id = event.event_id;
+        self.events.push(event);
+        id
+    }
+
+    /// Moves the buffer into history: reordered, given ids, and with activity closing events
+    /// pointing at their (now numbered) started events.
+    pub(crate) fn flush_buffered(&mut self) {
+        let buffered = mem::take(&mut self.state.buffered_events);
+        let mut started_ids = std::collections::BTreeMap::new();
+        for mut event in reorder_buffer(buffered) {
+            let next = self.state.next_event_id;
+            match event.attributes.as_mut() {
+                Some(Attributes::ActivityTaskStartedEventAttributes(a)) => {
+                    started_ids.insert(a.scheduled_event_id, next);
+                }
+                Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => {
+                    fix_started(&mut a.started_event_id, a.scheduled_event_id, &started_ids)
+                }
+                Some(Attributes::ActivityTaskFailedEventAttributes(a)) => {
+                    fix_started(&mut a.started_event_id, a.scheduled_event_id, &started_ids)
+                }
+                Some(Attributes::ActivityTaskTimedOutEventAttributes(a)) => {
+                    fix_started(&mut a.started_event_id, a.scheduled_event_id, &started_ids)
+                }
+                Some(Attributes::ActivityTaskCanceledEventAttributes(a)) => {
+                    fix_started(&mut a.started_event_id, a.scheduled_event_id, &started_ids)
+                }
+                _ => {}
+            }
+            self.push_event(event);
+        }
+    }
+
+    /// Records a task to run after the commit.
+    pub(crate) fn push_transfer(&mut self, kind: TaskKind, fill: impl FnOnce(&mut TaskInfo)) {
+        let mut task = self.task_base(kind);
+        fill(&mut task);
+        self.tasks.push(task);
+    }
+
+    /// Records a timer task firing at `fire_time_ms`.
+    pub(crate) fn push_timer(
+        &mut self,
+        kind: TaskKind,
+        fire_time_ms: i64,
+        fill: impl FnOnce(&mut TaskInfo),
+    ) {
+        let mut task = self.task_base(kind);
+        task.fire_time_ms = fire_time_ms.max(1);
+        fill(&mut task);
+        self.tasks.push(task);
+    }
+
+    fn task_base(&self, kind: TaskKind) -> TaskInfo {
+        TaskInfo {
+            kind: kind as i32,
+            namespace_id: self.state.namespace_id.clone(),
+            workflow_id: self.state.workflow_id.clone(),
+            run_id: self.state.run_id.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Delivers a signal; schedules a workflow task unless one is pending or the sender asked
+    /// not to.
+    pub fn signal(&mut self, signal: Signal, env: &Env) -> Result<()> {
+        self.ensure_open()?;
+        if !signal.request_id.is_empty() {
+            if self.state.signal_request_ids.contains(&signal.request_id) {
+                return Ok(());
+            }
+            self.state
+                .signal_request_ids
+                .push(signal.request_id.clone());
+        }
+        self.state.signal_count += 1;
+        self.append(
+            env.now_ms,
+            Attributes::WorkflowExecutionSignaledEventAttributes(
+                WorkflowExecutionSignaledEventAttributes {
+                    signal_name: signal.name,
+                    input: signal.input,
+                    identity: signal.identity,
+                    header: signal.header,
+                    skip_generate_workflow_task: signal.skip_generate_workflow_task,
+                    request_id: signal.request_id,
+                    ..Default::default()
+                },
+            ),
+        );
+        if !signal.skip_generate_workflow_task {
+            self.schedule_workflow_task(env);
+        }
+        Ok(())
+    }
+
+    /// Records a cancellation request; the workflow decides what to do with it.
+    pub fn request_cancel(&mut self, cause: String, identity: String, env: &Env) -> Result<()> {
+        self.ensure_open()?;
+        if self.state.cancel_requested {
+            return Ok(());
+        }
+        self.state.cancel_requested = true;
+        self.append(
+            env.now_ms,
+            Attributes::WorkflowExecutionCancelRequestedEventAttributes(
+                WorkflowExecutionCancelRequestedEventAttributes {
+                    cause,
+                    identity,
+                    ..Default::default()
+                },
+            ),
+        );
+        self.schedule_workflow_task(env);
+        Ok(())
+    }
+
+    /// Ends the run at once with WorkflowExecutionTerminated.
+    pub fn terminate(
+        &mut self,
+        reason: String,
+        details: Option<Payloads>,
+        identity: String,
+        env: &Env,
+    ) -> Result<()> {
+        self.ensure_open()?;
+        self.flush_buffered();
+        self.close(
+            env,
+            WorkflowExecutionStatus::Terminated,
+            Attributes::WorkflowExecutionTerminatedEventAttributes(
+                WorkflowExecutionTerminatedEventAttributes {
+                    reason,
+                    details,
+                    identity,
+                },
+            ),
+        );
+        Ok(())
+    }
+
+    /// The run or execution timeout fired.
+    pub fn time_out(&mut self, env: &Env) -> Result<()> {
+        self.ensure_open()?;
+        self.flush_buffered();
+        self.close(
+            env,
+            WorkflowExecutionStatus::TimedOut,
+            Attributes::WorkflowExecutionTimedOutEventAttributes(
+                WorkflowExecutionTimedOutEventAttributes {
+                    retry_state: RetryState::Timeout as i32,
+                    new_execution_run_id: String::new(),
+                },
+            ),
+        );
+        Ok(())
+    }
+
+    /// Appends the close event and drops everything pending.
+    pub(crate) fn close(
+        &mut self,
+        env: &Env,
+        status: WorkflowExecutionStatus,
+        attributes: Attributes,
+    ) {
+        let id = self.append(env.now_ms, attributes);
+        self.state.status = status as i32;
+        self.state.close_event_id = id;
+        self.state.close_time_ms = env.now_ms;
+        self.state.workflow_task = None;
+        self.state.activities.clear();
+        self.state.timers.clear();
+        self.state.buffered_events.clear();
+    }
+
+    /// The first-workflow-task backoff ended.
+    pub fn backoff_elapsed(&mut self, env: &Env) -> Result<()> {
+        self.ensure_open()?;
+        self.schedule_workflow_task(env);
+        Ok(())
+    }
+
+    /// Creates the next run of a continue-as-new and closes this one.
+    pub(crate) fn continue_as_new(
+        &mut self,
+        mut attrs: temporalio_protos::temporal::api::command::v1::ContinueAsNewWorkflowExecutionCommandAttributes,
+        completed_event_id: i64,
+        env: &Env,
+    ) -> Result<()> {
+        let current = self.started_attributes().clone();
+        if attrs
+            .workflow_type
+            .as_ref()
+            .is_none_or(|t| t.name.is_empty())
+        {
+            attrs.workflow_type = current.workflow_type.clone();
+        }
+        if attrs.task_queue.as_ref().is_none_or(|q| q.name.is_empty()) {
+            attrs.task_queue = current.task_queue.clone();
+        }
+        if attrs.workflow_run_timeout.is_none() {
+            attrs.workflow_run_timeout = current.workflow_run_timeout;
+        }
+        if attrs.workflow_task_timeout.is_none() {
+            attrs.workflow_task_timeout = current.workflow_task_timeout;
+        }
+        let initiator = match attrs.initiator {
+            0 => ContinueAsNewInitiator::Workflow as i32,
+            i => i,
+        };
+        let new_run_id = env.new_run_id.clone();
+        let next = StartParams {
+            namespace_id: self.state.namespace_id.clone(),
+            workflow_id: self.state.workflow_id.clone(),
+            run_id: new_run_id.clone(),
+            request_id: String::new(),
+            attributes: WorkflowExecutionStartedEventAttributes {
+                workflow_type: attrs.workflow_type.clone(),
+                task_queue: attrs.task_queue.clone(),
+                input: attrs.input.clone(),
+                workflow_execution_timeout: current.workflow_execution_timeout,
+                workflow_run_timeout: attrs.workflow_run_timeout,
+                workflow_task_timeout: attrs.workflow_task_timeout,
+                continued_execution_run_id: self.state.run_id.clone(),
+                initiator,
+                continued_failure: attrs.failure.clone(),
+                last_completion_result: attrs.last_completion_result.clone(),
+                identity: current.identity.clone(),
+                first_execution_run_id: current.first_execution_run_id.clone(),
+                retry_policy: attrs.retry_policy.clone().or(current.retry_policy.clone()),
+                attempt: 1,
+                workflow_execution_expiration_time: current.workflow_execution_expiration_time,
+                cron_schedule: attrs.cron_schedule.clone(),
+                first_workflow_task_backoff: attrs.backoff_start_interval,
+                memo: attrs.memo.clone().or(current.memo.clone()),
+                search_attributes: attrs
+                    .search_attributes
+                    .clone()
+                    .or(current.search_attributes.clone()),
+                header: attrs.header.clone(),
+                ..Default::default()
+            },
+            signal: None,
+        };
+        let started_env = Env {
+            now_ms: env.now_ms,
+            new_run_id: String::new(),
+        };
+        let new_run = Workflow::start(next, &started_env)?;
+        self.close(
+            env,
+            WorkflowExecutionStatus::ContinuedAsNew,
+            Attributes::WorkflowExecutionContinuedAsNewEventAttributes(
+                temporalio_protos::temporal::api::history::v1::WorkflowExecutionContinuedAsNewEventAttributes {
+                    new_execution_run_id: new_run_id.clone(),
+                    workflow_type: attrs.workflow_type,
+                    task_queue: attrs.task_queue,
+                    input: attrs.input,
+                    workflow_run_timeout: attrs.workflow_run_timeout,
+                    workflow_task_timeout: attrs.workflow_task_timeout,
+                    workflow_task_completed_event_id: completed_event_id,
+                    backoff_start_interval: attrs.backoff_start_interval,
+                    initiator,
+                    failure: attrs.failure,
+                    last_completion_result: attrs.last_completion_result,
+                    header: attrs.header,
+                    memo: attrs.memo,
+                    search_attributes: attrs.search_attributes,
+                    ..Default::default()
+                },
+            ),
+        );
+        self.state.new_execution_run_id = new_run_id;
+        self.new_run = Some(Box::new(new_run));
+        Ok(())
+    }
+
+    /// Number of the event types appended so far in this request (for tests).
+    pub fn pending_event_types(&self) -> Vec<EventType> {
+        self.events
+            .iter()
+            .map(|e| EventType::try_from(e.event_type).unwrap_or_default())
+            .collect()
+    }
+}
+
+fn fix_started(
+    started_event_id: &mut i64,
+    scheduled_event_id: i64,
+    started_ids: &std::collections::BTreeMap<i64, i64>,
+) {
+    if *started_event_id == BUFFERED_EVENT_ID
+        && let Some(id) = started_ids.get(&scheduled_event_id)
+    {
+        *started_event_id = *id;
+    }
+}

@@ -1,0 +1,388 @@
+//! Workflow-task transitions: scheduled → started → completed / failed / timed out, with
+//! transient attempts (reference §2.3) and sticky queues.
+
+use temporalio_protos::temporal::api::{
+    enums::v1::{TaskQueueKind, TimeoutType, WorkflowTaskFailedCause},
+    failure::v1::Failure,
+    history::v1::{
+        HistoryEvent, WorkflowTaskFailedEventAttributes, WorkflowTaskScheduledEventAttributes,
+        WorkflowTaskStartedEventAttributes, WorkflowTaskTimedOutEventAttributes,
+        history_event::Attributes,
+    },
+    taskqueue::v1::TaskQueue,
+};
+
+use crate::events::{TRANSIENT_EVENT_ID, event_type_of};
+use crate::state::{TaskInfo, TaskKind, WorkflowTaskInfo};
+use crate::time::{duration, duration_ms, timestamp};
+use crate::workflow::{DEFAULT_WORKFLOW_TASK_TIMEOUT_MS, Env, Workflow};
+use crate::{Error, Result};
+
+/// What the poller gets when a workflow task starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowTaskStart {
+    /// Scheduled event id.
+    pub scheduled_event_id: i64,
+    /// Started event id.
+    pub started_event_id: i64,
+    /// Attempt.
+    pub attempt: i32,
+    /// Started id of the last completed workflow task.
+    pub previous_started_event_id: i64,
+    /// Scheduled time, unix millis.
+    pub scheduled_time_ms: i64,
+    /// Started time, unix millis.
+    pub started_time_ms: i64,
+    /// Events of a transient task that are not stored: append them to the history sent.
+    pub transient_events: Vec<HistoryEvent>,
+    /// Stored events run up to (excluding) this id.
+    pub next_event_id: i64,
+}
+
+impl Workflow {
+    fn task_queue_message(&self, name: &str, sticky: bool) -> TaskQueue {
+        TaskQueue {
+            name: name.to_string(),
+            kind: if sticky {
+                TaskQueueKind::Sticky as i32
+            } else {
+                TaskQueueKind::Normal as i32
+            },
+            normal_name: if sticky {
+                self.task_queue().to_string()
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    fn workflow_task_timeout_ms(&self) -> i64 {
+        match duration_ms(self.started_attributes().workflow_task_timeout.as_ref()) {
+            0 => DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
+            ms => ms,
+        }
+    }
+
+    /// Schedules a workflow task unless one is pending: flushes the buffer first (which makes
+    /// the task a normal one), and dispatches to the sticky queue when the run is sticky.
+    pub fn schedule_workflow_task(&mut self, env: &Env) {
+        if self.state.workflow_task.is_some() || !self.is_open() {
+            return;
+        }
+        if !self.state.buffered_events.is_empty() {
+            self.state.workflow_task_attempt = 1;
+            self.flush_buffered();
+        }
+        let attempt = self.state.workflow_task_attempt.max(1);
+        let sticky = !self.state.sticky_task_queue.is_empty();
+        let queue = if sticky {
+            self.state.sticky_task_queue.clone()
+        } else {
+            self.task_queue().to_string()
+        };
+        let timeout_ms = self.workflow_task_timeout_ms();
+        let transient = attempt > 1;
+        let scheduled_event_id = if transient {
+            self.state.next_event_id
+        } else {
+            let task_queue = self.task_queue_message(&queue, sticky);
+            self.append(
+                env.now_ms,
+                Attributes::WorkflowTaskScheduledEventAttributes(
+                    WorkflowTaskScheduledEventAttributes {
+                        task_queue: Some(task_queue),
+                        start_to_close_timeout: Some(duration(timeout_ms)),
+                        attempt,
+                    },
+                ),
+            )
+        };
+        self.state.workflow_task = Some(WorkflowTaskInfo {
+            scheduled_event_id,
+            attempt,
+            task_queue: queue.clone(),
+            sticky,
+            timeout_ms,
+            scheduled_time_ms: env.now_ms,
+            transient,
+            ..Default::default()
+        });
+        let normal = self.task_queue().to_string();
+        let sticky_timeout = self.state.sticky_schedule_to_start_ms;
+        self.push_transfer(TaskKind::DispatchWorkflowTask, |t| {
+            t.scheduled_event_id = scheduled_event_id;
+            t.attempt = attempt;
+            t.task_queue = queue;
+            t.sticky = sticky;
+            t.normal_task_queue = normal;
+            t.schedule_to_start_ms = if sticky { sticky_timeout } else { 0 };
+        });
+        if sticky && sticky_timeout > 0 {
+            self.push_timer(
+                TaskKind::WorkflowTaskTimeout,
+                env.now_ms + sticky_timeout,
+                |t| {
+                    t.scheduled_event_id = scheduled_event_id;
+                    t.attempt = attempt;
+                    t.timeout_type = TimeoutType::ScheduleToStart as i32;
+                },
+            );
+        }
+    }
+
+    /// The pending workflow task, if `scheduled_event_id` and `attempt` name it.
+    fn matching_workflow_task(
+        &self,
+        scheduled_event_id: i64,
+        attempt: i32,
+    ) -> Option<&WorkflowTaskInfo> {
+        self.state
+            .workflow_task
+            .as_ref()
+            .filter(|t| t.scheduled_event_id == scheduled_event_id && t.attempt == attempt)
+    }
+
+    /// Hands the pending workflow task to a poller of `polled_queue`. Idempotent for the same
+    /// poll request id; a task already started by another poll is [`Error::TaskAlreadyStarted`].
+    pub fn record_workflow_task_started(
+        &mut self,
+        scheduled_event_id: i64,
+        attempt: i32,
+        request_id: &str,
+        identity: &str,
+        polled_queue: &str,
+        env: &Env,
+    ) -> Result<WorkflowTaskStart> {
+        self.ensure_open()?;
+        let Some(task) = self
+            .matching_workflow_task(scheduled_event_id, attempt)
+            .cloned()
+        else {
+            return Err(Error::NotFound("Workflow task not found.".into()));
+        };
+        if task.started_event_id != 0 {
+            if task.request_id == request_id {
+                return Ok(self.workflow_task_start(&task));
+            }
+            return Err(Error::TaskAlreadyStarted);
+        }
+        if !self.state.sticky_task_queue.is_empty() && polled_queue != self.state.sticky_task_queue
+        {
+            // A normal-queue poller took the task the sticky worker did not: stickiness ends.
+            self.state.sticky_task_queue.clear();
+        }
+        let mut task = task;
+        if task.transient && task.scheduled_event_id != self.state.next_event_id {
+            // Events arrived after the failed attempt: this attempt is no longer transient.
+            task.transient = false;
+            let queue = self.task_queue_message(&task.task_queue, task.sticky);
+            task.scheduled_event_id = self.append(
+                env.now_ms,
+                Attributes::WorkflowTaskScheduledEventAttributes(
+                    WorkflowTaskScheduledEventAttributes {
+                        task_queue: Some(queue),
+                        start_to_close_timeout: Some(duration(task.timeout_ms)),
+                        attempt: task.attempt,
+                    },
+                ),
+            );
+        }
+        task.started_time_ms = env.now_ms;
+        task.request_id = request_id.to_string();
+        task.identity = identity.to_string();
+        task.started_event_id = if task.transient {
+            task.scheduled_event_id + 1
+        } else {
+            let attrs = self.started_event_attributes(&task);
+            self.append(
+                env.now_ms,
+                Attributes::WorkflowTaskStartedEventAttributes(attrs),
+            )
+        };
+        let (scheduled, timeout, attempt) =
+            (task.scheduled_event_id, task.timeout_ms, task.attempt);
+        self.state.workflow_task = Some(task.clone());
+        self.push_timer(TaskKind::WorkflowTaskTimeout, env.now_ms + timeout, |t| {
+            t.scheduled_event_id = scheduled;
+            t.attempt = attempt;
+            t.timeout_type = TimeoutType::StartToClose as i32;
+        });
+        Ok(self.workflow_task_start(&task))
+    }
+
+    fn started_event_attributes(
+        &self,
+        task: &WorkflowTaskInfo,
+    ) -> WorkflowTaskStartedEventAttributes {
+        WorkflowTaskStartedEventAttributes {
+            scheduled_event_id: task.scheduled_event_id,
+            identity: task.identity.clone(),
+            request_id: task.request_id.clone(),
+            history_size_bytes: self.state.history_size_bytes,
+            ..Default::default()
+        }
+    }
+
+    fn workflow_task_start(&self, task: &WorkflowTaskInfo) -> WorkflowTaskStart {
+        WorkflowTaskStart {
+            scheduled_event_id: task.scheduled_event_id,
+            started_event_id: task.started_event_id,
+            attempt: task.attempt,
+            previous_started_event_id: self.state.last_completed_wft_started_event_id,
+            scheduled_time_ms: task.scheduled_time_ms,
+            started_time_ms: task.started_time_ms,
+            transient_events: if task.transient {
+                self.transient_events(task)
+            } else {
+                Vec::new()
+            },
+            next_event_id: self.state.next_event_id,
+        }
+    }
+
+    /// The Scheduled/Started pair of a transient task, with their would-be ids.
+    fn transient_events(&self, task: &WorkflowTaskInfo) -> Vec<HistoryEvent> {
+        let scheduled = Attributes::WorkflowTaskScheduledEventAttributes(
+            WorkflowTaskScheduledEventAttributes {
+                task_queue: Some(self.task_queue_message(&task.task_queue, task.sticky)),
+                start_to_close_timeout: Some(duration(task.timeout_ms)),
+                attempt: task.attempt,
+            },
+        );
+        let started =
+            Attributes::WorkflowTaskStartedEventAttributes(self.started_event_attributes(task));
+        [
+            (task.scheduled_event_id, task.scheduled_time_ms, scheduled),
+            (task.started_event_id, task.started_time_ms, started),
+        ]
+        .into_iter()
+        .map(|(id, time, attributes)| HistoryEvent {
+            event_id: id,
+            event_time: Some(timestamp(time)),
+            event_type: event_type_of(&attributes) as i32,
+            attributes: Some(attributes),
+            ..Default::default()
+        })
+        .collect()
+    }
+
+    /// Checks that a completion or failure names the started task; returns it.
+    pub(crate) fn started_workflow_task(
+        &self,
+        scheduled_event_id: i64,
+        attempt: i32,
+    ) -> Result<WorkflowTaskInfo> {
+        self.ensure_open()
+            .map_err(|_| Error::NotFound("Workflow task not found.".into()))?;
+        match self.matching_workflow_task(scheduled_event_id, attempt) {
+            Some(t) if t.started_event_id != 0 => Ok(t.clone()),
+            _ => Err(Error::NotFound("Workflow task not found.".into())),
+        }
+    }
+
+    /// Stores the events of a transient task that is about to be closed by a completion.
+    pub(crate) fn persist_transient(&mut self, task: &WorkflowTaskInfo) {
+        if !task.transient {
+            return;
+        }
+        for event in self.transient_events(task) {
+            let attributes = event.attributes.expect("transient events carry attributes");
+            let time = event
+                .event_time
+                .as_ref()
+                .map_or(0, crate::time::timestamp_ms);
+            let id = self.append(time, attributes);
+            debug_assert_ne!(id, TRANSIENT_EVENT_ID);
+        }
+    }
+
+    /// The worker reported that it could not process the task.
+    pub fn fail_workflow_task(
+        &mut self,
+        scheduled_event_id: i64,
+        attempt: i32,
+        cause: WorkflowTaskFailedCause,
+        failure: Option<Failure>,
+        identity: String,
+        env: &Env,
+    ) -> Result<()> {
+        let task = self.started_workflow_task(scheduled_event_id, attempt)?;
+        self.record_workflow_task_failure(&task, cause, failure, identity, env);
+        Ok(())
+    }
+
+    /// WorkflowTaskFailed (unless transient), next attempt, stickiness cleared.
+    pub(crate) fn record_workflow_task_failure(
+        &mut self,
+        task: &WorkflowTaskInfo,
+        cause: WorkflowTaskFailedCause,
+        failure: Option<Failure>,
+        identity: String,
+        env: &Env,
+    ) {
+        if !task.transient {
+            self.append(
+                env.now_ms,
+                Attributes::WorkflowTaskFailedEventAttributes(WorkflowTaskFailedEventAttributes {
+                    scheduled_event_id: task.scheduled_event_id,
+                    started_event_id: task.started_event_id,
+                    cause: cause as i32,
+                    failure,
+                    identity,
+                    ..Default::default()
+                }),
+            );
+        }
+        self.state.workflow_task = None;
+        self.state.workflow_task_attempt = task.attempt + 1;
+        self.state.sticky_task_queue.clear();
+        self.schedule_workflow_task(env);
+    }
+
+    /// A workflow-task timeout timer fired.
+    pub fn workflow_task_timed_out(&mut self, timer: &TaskInfo, env: &Env) -> Result<()> {
+        self.ensure_open()?;
+        let Some(task) = self
+            .matching_workflow_task(timer.scheduled_event_id, timer.attempt)
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let timeout_type = TimeoutType::try_from(timer.timeout_type).unwrap_or_default();
+        match timeout_type {
+            TimeoutType::StartToClose if task.started_event_id != 0 => {
+                self.record_workflow_task_timeout(&task, timeout_type, env);
+                self.state.workflow_task_attempt = task.attempt + 1;
+            }
+            TimeoutType::ScheduleToStart if task.started_event_id == 0 && task.sticky => {
+                self.record_workflow_task_timeout(&task, timeout_type, env);
+                self.state.workflow_task_attempt = task.attempt;
+            }
+            _ => return Ok(()),
+        }
+        self.state.sticky_task_queue.clear();
+        self.schedule_workflow_task(env);
+        Ok(())
+    }
+
+    fn record_workflow_task_timeout(
+        &mut self,
+        task: &WorkflowTaskInfo,
+        timeout_type: TimeoutType,
+        env: &Env,
+    ) {
+        if !task.transient {
+            self.append(
+                env.now_ms,
+                Attributes::WorkflowTaskTimedOutEventAttributes(
+                    WorkflowTaskTimedOutEventAttributes {
+                        scheduled_event_id: task.scheduled_event_id,
+                        started_event_id: task.started_event_id,
+                        timeout_type: timeout_type as i32,
+                    },
+                ),
+            );
+        }
+        self.state.workflow_task = None;
+    }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Run every test: Rust formatting, lints and tests, then the Python SDK / CLI / differential
+# suite against a debug build of sundial.
+#
+# Usage: scripts/test.sh [--python-only] [-- PYTEST_ARGS...]
+#   --python-only   skip the cargo phases (the sundial binary must already exist, unless
+#                   SUNDIAL_TARGET=reference)
+# Environment:
+#   SUNDIAL_TARGET=sundial|reference   server under test for the Python suite (default sundial)
+#   SUNDIAL_BIN                        sundial binary (default target/debug/sundial)
+#   SUNDIAL_TEST_LOG_DIR               server logs/db files (default target/sdk-test-logs)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+python_only=0
+pytest_args=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --python-only) python_only=1; shift ;;
+        --) shift; pytest_args=("$@"); break ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) echo "test.sh: unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+phase() { printf '\n==== %s ====\n' "$*"; }
+
+if [[ $python_only -eq 0 ]]; then
+    phase "cargo fmt --check"
+    cargo fmt --all -- --check
+
+    phase "cargo clippy"
+    cargo clippy --workspace --all-targets -- -D warnings
+
+    phase "cargo test"
+    cargo test --workspace
+
+    phase "cargo build --bin sundial"
+    cargo build --bin sundial
+fi
+
+phase "python venv"
+scripts/python-env.sh
+
+export SUNDIAL_BIN="${SUNDIAL_BIN:-target/debug/sundial}"
+export SUNDIAL_TARGET="${SUNDIAL_TARGET:-sundial}"
+export SUNDIAL_TEST_LOG_DIR="${SUNDIAL_TEST_LOG_DIR:-target/sdk-test-logs}"
+rm -rf "$SUNDIAL_TEST_LOG_DIR"
+mkdir -p "$SUNDIAL_TEST_LOG_DIR"
+
+phase "python SDK/CLI suite (target: $SUNDIAL_TARGET, logs: $SUNDIAL_TEST_LOG_DIR)"
+.venv/bin/python -m pytest tests/sdk/python -v --durations=10 ${pytest_args[@]+"${pytest_args[@]}"}

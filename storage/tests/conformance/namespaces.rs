@@ -1,0 +1,110 @@
+//! `namespaces`: unique ids and names, compare-and-set updates.
+
+use sundial_storage::Error;
+
+use super::{Harness, namespace};
+
+pub async fn namespace_create_get_list(h: &dyn Harness) {
+    let store = h.open();
+    for (id, name) in [("id-b", "beta"), ("id-a", "alpha"), ("id-c", "Gamma")] {
+        store
+            .create_namespace(namespace(id, name, 1))
+            .await
+            .unwrap();
+    }
+    let names: Vec<_> = store
+        .list_namespaces()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    // Bytewise order: upper case sorts first.
+    assert_eq!(names, vec!["Gamma", "alpha", "beta"]);
+    assert_eq!(
+        store.get_namespace_by_name("alpha").await.unwrap(),
+        Some(namespace("id-a", "alpha", 1))
+    );
+    assert_eq!(
+        store.get_namespace_by_id("id-b").await.unwrap(),
+        Some(namespace("id-b", "beta", 1))
+    );
+    assert_eq!(store.get_namespace_by_name("id-a").await.unwrap(), None);
+    assert_eq!(store.get_namespace_by_id("alpha").await.unwrap(), None);
+    assert_eq!(store.get_namespace_by_name("gamma").await.unwrap(), None);
+}
+
+pub async fn namespace_duplicate_is_rejected(h: &dyn Harness) {
+    let store = h.open();
+    store
+        .create_namespace(namespace("id-1", "orders", 1))
+        .await
+        .unwrap();
+    let err = store
+        .create_namespace(namespace("id-1", "payments", 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists(_)), "{err:?}");
+    let err = store
+        .create_namespace(namespace("id-2", "orders", 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists(_)), "{err:?}");
+    assert_eq!(
+        store.list_namespaces().await.unwrap(),
+        vec![namespace("id-1", "orders", 1)]
+    );
+}
+
+pub async fn namespace_update_compare_and_set(h: &dyn Harness) {
+    let store = h.open();
+    store
+        .create_namespace(namespace("id-1", "orders", 1))
+        .await
+        .unwrap();
+    store
+        .create_namespace(namespace("id-2", "billing", 1))
+        .await
+        .unwrap();
+
+    store
+        .update_namespace(namespace("id-1", "orders", 2), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_namespace_by_id("id-1").await.unwrap(),
+        Some(namespace("id-1", "orders", 2))
+    );
+
+    let err = store
+        .update_namespace(namespace("id-1", "orders", 3), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ConditionFailed(_)), "{err:?}");
+    let err = store
+        .update_namespace(namespace("id-9", "ghost", 2), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    // Renaming onto another namespace's name is refused.
+    let err = store
+        .update_namespace(namespace("id-1", "billing", 3), 2)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists(_)), "{err:?}");
+    assert_eq!(
+        store.get_namespace_by_id("id-1").await.unwrap(),
+        Some(namespace("id-1", "orders", 2))
+    );
+
+    // A rename to a free name moves the name.
+    store
+        .update_namespace(namespace("id-1", "sales", 3), 2)
+        .await
+        .unwrap();
+    assert_eq!(store.get_namespace_by_name("orders").await.unwrap(), None);
+    assert_eq!(
+        store.get_namespace_by_name("sales").await.unwrap(),
+        Some(namespace("id-1", "sales", 3))
+    );
+}

@@ -1,0 +1,145 @@
+//! Shard ownership: `acquire_shard` and the `range_id` fence of `commit`.
+
+use sundial_storage::{Error, ShardBatch, TimerTaskRow, TransferTaskRow};
+
+use super::{Harness, current_write, execution_write, history, key, start_batch};
+
+pub async fn acquire_shard_creates_then_increments(h: &dyn Harness) {
+    let store = h.open();
+    let first = store.acquire_shard(1).await.unwrap();
+    assert_eq!((first.shard_id, first.range_id), (1, 1));
+    assert!(first.data.is_empty());
+    assert_eq!(store.acquire_shard(1).await.unwrap().range_id, 2);
+    assert_eq!(store.acquire_shard(1).await.unwrap().range_id, 3);
+    assert_eq!(store.acquire_shard(7).await.unwrap().range_id, 1);
+}
+
+/// A stale owner (its `range_id` was superseded) is rejected and none of its batch lands.
+pub async fn stale_owner_commit_is_rejected_and_writes_nothing(h: &dyn Harness) {
+    let store = h.open();
+    let old = store.acquire_shard(1).await.unwrap().range_id;
+    let new = store.acquire_shard(1).await.unwrap().range_id;
+    let k = key("wf", "run-1");
+    let batch = ShardBatch {
+        current_executions: vec![current_write(&k, None)],
+        executions: vec![execution_write(&k, 1, None)],
+        history: vec![history(&k, 1, 1, "started")],
+        transfer_tasks: vec![TransferTaskRow {
+            task_id: 1,
+            data: b"t".to_vec(),
+        }],
+        timer_tasks: vec![TimerTaskRow {
+            fire_time_ms: 10,
+            task_id: 2,
+            data: b"x".to_vec(),
+        }],
+        shard_data: Some(b"stale".to_vec()),
+        ..ShardBatch::default()
+    };
+    let err = store.commit(1, old, batch.clone()).await.unwrap_err();
+    assert_eq!(
+        err,
+        Error::ShardOwnershipLost {
+            shard_id: 1,
+            expected: old,
+            actual: new
+        }
+    );
+    assert_eq!(store.get_execution(1, &k).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_current_execution(1, &k.namespace_id, "wf")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.read_history(1, &k, 1, 100).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_transfer_tasks(1, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_timer_tasks(1, i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.list_executions(1, 10).await.unwrap().is_empty());
+
+    // The new owner's identical batch lands.
+    store.commit(1, new, batch).await.unwrap();
+    assert_eq!(
+        store
+            .get_execution(1, &k)
+            .await
+            .unwrap()
+            .unwrap()
+            .db_version,
+        1
+    );
+    assert_eq!(store.list_transfer_tasks(1, 0, 10).await.unwrap().len(), 1);
+    let info = store.acquire_shard(1).await.unwrap();
+    assert_eq!(info.data, b"stale".to_vec());
+}
+
+pub async fn commit_to_unacquired_shard_is_rejected(h: &dyn Harness) {
+    let store = h.open();
+    let err = store
+        .commit(3, 1, start_batch(&key("wf", "r")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::ShardOwnershipLost {
+            shard_id: 3,
+            expected: 1,
+            actual: 0
+        }
+    );
+    assert!(store.list_executions(3, 10).await.unwrap().is_empty());
+}
+
+pub async fn shard_data_is_returned_by_next_acquire(h: &dyn Harness) {
+    let store = h.open();
+    let range = store.acquire_shard(2).await.unwrap().range_id;
+    let batch = ShardBatch {
+        shard_data: Some(b"ack-levels".to_vec()),
+        ..ShardBatch::default()
+    };
+    store.commit(2, range, batch).await.unwrap();
+    // An empty batch is a valid fenced no-op.
+    store.commit(2, range, ShardBatch::default()).await.unwrap();
+    let next = store.acquire_shard(2).await.unwrap();
+    assert_eq!(next.range_id, range + 1);
+    assert_eq!(next.data, b"ack-levels".to_vec());
+}
+
+pub async fn shards_are_isolated(h: &dyn Harness) {
+    let store = h.open();
+    let r1 = store.acquire_shard(1).await.unwrap().range_id;
+    let r2 = store.acquire_shard(2).await.unwrap().range_id;
+    let k = key("wf", "run");
+    let mut batch = start_batch(&k);
+    batch.transfer_tasks.push(TransferTaskRow {
+        task_id: 5,
+        data: vec![],
+    });
+    store.commit(1, r1, batch.clone()).await.unwrap();
+    assert_eq!(store.get_execution(2, &k).await.unwrap(), None);
+    assert!(
+        store
+            .list_transfer_tasks(2, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.read_history(2, &k, 0, 10).await.unwrap().is_empty());
+    // The same keys may exist independently in another shard.
+    store.commit(2, r2, batch).await.unwrap();
+    assert_eq!(store.list_executions(1, 10).await.unwrap().len(), 1);
+    assert_eq!(store.list_executions(2, 10).await.unwrap().len(), 1);
+}
