@@ -1,1 +1,187 @@
-//! placeholder
+//! `sundial-actors`: the actix actors of a node and the cheap handles other code holds.
+//!
+//! Owns `HistoryShard` (one per history shard: group commit, durable timer queue),
+//! `TaskQueuePartition` (one per task-queue partition: long poll, sync match, durable backlog),
+//! the namespace registry and the query registry. Actors are thin: the shard's logic lives in
+//! [`shard_core::ShardCore`], testable without actix. Callers hold [`History`] and
+//! [`matching::Matching`] handles, never raw addresses.
+//!
+//! Must not depend on tonic.
+
+mod error;
+pub mod matching;
+pub mod namespaces;
+pub mod ops;
+pub mod queries;
+pub mod shard;
+pub mod shard_core;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use slog::Logger;
+use sundial_storage::DynStore;
+use tokio::sync::oneshot;
+
+pub use error::{Error, Result};
+pub use matching::Matching;
+pub use namespaces::Namespaces;
+pub use queries::Queries;
+
+use crate::ops::{Op, Reply};
+use crate::shard::{HistoryShard, Submit};
+
+/// Where the time comes from, so tests can control it.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, unix millis.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+}
+
+/// The shard a workflow lives on: a stable hash of `namespace_id + "_" + workflow_id`, 1-based.
+pub fn shard_for(namespace_id: &str, workflow_id: &str, num_shards: i32) -> i32 {
+    // FNV-1a, 32 bits: stable across builds and platforms.
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in namespace_id
+        .bytes()
+        .chain(std::iter::once(b'_'))
+        .chain(workflow_id.bytes())
+    {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    (hash % num_shards.max(1) as u32) as i32 + 1
+}
+
+/// The cheap handle to this node's history shards.
+#[derive(Clone)]
+pub struct History {
+    shards: Arc<Vec<Addr<HistoryShard>>>,
+    /// The store the shards write, for reads of committed history.
+    pub store: DynStore,
+}
+
+impl History {
+    /// Number of shards.
+    pub fn num_shards(&self) -> i32 {
+        self.shards.len() as i32
+    }
+
+    /// The shard of a workflow.
+    pub fn shard_id(&self, namespace_id: &str, workflow_id: &str) -> i32 {
+        shard_for(namespace_id, workflow_id, self.num_shards())
+    }
+
+    /// Sends an op built around a fresh reply channel to the workflow's shard and waits for
+    /// the reply (which comes after the commit).
+    pub async fn call<T>(
+        &self,
+        namespace_id: &str,
+        workflow_id: &str,
+        make: impl FnOnce(Reply<T>) -> Op,
+    ) -> Result<T> {
+        let shard = self.shard_id(namespace_id, workflow_id);
+        let (tx, rx) = oneshot::channel();
+        self.shards[(shard - 1) as usize]
+            .send(Submit(make(tx)))
+            .await
+            .map_err(|e| Error::Unavailable(format!("history shard {shard}: {e}")))?;
+        rx.await
+            .map_err(|_| Error::Unavailable(format!("history shard {shard} dropped the request")))?
+    }
+}
+
+/// Everything a node runs, with handles to reach it.
+#[derive(Clone)]
+pub struct Node {
+    /// History shards.
+    pub history: History,
+    /// Matching partitions.
+    pub matching: Matching,
+    /// Namespaces.
+    pub namespaces: Namespaces,
+    /// Pending legacy queries.
+    pub queries: Queries,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    arbiter: ArbiterHandle,
+}
+
+impl Node {
+    /// Starts the actors of a node on their own thread (an actix system) and returns the
+    /// handles. `num_shards` history shards are acquired right away.
+    pub fn start(store: DynStore, num_shards: i32, log: Logger) -> Node {
+        Self::start_with_clock(store, num_shards, log, Arc::new(SystemClock))
+    }
+
+    /// [`Node::start`] with a given clock.
+    pub fn start_with_clock(
+        store: DynStore,
+        num_shards: i32,
+        log: Logger,
+        clock: Arc<dyn Clock>,
+    ) -> Node {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("sundial-actors".into())
+            .spawn(move || {
+                let system = System::new();
+                let _ = tx.send(Arbiter::current());
+                system.run()
+            })
+            .expect("actor thread starts");
+        let arbiter = rx.recv().expect("actor system starts");
+        let matching = Matching::new(store.clone(), clock.clone(), arbiter.clone());
+        let shards = (1..=num_shards.max(1))
+            .map(|shard_id| {
+                let (store, matching, clock, log) =
+                    (store.clone(), matching.clone(), clock.clone(), log.clone());
+                HistoryShard::start_in_arbiter(&arbiter, move |_| {
+                    HistoryShard::new(shard_id, store, matching, clock, log)
+                })
+            })
+            .collect();
+        Node {
+            history: History {
+                shards: Arc::new(shards),
+                store: store.clone(),
+            },
+            matching,
+            namespaces: Namespaces::new(store),
+            queries: Queries::default(),
+            clock,
+            arbiter,
+        }
+    }
+
+    /// Stops the actor system.
+    pub fn stop(&self) {
+        self.arbiter.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_hash_is_stable_and_in_range() {
+        assert_eq!(shard_for("ns", "wf", 4), shard_for("ns", "wf", 4));
+        for i in 0..100 {
+            let s = shard_for("ns", &format!("wf-{i}"), 4);
+            assert!((1..=4).contains(&s));
+        }
+        assert_eq!(shard_for("ns", "anything", 1), 1);
+    }
+}

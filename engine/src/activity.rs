@@ -416,19 +416,37 @@ impl Workflow {
     }
 
     /// RequestCancelActivityTask: a not-yet-started activity is canceled at once (and a new
-    /// workflow task is needed); a started one learns of it from its next heartbeat.
+    /// workflow task is needed); a started one learns of it from its next heartbeat; for one
+    /// whose closing events wait in the buffer only the request is recorded. A second request
+    /// for the same activity is refused.
     pub(crate) fn request_cancel_activity(
         &mut self,
         scheduled_event_id: i64,
         completed_event_id: i64,
         env: &Env,
     ) -> std::result::Result<bool, CommandError> {
-        let Some(mut ai) = self.state.activities.get(&scheduled_event_id).cloned() else {
-            return Err(CommandError::new(
+        let bad = |msg: String| {
+            CommandError::new(
                 WorkflowTaskFailedCause::BadRequestCancelActivityAttributes,
-                &format!("Activity with scheduled event id {scheduled_event_id} is not pending."),
-            ));
+                &msg,
+            )
         };
+        let pending = self.state.activities.get(&scheduled_event_id).cloned();
+        match &pending {
+            // Its closing events may wait in the buffer (it closed while the task ran): the
+            // request is still recorded, as Temporal's HasActivityFinishEvent allows.
+            None if !self.activity_close_buffered(scheduled_event_id) => {
+                return Err(bad(format!(
+                    "Activity with scheduled event id {scheduled_event_id} is not pending."
+                )));
+            }
+            Some(ai) if ai.cancel_requested => {
+                return Err(bad(format!(
+                    "Cancellation of activity with scheduled event id {scheduled_event_id} was already requested."
+                )));
+            }
+            _ => {}
+        }
         let requested = self.append(
             env.now_ms,
             Attributes::ActivityTaskCancelRequestedEventAttributes(
@@ -438,6 +456,9 @@ impl Workflow {
                 },
             ),
         );
+        let Some(mut ai) = pending else {
+            return Ok(false);
+        };
         if ai.started_time_ms == 0 {
             self.append(
                 env.now_ms,
@@ -457,6 +478,28 @@ impl Workflow {
         ai.cancel_requested_event_id = requested;
         self.state.activities.insert(scheduled_event_id, ai);
         Ok(false)
+    }
+
+    /// True when a closing event of this activity waits in the buffer.
+    fn activity_close_buffered(&self, scheduled_event_id: i64) -> bool {
+        self.state
+            .buffered_events
+            .iter()
+            .any(|e| match &e.attributes {
+                Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => {
+                    a.scheduled_event_id == scheduled_event_id
+                }
+                Some(Attributes::ActivityTaskFailedEventAttributes(a)) => {
+                    a.scheduled_event_id == scheduled_event_id
+                }
+                Some(Attributes::ActivityTaskTimedOutEventAttributes(a)) => {
+                    a.scheduled_event_id == scheduled_event_id
+                }
+                Some(Attributes::ActivityTaskCanceledEventAttributes(a)) => {
+                    a.scheduled_event_id == scheduled_event_id
+                }
+                _ => false,
+            })
     }
 
     /// An activity timeout timer fired.

@@ -364,7 +364,8 @@ impl Workflow {
         Ok(())
     }
 
-    /// Ends the run at once with WorkflowExecutionTerminated.
+    /// Ends the run at once with WorkflowExecutionTerminated (after failing a started workflow
+    /// task and flushing the buffer).
     pub fn terminate(
         &mut self,
         reason: String,
@@ -373,6 +374,7 @@ impl Workflow {
         env: &Env,
     ) -> Result<()> {
         self.ensure_open()?;
+        self.force_close_started_workflow_task(env);
         self.flush_buffered();
         self.close(
             env,
@@ -388,9 +390,11 @@ impl Workflow {
         Ok(())
     }
 
-    /// The run or execution timeout fired.
+    /// The run or execution timeout fired: WorkflowExecutionTimedOut (after failing a started
+    /// workflow task and flushing the buffer).
     pub fn time_out(&mut self, env: &Env) -> Result<()> {
         self.ensure_open()?;
+        self.force_close_started_workflow_task(env);
         self.flush_buffered();
         self.close(
             env,

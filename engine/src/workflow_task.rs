@@ -18,6 +18,10 @@ use crate::time::{duration, duration_ms, timestamp};
 use crate::workflow::{DEFAULT_WORKFLOW_TASK_TIMEOUT_MS, Env, Workflow};
 use crate::{Error, Result};
 
+/// Identity the server writes on events it decides itself (Temporal's
+/// `consts.IdentityHistoryService`).
+pub const HISTORY_SERVICE_IDENTITY: &str = "history-service";
+
 /// What the poller gets when a workflow task starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkflowTaskStart {
@@ -173,8 +177,12 @@ impl Workflow {
         }
         let mut task = task;
         if task.transient && task.scheduled_event_id != self.state.next_event_id {
-            // Events arrived after the failed attempt: this attempt is no longer transient.
+            // Events arrived after the failed attempt: this attempt is no longer transient,
+            // and becomes a normal task with attempt 1 (as Temporal's
+            // AddWorkflowTaskStartedEvent does).
             task.transient = false;
+            task.attempt = 1;
+            self.state.workflow_task_attempt = 1;
             let queue = self.task_queue_message(&task.task_queue, task.sticky);
             task.scheduled_event_id = self.append(
                 env.now_ms,
@@ -320,6 +328,43 @@ impl Workflow {
         identity: String,
         env: &Env,
     ) {
+        self.append_workflow_task_failed(task, cause, failure, identity, env);
+        self.state.workflow_task = None;
+        self.state.workflow_task_attempt = self.next_attempt_after_failure(task);
+        self.schedule_workflow_task(env);
+    }
+
+    /// Before the run is closed from outside (terminate, run timeout): a started task fails
+    /// with FORCE_CLOSE_COMMAND (nothing written for a transient one), as Temporal's
+    /// `TerminateWorkflow` / `TimeoutWorkflow` do, so the history does not end on a dangling
+    /// WorkflowTaskStarted.
+    pub(crate) fn force_close_started_workflow_task(&mut self, env: &Env) {
+        let Some(task) = self
+            .state
+            .workflow_task
+            .clone()
+            .filter(|t| t.started_event_id != 0)
+        else {
+            return;
+        };
+        self.append_workflow_task_failed(
+            &task,
+            WorkflowTaskFailedCause::ForceCloseCommand,
+            None,
+            HISTORY_SERVICE_IDENTITY.to_string(),
+            env,
+        );
+        self.state.workflow_task = None;
+    }
+
+    fn append_workflow_task_failed(
+        &mut self,
+        task: &WorkflowTaskInfo,
+        cause: WorkflowTaskFailedCause,
+        failure: Option<Failure>,
+        identity: String,
+        env: &Env,
+    ) {
         if !task.transient {
             self.append(
                 env.now_ms,
@@ -333,10 +378,18 @@ impl Workflow {
                 }),
             );
         }
-        self.state.workflow_task = None;
-        self.state.workflow_task_attempt = task.attempt + 1;
-        self.state.sticky_task_queue.clear();
-        self.schedule_workflow_task(env);
+    }
+
+    /// The attempt after a failed or timed-out task, clearing stickiness: a task that failed
+    /// on the sticky queue gets one retry on the normal queue without a new attempt
+    /// (reference §2.3), otherwise the attempt grows (and the retry is transient).
+    fn next_attempt_after_failure(&mut self, task: &WorkflowTaskInfo) -> i32 {
+        if self.state.sticky_task_queue.is_empty() {
+            task.attempt + 1
+        } else {
+            self.state.sticky_task_queue.clear();
+            task.attempt
+        }
     }
 
     /// A workflow-task timeout timer fired.
@@ -352,15 +405,15 @@ impl Workflow {
         match timeout_type {
             TimeoutType::StartToClose if task.started_event_id != 0 => {
                 self.record_workflow_task_timeout(&task, timeout_type, env);
-                self.state.workflow_task_attempt = task.attempt + 1;
+                self.state.workflow_task_attempt = self.next_attempt_after_failure(&task);
             }
             TimeoutType::ScheduleToStart if task.started_event_id == 0 && task.sticky => {
                 self.record_workflow_task_timeout(&task, timeout_type, env);
                 self.state.workflow_task_attempt = task.attempt;
+                self.state.sticky_task_queue.clear();
             }
             _ => return Ok(()),
         }
-        self.state.sticky_task_queue.clear();
         self.schedule_workflow_task(env);
         Ok(())
     }

@@ -94,6 +94,7 @@ class ServerProcess:
         self.proc: Optional[subprocess.Popen] = None
         self._log_file = None
         self.starts = 0
+        self.last_command: List[str] = []
 
     @property
     def address(self) -> str:
@@ -115,7 +116,7 @@ class ServerProcess:
 
     def _spawn(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        cmd = self.command()
+        cmd = self.last_command = self.command()
         self.starts += 1
         self._log_file = open(self.log_path, "ab")
         self._log_file.write(f"\n===== start #{self.starts}: {shlex.join(cmd)}\n".encode())
@@ -165,7 +166,7 @@ class ServerProcess:
                 code = None if self.proc is None else self.proc.returncode
                 raise RuntimeError(
                     f"{self.kind} server {self.name!r} exited with {code} before becoming ready\n"
-                    f"command: {shlex.join(self.command())}\n--- log tail ---\n{self.log_tail()}")
+                    f"command: {shlex.join(self.last_command)}\n--- log tail ---\n{self.log_tail()}")
             try:
                 await probe()
                 return

@@ -1,0 +1,272 @@
+//! The requests a history shard applies, each with its typed reply channel.
+
+use sundial_engine::api::{
+    common::v1::Payloads, enums::v1::WorkflowTaskFailedCause, failure::v1::Failure,
+    workflowservice::v1::RespondWorkflowTaskCompletedRequest,
+};
+use sundial_engine::{
+    ActivityInfo, CompletionOutcome, MutableState, Signal, StartParams, TaskInfo, WorkflowTaskStart,
+};
+use tokio::sync::oneshot;
+
+use crate::Result;
+
+/// A reply channel.
+pub type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// Names a run; an empty `run_id` means the current run of the workflow id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RunRef {
+    /// Namespace id.
+    pub namespace_id: String,
+    /// Workflow id.
+    pub workflow_id: String,
+    /// Run id, or empty for the current run.
+    pub run_id: String,
+}
+
+/// StartWorkflowExecution (and the start half of SignalWithStart).
+#[derive(Debug, Clone)]
+pub struct StartWorkflow {
+    /// The new run; its `run_id` is used when a run is created.
+    pub params: StartParams,
+    /// `WorkflowIdReusePolicy` wire value.
+    pub reuse_policy: i32,
+    /// `WorkflowIdConflictPolicy` wire value.
+    pub conflict_policy: i32,
+}
+
+/// The outcome of a start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartOutcome {
+    /// The run that is now current.
+    pub run_id: String,
+    /// False when an existing run was returned (dedupe or USE_EXISTING).
+    pub started: bool,
+}
+
+/// How an activity is named by a worker's response.
+#[derive(Debug, Clone)]
+pub enum ActivityTarget {
+    /// By task token.
+    Scheduled {
+        /// Scheduled event id.
+        scheduled_event_id: i64,
+        /// Attempt the token was issued for.
+        attempt: i32,
+    },
+    /// By activity id (the `...ById` RPCs).
+    Id(String),
+}
+
+/// What a worker reports about an activity.
+#[derive(Debug, Clone)]
+pub enum ActivityReport {
+    /// RespondActivityTaskCompleted.
+    Completed(Option<Payloads>),
+    /// RespondActivityTaskFailed.
+    Failed(Option<Failure>, Option<Payloads>),
+    /// RespondActivityTaskCanceled.
+    Canceled(Option<Payloads>),
+    /// RecordActivityTaskHeartbeat.
+    Heartbeat(Option<Payloads>),
+}
+
+/// A started workflow task with the state needed to build the poll response.
+#[derive(Debug, Clone)]
+pub struct WorkflowTaskStarted {
+    /// The run.
+    pub run_id: String,
+    /// Engine facts of the start.
+    pub start: WorkflowTaskStart,
+    /// The run's state after the start.
+    pub state: MutableState,
+}
+
+/// The outcome of a workflow-task completion.
+#[derive(Debug)]
+pub struct CompletedWorkflowTask {
+    /// Engine outcome (eager tasks, rejection).
+    pub outcome: CompletionOutcome,
+    /// The run's state after the completion.
+    pub state: MutableState,
+}
+
+/// A started activity with its run's state.
+#[derive(Debug, Clone)]
+pub struct ActivityStarted {
+    /// The activity.
+    pub activity: ActivityInfo,
+    /// The run's state.
+    pub state: MutableState,
+}
+
+/// A request to a history shard.
+#[derive(Debug)]
+pub enum Op {
+    /// Start a run.
+    Start(StartWorkflow, Reply<StartOutcome>),
+    /// Signal a run, or start one and signal it.
+    SignalWithStart(StartWorkflow, Signal, Reply<StartOutcome>),
+    /// A poller takes a workflow task.
+    RecordWorkflowTaskStarted {
+        /// The run (exact run id).
+        run: RunRef,
+        /// Scheduled event id from the dispatched task.
+        scheduled_event_id: i64,
+        /// Attempt from the dispatched task.
+        attempt: i32,
+        /// Poll request id.
+        request_id: String,
+        /// Poller identity.
+        identity: String,
+        /// Queue the poller polled.
+        polled_queue: String,
+        /// Reply.
+        reply: Reply<WorkflowTaskStarted>,
+    },
+    /// RespondWorkflowTaskCompleted.
+    CompleteWorkflowTask {
+        /// The run.
+        run: RunRef,
+        /// From the token.
+        scheduled_event_id: i64,
+        /// From the token.
+        attempt: i32,
+        /// The request.
+        request: Box<RespondWorkflowTaskCompletedRequest>,
+        /// Reply.
+        reply: Reply<CompletedWorkflowTask>,
+    },
+    /// RespondWorkflowTaskFailed.
+    FailWorkflowTask {
+        /// The run.
+        run: RunRef,
+        /// From the token.
+        scheduled_event_id: i64,
+        /// From the token.
+        attempt: i32,
+        /// Cause.
+        cause: WorkflowTaskFailedCause,
+        /// Failure.
+        failure: Option<Failure>,
+        /// Identity.
+        identity: String,
+        /// Reply.
+        reply: Reply<()>,
+    },
+    /// A poller takes an activity task.
+    RecordActivityTaskStarted {
+        /// The run.
+        run: RunRef,
+        /// Scheduled event id.
+        scheduled_event_id: i64,
+        /// Attempt.
+        attempt: i32,
+        /// Poll request id.
+        request_id: String,
+        /// Poller identity.
+        identity: String,
+        /// Reply.
+        reply: Reply<ActivityStarted>,
+    },
+    /// An activity outcome or heartbeat; replies `cancel_requested`.
+    ReportActivity {
+        /// The run.
+        run: RunRef,
+        /// Which activity.
+        target: ActivityTarget,
+        /// What happened.
+        report: ActivityReport,
+        /// Identity.
+        identity: String,
+        /// Reply.
+        reply: Reply<bool>,
+    },
+    /// SignalWorkflowExecution.
+    Signal(RunRef, Signal, Reply<()>),
+    /// RequestCancelWorkflowExecution.
+    RequestCancel {
+        /// The run.
+        run: RunRef,
+        /// Reason.
+        cause: String,
+        /// Identity.
+        identity: String,
+        /// Reply.
+        reply: Reply<()>,
+    },
+    /// TerminateWorkflowExecution.
+    Terminate {
+        /// The run.
+        run: RunRef,
+        /// Reason.
+        reason: String,
+        /// Details.
+        details: Option<Payloads>,
+        /// Identity.
+        identity: String,
+        /// Reply.
+        reply: Reply<()>,
+    },
+    /// Reads a run's state (DescribeWorkflowExecution, history reads, queries).
+    Describe(RunRef, Reply<MutableState>),
+    /// Waits until the run has events at or beyond `next_event_id`, or closes; replies with the
+    /// state at that point (immediately if already so).
+    Watch {
+        /// The run.
+        run: RunRef,
+        /// Wake when `state.next_event_id` passes this.
+        next_event_id: i64,
+        /// Reply.
+        reply: Reply<MutableState>,
+    },
+    /// A timer task is due (internal).
+    Timer(i64, i64, TaskInfo),
+}
+
+impl Op {
+    /// The run the op concerns, if any (for loading).
+    pub fn run(&self) -> Option<RunRef> {
+        match self {
+            Op::Start(s, _) | Op::SignalWithStart(s, _, _) => Some(RunRef {
+                namespace_id: s.params.namespace_id.clone(),
+                workflow_id: s.params.workflow_id.clone(),
+                run_id: String::new(),
+            }),
+            Op::RecordWorkflowTaskStarted { run, .. }
+            | Op::CompleteWorkflowTask { run, .. }
+            | Op::FailWorkflowTask { run, .. }
+            | Op::RecordActivityTaskStarted { run, .. }
+            | Op::ReportActivity { run, .. }
+            | Op::Signal(run, _, _)
+            | Op::RequestCancel { run, .. }
+            | Op::Terminate { run, .. }
+            | Op::Describe(run, _)
+            | Op::Watch { run, .. } => Some(run.clone()),
+            Op::Timer(_, _, t) => Some(RunRef {
+                namespace_id: t.namespace_id.clone(),
+                workflow_id: t.workflow_id.clone(),
+                run_id: t.run_id.clone(),
+            }),
+        }
+    }
+
+    /// Answers the op with an error (used when its batch cannot commit).
+    pub fn fail(self, err: crate::Error) {
+        match self {
+            Op::Start(_, r) | Op::SignalWithStart(_, _, r) => drop(r.send(Err(err))),
+            Op::RecordWorkflowTaskStarted { reply, .. } => drop(reply.send(Err(err))),
+            Op::CompleteWorkflowTask { reply, .. } => drop(reply.send(Err(err))),
+            Op::FailWorkflowTask { reply, .. } => drop(reply.send(Err(err))),
+            Op::RecordActivityTaskStarted { reply, .. } => drop(reply.send(Err(err))),
+            Op::ReportActivity { reply, .. } => drop(reply.send(Err(err))),
+            Op::Signal(_, _, r) => drop(r.send(Err(err))),
+            Op::RequestCancel { reply, .. } | Op::Terminate { reply, .. } => {
+                drop(reply.send(Err(err)))
+            }
+            Op::Describe(_, r) | Op::Watch { reply: r, .. } => drop(r.send(Err(err))),
+            Op::Timer(..) => {}
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! The `HistoryShard` actor: owns one shard, applies requests in arrival order and commits all
+//! that its mailbox held in one fenced storage transaction (group commit). After the commit it
+//! replies, pushes tasks to matching and arms timers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use prost::Message as _;
+use slog::{Logger, error, warn};
+use sundial_engine::{Env, TaskInfo, TaskKind};
+use sundial_storage::{DynStore, ExecutionKey};
+
+use crate::matching::{ACTIVITY_QUEUE, Matching, QueueItem, WORKFLOW_QUEUE};
+use crate::ops::Op;
+use crate::shard_core::{Effects, ReadyTask, ShardCore};
+use crate::{Clock, Error};
+
+/// How often due timers are looked for.
+const TICK: Duration = Duration::from_millis(20);
+
+/// One history shard.
+pub struct HistoryShard {
+    core: ShardCore,
+    store: DynStore,
+    matching: Matching,
+    clock: Arc<dyn Clock>,
+    log: Logger,
+    queue: Vec<Op>,
+    busy: bool,
+    timers: BTreeMap<(i64, i64), TaskInfo>,
+    last_ack_flush_ms: i64,
+}
+
+/// Submit a request; its reply comes through the op's channel.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Submit(pub Op);
+
+struct Loaded {
+    ops: Vec<Op>,
+    result: crate::Result<Vec<Load>>,
+}
+impl Message for Loaded {
+    type Result = ();
+}
+
+struct Committed {
+    result: sundial_storage::Result<()>,
+    effects: Effects,
+    touched: Vec<ExecutionKey>,
+}
+impl Message for Committed {
+    type Result = ();
+}
+
+struct Ack(i64);
+impl Message for Ack {
+    type Result = ();
+}
+
+struct Ready(crate::Result<(i64, Vec<ReadyTask>, Vec<(i64, i64, TaskInfo)>)>);
+impl Message for Ready {
+    type Result = ();
+}
+
+enum Load {
+    Current(String, String, Option<sundial_storage::CurrentExecutionRow>),
+    Run(sundial_storage::ExecutionRow),
+    Renewed(i64),
+}
+
+impl HistoryShard {
+    /// A shard actor; it acquires the shard when started.
+    pub fn new(
+        shard_id: i32,
+        store: DynStore,
+        matching: Matching,
+        clock: Arc<dyn Clock>,
+        log: Logger,
+    ) -> Self {
+        Self {
+            core: ShardCore::new(shard_id, 0),
+            store,
+            matching,
+            clock,
+            log,
+            queue: Vec::new(),
+            busy: true,
+            timers: BTreeMap::new(),
+            last_ack_flush_ms: 0,
+        }
+    }
+
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        if self.busy || (self.queue.is_empty() && !self.core.has_work()) {
+            return;
+        }
+        self.busy = true;
+        let ops = std::mem::take(&mut self.queue);
+        // What must be read before the ops can be applied.
+        let mut currents = Vec::new();
+        let mut runs = Vec::new();
+        for op in &ops {
+            let Some(run) = op.run() else { continue };
+            if run.run_id.is_empty() {
+                match self
+                    .core
+                    .current_run_id(&run.namespace_id, &run.workflow_id)
+                {
+                    Some(run_id) => runs.push(ExecutionKey {
+                        namespace_id: run.namespace_id,
+                        workflow_id: run.workflow_id,
+                        run_id,
+                    }),
+                    None if !self.core.has_current(&run.namespace_id, &run.workflow_id) => {
+                        currents.push((run.namespace_id, run.workflow_id))
+                    }
+                    None => {}
+                }
+            } else {
+                runs.push(ExecutionKey {
+                    namespace_id: run.namespace_id,
+                    workflow_id: run.workflow_id,
+                    run_id: run.run_id,
+                });
+            }
+        }
+        runs.retain(|k| !self.core.has_run(k));
+        currents.sort();
+        currents.dedup();
+        runs.sort();
+        runs.dedup();
+        let renew = self.core.task_ids_left() < 10_000;
+        let store = self.store.clone();
+        let shard_id = self.core.shard_id;
+        let me = ctx.address();
+        actix::spawn(async move {
+            let result = load(store, shard_id, currents, runs, renew).await;
+            me.do_send(Loaded { ops, result });
+        });
+    }
+
+    fn dispatch(&self, ctx: &mut Context<Self>, ready: ReadyTask) {
+        let matching = self.matching.clone();
+        let me = ctx.address();
+        let log = self.log.clone();
+        actix::spawn(async move {
+            let task = ready.task;
+            let result = match task.task_kind() {
+                TaskKind::DispatchWorkflowTask => {
+                    let key = Matching::key(&task.namespace_id, &task.task_queue, WORKFLOW_QUEUE);
+                    match matching
+                        .add(&key, QueueItem::Task(task.clone()), task.sticky)
+                        .await
+                    {
+                        Err(Error::StickyWorkerUnavailable) => {
+                            let normal = Matching::key(
+                                &task.namespace_id,
+                                &task.normal_task_queue,
+                                WORKFLOW_QUEUE,
+                            );
+                            let mut fallback = task.clone();
+                            fallback.sticky = false;
+                            fallback.task_queue = task.normal_task_queue.clone();
+                            matching
+                                .add(&normal, QueueItem::Task(fallback), false)
+                                .await
+                        }
+                        other => other,
+                    }
+                }
+                TaskKind::DispatchActivityTask => {
+                    let key = Matching::key(&task.namespace_id, &task.task_queue, ACTIVITY_QUEUE);
+                    matching
+                        .add(&key, QueueItem::Task(task.clone()), false)
+                        .await
+                }
+                _ => Ok(()),
+            };
+            match result {
+                Ok(()) => me.do_send(Ack(ready.task_id)),
+                Err(e) => {
+                    warn!(log, "transfer task not dispatched; retried at next load"; "task_id" => ready.task_id, "error" => %e)
+                }
+            }
+        });
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = self.clock.now_ms();
+        while let Some((&(fire, id), _)) = self.timers.first_key_value() {
+            if fire > now {
+                break;
+            }
+            let task = self.timers.remove(&(fire, id)).expect("present");
+            self.queue.push(Op::Timer(fire, id, task));
+        }
+        if !self.queue.is_empty() {
+            self.drain(ctx);
+        } else if !self.core.transfer_acks.is_empty() && now - self.last_ack_flush_ms > 1_000 {
+            self.last_ack_flush_ms = now;
+            self.drain(ctx);
+        }
+        self.core.prune_watchers();
+    }
+}
+
+async fn load(
+    store: DynStore,
+    shard_id: i32,
+    currents: Vec<(String, String)>,
+    runs: Vec<ExecutionKey>,
+    renew: bool,
+) -> crate::Result<Vec<Load>> {
+    let mut out = Vec::new();
+    if renew {
+        out.push(Load::Renewed(store.acquire_shard(shard_id).await?.range_id));
+    }
+    for key in runs {
+        if let Some(row) = store.get_execution(shard_id, &key).await? {
+            out.push(Load::Run(row));
+        }
+    }
+    for (ns, wf) in currents {
+        let row = store.get_current_execution(shard_id, &ns, &wf).await?;
+        if let Some(r) = &row {
+            let key = ExecutionKey {
+                namespace_id: ns.clone(),
+                workflow_id: wf.clone(),
+                run_id: r.run_id.clone(),
+            };
+            if let Some(run) = store.get_execution(shard_id, &key).await? {
+                out.push(Load::Run(run));
+            }
+        }
+        out.push(Load::Current(ns, wf, row));
+    }
+    Ok(out)
+}
+
+impl Actor for HistoryShard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(100_000);
+        let store = self.store.clone();
+        let shard_id = self.core.shard_id;
+        let me = ctx.address();
+        actix::spawn(async move {
+            let result = async {
+                let info = store.acquire_shard(shard_id).await?;
+                let transfer = store
+                    .list_transfer_tasks(shard_id, i64::MIN, usize::MAX)
+                    .await?;
+                let timers = store
+                    .list_timer_tasks(shard_id, i64::MAX, usize::MAX)
+                    .await?;
+                let transfer = transfer
+                    .into_iter()
+                    .filter_map(|t| {
+                        TaskInfo::decode(t.data.as_slice())
+                            .ok()
+                            .map(|task| ReadyTask {
+                                task_id: t.task_id,
+                                task,
+                            })
+                    })
+                    .collect();
+                let timers = timers
+                    .into_iter()
+                    .filter_map(|t| {
+                        TaskInfo::decode(t.data.as_slice())
+                            .ok()
+                            .map(|task| (t.fire_time_ms, t.task_id, task))
+                    })
+                    .collect();
+                Ok::<_, Error>((info.range_id, transfer, timers))
+            }
+            .await;
+            me.do_send(Ready(result));
+        });
+        ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+    }
+}
+
+impl Handler<Ready> for HistoryShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Ready, ctx: &mut Self::Context) {
+        match msg.0 {
+            Ok((range_id, transfer, timers)) => {
+                self.core.renew_range(range_id);
+                for t in transfer {
+                    self.dispatch(ctx, t);
+                }
+                for (fire, id, task) in timers {
+                    self.timers.insert((fire, id), task);
+                }
+                self.busy = false;
+                self.drain(ctx);
+            }
+            Err(e) => {
+                error!(self.log, "shard could not be acquired"; "shard_id" => self.core.shard_id, "error" => %e);
+                for op in self.queue.drain(..) {
+                    op.fail(Error::Unavailable(format!("shard unavailable: {e}")));
+                }
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl Handler<Submit> for HistoryShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Submit, ctx: &mut Self::Context) {
+        self.queue.push(msg.0);
+        self.drain(ctx);
+    }
+}
+
+impl Handler<Ack> for HistoryShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Ack, _: &mut Self::Context) {
+        self.core.transfer_acks.push(msg.0);
+    }
+}
+
+impl Handler<Loaded> for HistoryShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Loaded, ctx: &mut Self::Context) {
+        let loads = match msg.result {
+            Ok(loads) => loads,
+            Err(e) => {
+                for op in msg.ops {
+                    op.fail(Error::Unavailable(format!("storage read failed: {e}")));
+                }
+                self.busy = false;
+                return self.drain(ctx);
+            }
+        };
+        for l in loads {
+            match l {
+                Load::Renewed(range_id) => self.core.renew_range(range_id),
+                Load::Run(row) => {
+                    if let Err(e) = self.core.insert_run(row) {
+                        error!(self.log, "corrupt run"; "error" => %e);
+                    }
+                }
+                Load::Current(ns, wf, row) => self.core.insert_current(&ns, &wf, row),
+            }
+        }
+        let now = self.clock.now_ms();
+        for op in msg.ops {
+            let env = Env {
+                now_ms: now,
+                new_run_id: uuid::Uuid::new_v4().to_string(),
+            };
+            self.core.apply(op, &env);
+        }
+        let (batch, effects, touched) = self.core.build_batch();
+        let store = self.store.clone();
+        let (shard_id, range_id) = (self.core.shard_id, self.core.range_id);
+        let me = ctx.address();
+        actix::spawn(async move {
+            let result = if batch.is_empty() {
+                Ok(())
+            } else {
+                store.commit(shard_id, range_id, batch).await
+            };
+            me.do_send(Committed {
+                result,
+                effects,
+                touched,
+            });
+        });
+    }
+}
+
+impl Handler<Committed> for HistoryShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Committed, ctx: &mut Self::Context) {
+        match msg.result {
+            Ok(()) => {
+                for wake in self.core.committed(&msg.touched) {
+                    wake(None);
+                }
+                for reply in msg.effects.replies {
+                    reply(None);
+                }
+                for t in msg.effects.timers {
+                    self.timers.insert((t.task.fire_time_ms, t.task_id), t.task);
+                }
+                for t in msg.effects.transfer {
+                    self.dispatch(ctx, t);
+                }
+                self.busy = false;
+                self.drain(ctx);
+            }
+            Err(e) => {
+                error!(self.log, "shard commit failed"; "shard_id" => self.core.shard_id, "error" => %e);
+                self.core.rolled_back(&msg.touched);
+                let err = match &e {
+                    sundial_storage::Error::ShardOwnershipLost { .. } => {
+                        Error::Unavailable(format!("shard ownership lost: {e}"))
+                    }
+                    _ => Error::Unavailable(format!("commit failed: {e}")),
+                };
+                for reply in msg.effects.replies {
+                    reply(Some(err.clone()));
+                }
+                if matches!(e, sundial_storage::Error::ShardOwnershipLost { .. }) {
+                    for op in self.queue.drain(..) {
+                        op.fail(err.clone());
+                    }
+                    ctx.stop();
+                    return;
+                }
+                self.busy = false;
+                self.drain(ctx);
+            }
+        }
+    }
+}

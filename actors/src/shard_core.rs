@@ -1,0 +1,827 @@
+//! The logic of a history shard, testable without actix: a cache of runs, the application of
+//! [`Op`]s through the engine, and the assembly of one [`ShardBatch`] per group commit.
+//!
+//! Replies are deferred: they are sent only after the batch commits (or fail with the commit's
+//! error), so nothing is acknowledged before it is durable.
+
+use std::collections::{BTreeMap, HashMap};
+
+use prost::Message;
+use sundial_engine::api::{
+    enums::v1::{WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy},
+    history::v1::{History, HistoryEvent},
+};
+use sundial_engine::{CurrentRunInfo, Env, MutableState, TaskInfo, TaskKind, Workflow};
+use sundial_storage::{
+    CurrentExecutionRow, CurrentExecutionWrite, ExecutionKey, ExecutionRow, ExecutionWrite,
+    HistoryAppend, HistoryBatch, ShardBatch, TimerTaskRow, TransferTaskRow,
+};
+
+use crate::ops::{ActivityReport, ActivityTarget, Op, Reply, RunRef, StartOutcome, StartWorkflow};
+use crate::{Error, Result};
+
+/// A reply waiting for the commit: called with `None` on success, the error otherwise.
+pub type Deferred = Box<dyn FnOnce(Option<Error>) + Send>;
+
+fn defer<T: Send + 'static>(reply: Reply<T>, value: Result<T>) -> Deferred {
+    Box::new(move |err| {
+        let _ = reply.send(match err {
+            None => value,
+            Some(e) => Err(e),
+        });
+    })
+}
+
+struct CachedRun {
+    wf: Workflow,
+    /// `db_version` in the store; `None` for a run not yet stored.
+    stored_version: Option<i64>,
+}
+
+#[derive(Clone)]
+struct CurrentEntry {
+    run_id: String,
+    info: CurrentRunInfo,
+    /// Run id in the store; `None` when no row exists.
+    stored_run_id: Option<String>,
+}
+
+/// A task to act on after the commit.
+#[derive(Debug, Clone)]
+pub struct ReadyTask {
+    /// Shard-unique id.
+    pub task_id: i64,
+    /// What to do.
+    pub task: TaskInfo,
+}
+
+/// What to do once a batch has committed.
+#[derive(Default)]
+pub struct Effects {
+    /// Transfer tasks to carry out.
+    pub transfer: Vec<ReadyTask>,
+    /// Timer tasks to arm.
+    pub timers: Vec<ReadyTask>,
+    /// Replies to send.
+    pub replies: Vec<Deferred>,
+}
+
+/// A history shard's state and logic.
+pub struct ShardCore {
+    /// 1-based shard id.
+    pub shard_id: i32,
+    /// Fence of every write.
+    pub range_id: i64,
+    next_task_id: i64,
+    runs: HashMap<ExecutionKey, CachedRun>,
+    current: HashMap<(String, String), CurrentEntry>,
+    watchers: HashMap<ExecutionKey, Vec<(i64, Reply<MutableState>)>>,
+    // Accumulated by the batch being built.
+    touched: BTreeMap<ExecutionKey, Vec<HistoryEvent>>,
+    touched_current: Vec<(String, String)>,
+    tasks: Vec<TaskInfo>,
+    deferred: Vec<Deferred>,
+    timer_deletes: Vec<(i64, i64)>,
+    /// Transfer tasks whose effect is done, deleted by the next batch.
+    pub transfer_acks: Vec<i64>,
+    /// How many runs the cache keeps before evicting closed ones.
+    pub cache_limit: usize,
+}
+
+fn key_of(wf: &Workflow) -> ExecutionKey {
+    ExecutionKey {
+        namespace_id: wf.state.namespace_id.clone(),
+        workflow_id: wf.state.workflow_id.clone(),
+        run_id: wf.state.run_id.clone(),
+    }
+}
+
+fn task_range(range_id: i64) -> (i64, i64) {
+    (range_id << 20, (range_id + 1) << 20)
+}
+
+impl ShardCore {
+    /// A shard owned under `range_id`.
+    pub fn new(shard_id: i32, range_id: i64) -> Self {
+        Self {
+            shard_id,
+            range_id,
+            next_task_id: task_range(range_id).0,
+            runs: HashMap::new(),
+            current: HashMap::new(),
+            watchers: HashMap::new(),
+            touched: BTreeMap::new(),
+            touched_current: Vec::new(),
+            tasks: Vec::new(),
+            deferred: Vec::new(),
+            timer_deletes: Vec::new(),
+            transfer_acks: Vec::new(),
+            cache_limit: 10_000,
+        }
+    }
+
+    /// Task ids left in the current range.
+    pub fn task_ids_left(&self) -> i64 {
+        task_range(self.range_id).1 - self.next_task_id
+    }
+
+    /// Moves to a new range after re-acquiring the shard.
+    pub fn renew_range(&mut self, range_id: i64) {
+        self.range_id = range_id;
+        self.next_task_id = task_range(range_id).0;
+    }
+
+    /// True when the current-run pointer of this workflow is cached.
+    pub fn has_current(&self, namespace_id: &str, workflow_id: &str) -> bool {
+        self.current
+            .contains_key(&(namespace_id.to_string(), workflow_id.to_string()))
+    }
+
+    /// The cached current run id, if any.
+    pub fn current_run_id(&self, namespace_id: &str, workflow_id: &str) -> Option<String> {
+        self.current
+            .get(&(namespace_id.to_string(), workflow_id.to_string()))
+            .map(|c| c.run_id.clone())
+    }
+
+    /// True when the run is cached.
+    pub fn has_run(&self, key: &ExecutionKey) -> bool {
+        self.runs.contains_key(key)
+    }
+
+    /// Adds a loaded current-run row (or its absence) unless one is cached.
+    pub fn insert_current(
+        &mut self,
+        namespace_id: &str,
+        workflow_id: &str,
+        row: Option<CurrentExecutionRow>,
+    ) {
+        let key = (namespace_id.to_string(), workflow_id.to_string());
+        if self.current.contains_key(&key) {
+            return;
+        }
+        if let Some(row) = row {
+            let info = CurrentRunInfo::decode(row.data.as_slice()).unwrap_or_default();
+            self.current.insert(
+                key,
+                CurrentEntry {
+                    run_id: row.run_id.clone(),
+                    info,
+                    stored_run_id: Some(row.run_id),
+                },
+            );
+        }
+    }
+
+    /// Adds a loaded run unless one is cached.
+    pub fn insert_run(&mut self, row: ExecutionRow) -> Result<()> {
+        if self.runs.contains_key(&row.key) {
+            return Ok(());
+        }
+        let state = MutableState::decode(row.state.as_slice())
+            .map_err(|e| Error::Unavailable(format!("corrupt mutable state: {e}")))?;
+        self.runs.insert(
+            row.key.clone(),
+            CachedRun {
+                wf: Workflow::from_state(state),
+                stored_version: Some(row.db_version),
+            },
+        );
+        Ok(())
+    }
+
+    fn resolve(&self, run: &RunRef) -> Result<ExecutionKey> {
+        let run_id = if run.run_id.is_empty() {
+            self.current_run_id(&run.namespace_id, &run.workflow_id)
+                .ok_or_else(|| not_found(run))?
+        } else {
+            run.run_id.clone()
+        };
+        let key = ExecutionKey {
+            namespace_id: run.namespace_id.clone(),
+            workflow_id: run.workflow_id.clone(),
+            run_id,
+        };
+        if !self.runs.contains_key(&key) {
+            return Err(not_found(run));
+        }
+        Ok(key)
+    }
+
+    /// Applies one op; its reply waits for the commit.
+    pub fn apply(&mut self, op: Op, env: &Env) {
+        match op {
+            Op::Start(start, reply) => {
+                let result = self.start(start, None, env);
+                self.deferred.push(defer(reply, result));
+            }
+            Op::SignalWithStart(start, signal, reply) => {
+                let run = RunRef {
+                    namespace_id: start.params.namespace_id.clone(),
+                    workflow_id: start.params.workflow_id.clone(),
+                    run_id: String::new(),
+                };
+                let running = self
+                    .resolve(&run)
+                    .ok()
+                    .filter(|k| self.runs.get(k).is_some_and(|r| r.wf.is_open()));
+                let result = match running {
+                    Some(key) => self
+                        .with_run(&key, |wf| wf.signal(signal, env).map_err(Error::from))
+                        .map(|_| StartOutcome {
+                            run_id: key.run_id.clone(),
+                            started: false,
+                        }),
+                    None => {
+                        let mut start = start;
+                        start.reuse_policy = match start.reuse_policy {
+                            0 => WorkflowIdReusePolicy::AllowDuplicate as i32,
+                            p => p,
+                        };
+                        self.start(start, Some(signal), env)
+                    }
+                };
+                self.deferred.push(defer(reply, result));
+            }
+            Op::RecordWorkflowTaskStarted {
+                run,
+                scheduled_event_id,
+                attempt,
+                request_id,
+                identity,
+                polled_queue,
+                reply,
+            } => {
+                let result = self.resolve(&run).and_then(|key| {
+                    self.with_run(&key, |wf| {
+                        let start = wf.record_workflow_task_started(
+                            scheduled_event_id,
+                            attempt,
+                            &request_id,
+                            &identity,
+                            &polled_queue,
+                            env,
+                        )?;
+                        Ok(crate::ops::WorkflowTaskStarted {
+                            run_id: wf.state.run_id.clone(),
+                            start,
+                            state: wf.state.clone(),
+                        })
+                    })
+                });
+                self.deferred.push(defer(reply, result));
+            }
+            Op::CompleteWorkflowTask {
+                run,
+                scheduled_event_id,
+                attempt,
+                request,
+                reply,
+            } => {
+                let result = self.resolve(&run).and_then(|key| {
+                    self.with_run(&key, |wf| {
+                        let outcome =
+                            wf.complete_workflow_task(scheduled_event_id, attempt, *request, env)?;
+                        Ok(crate::ops::CompletedWorkflowTask {
+                            outcome,
+                            state: wf.state.clone(),
+                        })
+                    })
+                });
+                self.deferred.push(defer(reply, result));
+            }
+            Op::FailWorkflowTask {
+                run,
+                scheduled_event_id,
+                attempt,
+                cause,
+                failure,
+                identity,
+                reply,
+            } => {
+                let result = self.resolve(&run).and_then(|key| {
+                    self.with_run(&key, |wf| {
+                        wf.fail_workflow_task(
+                            scheduled_event_id,
+                            attempt,
+                            cause,
+                            failure,
+                            identity,
+                            env,
+                        )
+                        .map_err(Error::from)
+                    })
+                });
+                self.deferred.push(defer(reply, result));
+            }
+            Op::RecordActivityTaskStarted {
+                run,
+                scheduled_event_id,
+                attempt,
+                request_id,
+                identity,
+                reply,
+            } => {
+                let result = self.resolve(&run).and_then(|key| {
+                    self.with_run(&key, |wf| {
+                        let activity = wf.record_activity_task_started(
+                            scheduled_event_id,
+                            attempt,
+                            &request_id,
+                            &identity,
+                            env,
+                        )?;
+                        Ok(crate::ops::ActivityStarted {
+                            activity,
+                            state: wf.state.clone(),
+                        })
+                    })
+                });
+                self.deferred.push(defer(reply, result));
+            }
+            Op::ReportActivity {
+                run,
+                target,
+                report,
+                identity,
+                reply,
+            } => {
+                let result = self.resolve(&run).and_then(|key| {
+                    self.with_run(&key, |wf| {
+                        report_activity(wf, target, report, identity, env)
+                    })
+                });
+                self.deferred.push(defer(reply, result));
+            }
+            Op::Signal(run, signal, reply) => {
+                let result = self.resolve(&run).and_then(|key| {
+                    self.with_run(&key, |wf| wf.signal(signal, env).map_err(Error::from))
+                });
+                self.deferred.push(defer(reply, result));
+            }
+            Op::RequestCancel {
+                run,
+                cause,
+                identity,
+                reply,
+            } => {
+                let result = self.resolve(&run).and_then(|key| {
+                    self.with_run(&key, |wf| {
+                        wf.request_cancel(cause, identity, env).map_err(Error::from)
+                    })
+                });
+                self.deferred.push(defer(reply, result));
+            }
+            Op::Terminate {
+                run,
+                reason,
+                details,
+                identity,
+                reply,
+            } => {
+                let result = self.resolve(&run).and_then(|key| {
+                    self.with_run(&key, |wf| {
+                        wf.terminate(reason, details, identity, env)
+                            .map_err(Error::from)
+                    })
+                });
+                self.deferred.push(defer(reply, result));
+            }
+            Op::Describe(run, reply) => {
+                let result = self
+                    .resolve(&run)
+                    .map(|key| self.runs[&key].wf.state.clone());
+                self.deferred.push(defer(reply, result));
+            }
+            Op::Watch {
+                run,
+                next_event_id,
+                reply,
+            } => match self.resolve(&run) {
+                Ok(key) => {
+                    let state = &self.runs[&key].wf.state;
+                    if state.next_event_id > next_event_id || state.close_time_ms != 0 {
+                        let state = state.clone();
+                        self.deferred.push(defer(reply, Ok(state)));
+                    } else {
+                        self.watchers
+                            .entry(key)
+                            .or_default()
+                            .push((next_event_id, reply));
+                    }
+                }
+                Err(e) => self.deferred.push(defer(reply, Err(e))),
+            },
+            Op::Timer(fire_ms, task_id, task) => {
+                self.timer_deletes.push((fire_ms, task_id));
+                let key = ExecutionKey {
+                    namespace_id: task.namespace_id.clone(),
+                    workflow_id: task.workflow_id.clone(),
+                    run_id: task.run_id.clone(),
+                };
+                if self.runs.contains_key(&key) {
+                    let _ = self.with_run(&key, |wf| {
+                        match task.task_kind() {
+                            TaskKind::UserTimer => wf.fire_timer(&task, env),
+                            TaskKind::ActivityTimeout => wf.activity_timed_out(&task, env),
+                            TaskKind::ActivityRetry => wf.activity_retry_due(&task, env),
+                            TaskKind::WorkflowTaskTimeout => wf.workflow_task_timed_out(&task, env),
+                            TaskKind::WorkflowRunTimeout | TaskKind::WorkflowExecutionTimeout => {
+                                if wf.is_open() {
+                                    wf.time_out(env)
+                                } else {
+                                    Ok(())
+                                }
+                            }
+                            TaskKind::WorkflowBackoff => wf.backoff_elapsed(env),
+                            _ => Ok(()),
+                        }
+                        .map_err(Error::from)
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on a cached run and records what it changed for the batch. On error the run's
+    /// state is restored.
+    fn with_run<T>(
+        &mut self,
+        key: &ExecutionKey,
+        f: impl FnOnce(&mut Workflow) -> Result<T>,
+    ) -> Result<T> {
+        let cached = self
+            .runs
+            .get_mut(key)
+            .ok_or_else(|| Error::NotFound("workflow not found".into()))?;
+        let before = cached.wf.state.clone();
+        let was_open = cached.wf.is_open();
+        match f(&mut cached.wf) {
+            Ok(v) => {
+                let changes = cached.wf.take_changes();
+                let closed_now = was_open && !cached.wf.is_open();
+                let status = cached.wf.state.status;
+                let touched = self.touched.entry(key.clone()).or_default();
+                touched.extend(changes.events);
+                self.tasks.extend(changes.tasks);
+                if let Some(new_run) = changes.new_run {
+                    self.add_new_run(*new_run, key);
+                } else if closed_now {
+                    self.update_current_status(key, status);
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                cached.wf = Workflow::from_state(before);
+                Err(e)
+            }
+        }
+    }
+
+    fn update_current_status(&mut self, key: &ExecutionKey, status: i32) {
+        let ck = (key.namespace_id.clone(), key.workflow_id.clone());
+        if let Some(cur) = self.current.get_mut(&ck)
+            && cur.run_id == key.run_id
+        {
+            cur.info.status = status;
+            if !self.touched_current.contains(&ck) {
+                self.touched_current.push(ck);
+            }
+        }
+    }
+
+    fn add_new_run(&mut self, mut wf: Workflow, previous: &ExecutionKey) {
+        let key = key_of(&wf);
+        let changes = wf.take_changes();
+        self.touched
+            .entry(key.clone())
+            .or_default()
+            .extend(changes.events);
+        self.tasks.extend(changes.tasks);
+        let ck = (key.namespace_id.clone(), key.workflow_id.clone());
+        let stored = self.current.get(&ck).and_then(|c| c.stored_run_id.clone());
+        debug_assert!(
+            self.current
+                .get(&ck)
+                .is_none_or(|c| c.run_id == previous.run_id)
+        );
+        self.current.insert(
+            ck.clone(),
+            CurrentEntry {
+                run_id: key.run_id.clone(),
+                info: CurrentRunInfo {
+                    status: wf.state.status,
+                    start_request_id: wf.state.start_request_id.clone(),
+                    start_time_ms: wf.state.start_time_ms,
+                },
+                stored_run_id: stored,
+            },
+        );
+        if !self.touched_current.contains(&ck) {
+            self.touched_current.push(ck);
+        }
+        self.runs.insert(
+            key,
+            CachedRun {
+                wf,
+                stored_version: None,
+            },
+        );
+    }
+
+    fn start(
+        &mut self,
+        start: StartWorkflow,
+        signal: Option<sundial_engine::Signal>,
+        env: &Env,
+    ) -> Result<StartOutcome> {
+        let ns = start.params.namespace_id.clone();
+        let wf_id = start.params.workflow_id.clone();
+        let request_id = start.params.request_id.clone();
+        if let Some(cur) = self.current.get(&(ns.clone(), wf_id.clone())).cloned() {
+            if !request_id.is_empty() && cur.info.start_request_id == request_id {
+                return Ok(StartOutcome {
+                    run_id: cur.run_id,
+                    started: true,
+                });
+            }
+            let running = cur.info.status == WorkflowExecutionStatus::Running as i32;
+            if running {
+                let conflict = WorkflowIdConflictPolicy::try_from(start.conflict_policy)
+                    .unwrap_or(WorkflowIdConflictPolicy::Fail);
+                #[allow(deprecated)]
+                let reuse_terminates =
+                    start.reuse_policy == WorkflowIdReusePolicy::TerminateIfRunning as i32;
+                match conflict {
+                    WorkflowIdConflictPolicy::UseExisting => {
+                        return Ok(StartOutcome {
+                            run_id: cur.run_id,
+                            started: false,
+                        });
+                    }
+                    WorkflowIdConflictPolicy::TerminateExisting => {}
+                    _ if reuse_terminates => {}
+                    _ => {
+                        return Err(Error::WorkflowAlreadyStarted {
+                            workflow_id: wf_id,
+                            run_id: cur.run_id,
+                            start_request_id: cur.info.start_request_id,
+                        });
+                    }
+                }
+                let key = ExecutionKey {
+                    namespace_id: ns.clone(),
+                    workflow_id: wf_id.clone(),
+                    run_id: cur.run_id.clone(),
+                };
+                if self.runs.contains_key(&key) {
+                    self.with_run(&key, |wf| {
+                        wf.terminate(
+                            "terminated by a start with a conflict policy".into(),
+                            None,
+                            start.params.attributes.identity.clone(),
+                            env,
+                        )
+                        .map_err(Error::from)
+                    })?;
+                }
+            } else {
+                let reuse = WorkflowIdReusePolicy::try_from(start.reuse_policy)
+                    .unwrap_or(WorkflowIdReusePolicy::AllowDuplicate);
+                let failed_before = [
+                    WorkflowExecutionStatus::Failed,
+                    WorkflowExecutionStatus::Canceled,
+                    WorkflowExecutionStatus::Terminated,
+                    WorkflowExecutionStatus::TimedOut,
+                ]
+                .iter()
+                .any(|s| *s as i32 == cur.info.status);
+                let refused = match reuse {
+                    WorkflowIdReusePolicy::RejectDuplicate => true,
+                    WorkflowIdReusePolicy::AllowDuplicateFailedOnly => !failed_before,
+                    _ => false,
+                };
+                if refused {
+                    return Err(Error::WorkflowAlreadyStarted {
+                        workflow_id: wf_id,
+                        run_id: cur.run_id,
+                        start_request_id: cur.info.start_request_id,
+                    });
+                }
+            }
+        }
+        let mut params = start.params;
+        params.signal = signal;
+        let run_id = params.run_id.clone();
+        let wf = Workflow::start(params, env)?;
+        let previous = ExecutionKey {
+            namespace_id: ns,
+            workflow_id: wf_id,
+            run_id: String::new(),
+        };
+        self.add_new_run(wf, &previous);
+        Ok(StartOutcome {
+            run_id,
+            started: true,
+        })
+    }
+
+    /// True when the batch being built writes anything.
+    pub fn has_work(&self) -> bool {
+        !self.touched.is_empty()
+            || !self.touched_current.is_empty()
+            || !self.tasks.is_empty()
+            || !self.timer_deletes.is_empty()
+            || !self.transfer_acks.is_empty()
+            || !self.deferred.is_empty()
+    }
+
+    /// Builds the batch of everything applied since the last one, plus the effects to carry
+    /// out once it commits.
+    pub fn build_batch(&mut self) -> (ShardBatch, Effects, Vec<ExecutionKey>) {
+        let mut batch = ShardBatch::default();
+        let mut effects = Effects::default();
+        let touched = std::mem::take(&mut self.touched);
+        let mut touched_keys = Vec::new();
+        for (key, events) in touched {
+            let Some(cached) = self.runs.get(&key) else {
+                continue;
+            };
+            if !events.is_empty() {
+                let first_event_id = events[0].event_id;
+                batch.history.push(HistoryAppend {
+                    key: key.clone(),
+                    batch: HistoryBatch {
+                        first_event_id,
+                        txn_id: self.next_task_id,
+                        events: History { events }.encode_to_vec(),
+                    },
+                });
+            }
+            let version = cached.stored_version.map_or(1, |v| v + 1);
+            let mut state = cached.wf.state.clone();
+            state.db_version = version;
+            batch.executions.push(ExecutionWrite {
+                row: ExecutionRow {
+                    key: key.clone(),
+                    next_event_id: state.next_event_id,
+                    state: state.encode_to_vec(),
+                    db_version: version,
+                },
+                expected_db_version: cached.stored_version,
+            });
+            touched_keys.push(key);
+        }
+        for ck in std::mem::take(&mut self.touched_current) {
+            if let Some(cur) = self.current.get(&ck) {
+                batch.current_executions.push(CurrentExecutionWrite {
+                    row: CurrentExecutionRow {
+                        namespace_id: ck.0.clone(),
+                        workflow_id: ck.1.clone(),
+                        run_id: cur.run_id.clone(),
+                        data: cur.info.encode_to_vec(),
+                    },
+                    expected_run_id: cur.stored_run_id.clone(),
+                });
+            }
+        }
+        for task in std::mem::take(&mut self.tasks) {
+            let task_id = self.next_task_id;
+            self.next_task_id += 1;
+            let data = task.encode_to_vec();
+            if task.fire_time_ms == 0 {
+                batch.transfer_tasks.push(TransferTaskRow { task_id, data });
+                effects.transfer.push(ReadyTask { task_id, task });
+            } else {
+                batch.timer_tasks.push(TimerTaskRow {
+                    fire_time_ms: task.fire_time_ms,
+                    task_id,
+                    data,
+                });
+                effects.timers.push(ReadyTask { task_id, task });
+            }
+        }
+        batch.delete_timer_tasks = std::mem::take(&mut self.timer_deletes);
+        batch.delete_transfer_tasks = std::mem::take(&mut self.transfer_acks);
+        effects.replies = std::mem::take(&mut self.deferred);
+        (batch, effects, touched_keys)
+    }
+
+    /// The batch committed: stored versions move on and watchers of changed runs wake.
+    pub fn committed(&mut self, touched: &[ExecutionKey]) -> Vec<Deferred> {
+        let mut wake = Vec::new();
+        for key in touched {
+            if let Some(cached) = self.runs.get_mut(key) {
+                cached.stored_version = Some(cached.stored_version.map_or(1, |v| v + 1));
+                let ck = (key.namespace_id.clone(), key.workflow_id.clone());
+                if let Some(cur) = self.current.get_mut(&ck)
+                    && cur.run_id == key.run_id
+                {
+                    cur.stored_run_id = Some(key.run_id.clone());
+                }
+            }
+            if let Some(list) = self.watchers.remove(key) {
+                let state = self.runs.get(key).map(|r| r.wf.state.clone());
+                let mut keep = Vec::new();
+                for (next, reply) in list {
+                    match &state {
+                        Some(s) if s.next_event_id > next || s.close_time_ms != 0 => {
+                            wake.push(defer(reply, Ok(s.clone())));
+                        }
+                        _ => keep.push((next, reply)),
+                    }
+                }
+                if !keep.is_empty() {
+                    self.watchers.insert(key.clone(), keep);
+                }
+            }
+        }
+        // Every current-run pointer is now stored as cached.
+        for cur in self.current.values_mut() {
+            cur.stored_run_id = Some(cur.run_id.clone());
+        }
+        self.evict();
+        wake
+    }
+
+    /// The batch failed: cached state of the touched runs is dropped so it reloads from the
+    /// store.
+    pub fn rolled_back(&mut self, touched: &[ExecutionKey]) {
+        for key in touched {
+            self.runs.remove(key);
+            self.current
+                .remove(&(key.namespace_id.clone(), key.workflow_id.clone()));
+        }
+    }
+
+    fn evict(&mut self) {
+        if self.runs.len() <= self.cache_limit {
+            return;
+        }
+        let closed: Vec<ExecutionKey> = self
+            .runs
+            .iter()
+            .filter(|(k, r)| !r.wf.is_open() && !self.watchers.contains_key(*k))
+            .map(|(k, _)| k.clone())
+            .take(self.runs.len() - self.cache_limit)
+            .collect();
+        for key in closed {
+            self.runs.remove(&key);
+        }
+    }
+
+    /// Drops watchers whose caller went away.
+    pub fn prune_watchers(&mut self) {
+        self.watchers.retain(|_, list| {
+            list.retain(|(_, r)| !r.is_closed());
+            !list.is_empty()
+        });
+    }
+}
+
+fn report_activity(
+    wf: &mut Workflow,
+    target: ActivityTarget,
+    report: ActivityReport,
+    identity: String,
+    env: &Env,
+) -> Result<bool> {
+    let (scheduled_event_id, attempt) = match target {
+        ActivityTarget::Scheduled {
+            scheduled_event_id,
+            attempt,
+        } => (scheduled_event_id, attempt),
+        ActivityTarget::Id(id) => {
+            let ai = wf
+                .activity_by_id(&id)
+                .ok_or_else(|| Error::NotFound("Activity task not found.".into()))?;
+            (ai.scheduled_event_id, ai.attempt)
+        }
+    };
+    match report {
+        ActivityReport::Completed(result) => wf
+            .complete_activity(scheduled_event_id, attempt, result, identity, env)
+            .map(|_| false),
+        ActivityReport::Failed(failure, details) => wf
+            .fail_activity(scheduled_event_id, attempt, failure, details, identity, env)
+            .map(|_| false),
+        ActivityReport::Canceled(details) => wf
+            .cancel_activity(scheduled_event_id, attempt, details, identity, env)
+            .map(|_| false),
+        ActivityReport::Heartbeat(details) => {
+            wf.heartbeat_activity(scheduled_event_id, attempt, details, env)
+        }
+    }
+    .map_err(Error::from)
+}
+
+fn not_found(run: &RunRef) -> Error {
+    if run.run_id.is_empty() {
+        Error::NotFound(format!("workflow not found for ID: {}", run.workflow_id))
+    } else {
+        Error::NotFound(format!(
+            "workflow not found for ID: {} and run ID: {}",
+            run.workflow_id, run.run_id
+        ))
+    }
+}

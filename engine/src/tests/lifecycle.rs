@@ -1,0 +1,360 @@
+//! Run lifecycle scenarios: signals, cancellation, termination, continue-as-new, timeouts,
+//! signal-with-start and the first-task backoff.
+
+use temporalio_protos::temporal::api::enums::v1::{
+    ContinueAsNewInitiator, RetryState, WorkflowExecutionStatus, WorkflowTaskFailedCause,
+};
+
+use super::driver::*;
+use crate::time::{duration, duration_ms};
+use crate::{Error, Signal, TaskKind};
+
+/// Reference §2.3, cancellation: CancelRequested + a task; CancelWorkflowExecution → Canceled.
+#[test]
+fn cancel_request_then_cancel_command() {
+    let mut d = Driver::start();
+    d.poll_wft();
+    d.complete_wft(vec![start_timer("t", 60_000)]);
+    d.request_cancel().unwrap();
+    assert_eq!(
+        d.last_types(),
+        vec![
+            E::WorkflowExecutionCancelRequested,
+            E::WorkflowTaskScheduled
+        ]
+    );
+    let requested = attrs!(d.event(6), WorkflowExecutionCancelRequestedEventAttributes);
+    assert_eq!(requested.cause, "cancel it");
+    d.unchanged(|d| d.request_cancel()).unwrap();
+
+    d.poll_wft();
+    d.complete_wft(vec![cancel_workflow()]);
+    assert_eq!(
+        d.last_types(),
+        vec![E::WorkflowTaskCompleted, E::WorkflowExecutionCanceled]
+    );
+    assert_eq!(
+        attrs!(d.event(10), WorkflowExecutionCanceledEventAttributes)
+            .workflow_task_completed_event_id,
+        9
+    );
+    assert_eq!(d.wf.state.status, WorkflowExecutionStatus::Canceled as i32);
+    assert!(d.wf.state.timers.is_empty());
+}
+
+/// A cancel request during a started task is buffered like a signal.
+#[test]
+fn cancel_request_during_started_task_is_buffered() {
+    let mut d = Driver::start();
+    d.poll_wft();
+    d.request_cancel().unwrap();
+    assert_eq!(
+        d.buffered_types(),
+        vec![E::WorkflowExecutionCancelRequested]
+    );
+    let outcome = d.complete_wft(vec![cancel_workflow()]);
+    assert_eq!(
+        outcome.rejected.unwrap().cause,
+        WorkflowTaskFailedCause::UnhandledCommand
+    );
+    assert_eq!(
+        d.last_types(),
+        vec![
+            E::WorkflowTaskFailed,
+            E::WorkflowExecutionCancelRequested,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+}
+
+/// Terminate with a started task and a buffered signal: the task fails (FORCE_CLOSE_COMMAND),
+/// the buffer is flushed, then Terminated; afterwards the run refuses everything.
+#[test]
+fn terminate_flushes_the_buffer_first() {
+    let mut d = Driver::start();
+    d.poll_wft();
+    d.signal("s");
+    d.terminate().unwrap();
+    assert_eq!(
+        d.types_from(4),
+        vec![
+            E::WorkflowTaskFailed,
+            E::WorkflowExecutionSignaled,
+            E::WorkflowExecutionTerminated,
+        ]
+    );
+    let failed = attrs!(d.event(4), WorkflowTaskFailedEventAttributes);
+    assert_eq!(
+        failed.cause,
+        WorkflowTaskFailedCause::ForceCloseCommand as i32
+    );
+    assert_eq!((failed.scheduled_event_id, failed.started_event_id), (2, 3));
+    let terminated = attrs!(d.event(6), WorkflowExecutionTerminatedEventAttributes);
+    assert_eq!(
+        (terminated.reason.as_str(), terminated.identity.as_str()),
+        ("terminate it", "client-1")
+    );
+    assert_eq!(
+        d.wf.state.status,
+        WorkflowExecutionStatus::Terminated as i32
+    );
+    assert_eq!(d.wf.state.close_event_id, 6);
+    assert!(d.wf.state.workflow_task.is_none() && d.wf.state.buffered_events.is_empty());
+    assert!(d.last_tasks.is_empty());
+
+    assert!(matches!(
+        d.unchanged(|d| d.try_complete_wft(2, 1, completion(vec![complete_workflow()]))),
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        d.unchanged(|d| d.terminate()),
+        Err(Error::WorkflowCompleted)
+    );
+    assert_eq!(
+        d.unchanged(|d| d.request_cancel()),
+        Err(Error::WorkflowCompleted)
+    );
+    assert_eq!(
+        d.unchanged(|d| d.try_signal(Signal::default())),
+        Err(Error::WorkflowCompleted)
+    );
+}
+
+/// Terminating an idle run, or one whose started task is transient, writes only Terminated.
+#[test]
+fn terminate_without_a_stored_started_task() {
+    let mut d = Driver::start();
+    d.poll_wft();
+    d.complete_wft(vec![start_timer("t", 1_000)]);
+    d.terminate().unwrap();
+    assert_eq!(d.last_types(), vec![E::WorkflowExecutionTerminated]);
+    let timer = d.task(TaskKind::UserTimer);
+    d.unchanged(|d| d.try_fire(&timer)).unwrap();
+
+    let mut d = Driver::start();
+    d.poll_wft();
+    d.fail_wft();
+    d.poll_wft();
+    d.terminate().unwrap();
+    assert_eq!(d.last_types(), vec![E::WorkflowExecutionTerminated]);
+    assert_eq!(d.wf.state.close_event_id, 5);
+}
+
+/// Continue-as-new closes the run with ContinuedAsNew and hands back the next run, whose
+/// first events are Started (continued from this run, initiator WORKFLOW) and its first task.
+#[test]
+fn continue_as_new_creates_the_next_run() {
+    let mut d = Driver::start_with(|p| {
+        p.attributes.workflow_run_timeout = Some(duration(60_000));
+    });
+    d.poll_wft();
+    d.complete_wft(vec![continue_as_new()]);
+    assert_eq!(
+        d.last_types(),
+        vec![E::WorkflowTaskCompleted, E::WorkflowExecutionContinuedAsNew]
+    );
+    let continued = attrs!(d.event(5), WorkflowExecutionContinuedAsNewEventAttributes);
+    assert_eq!(continued.new_execution_run_id, "run-2");
+    assert_eq!(continued.workflow_task_completed_event_id, 4);
+    assert_eq!(continued.initiator, ContinueAsNewInitiator::Workflow as i32);
+    assert_eq!(continued.workflow_type.as_ref().unwrap().name, "Wf");
+    assert_eq!(continued.task_queue.as_ref().unwrap().name, TASK_QUEUE);
+    assert_eq!(
+        d.wf.state.status,
+        WorkflowExecutionStatus::ContinuedAsNew as i32
+    );
+    assert_eq!(d.wf.state.new_execution_run_id, "run-2");
+
+    let next = d.new_run.take().expect("the next run");
+    let mut n = Driver::from_workflow(next, d.now_ms);
+    assert_eq!(n.wf.state.run_id, "run-2");
+    assert_eq!(
+        n.types(),
+        vec![E::WorkflowExecutionStarted, E::WorkflowTaskScheduled]
+    );
+    let started = attrs!(n.event(1), WorkflowExecutionStartedEventAttributes);
+    assert_eq!(started.continued_execution_run_id, "run-1");
+    assert_eq!(started.initiator, ContinueAsNewInitiator::Workflow as i32);
+    assert_eq!(started.first_execution_run_id, "run-1");
+    assert_eq!(started.input, Some(payloads("next")));
+    assert_eq!(started.attempt, 1);
+    assert_eq!(duration_ms(started.workflow_run_timeout.as_ref()), 60_000);
+    assert_eq!(
+        n.last_task_kinds(),
+        vec![TaskKind::DispatchWorkflowTask, TaskKind::WorkflowRunTimeout]
+    );
+    n.poll_wft();
+    n.complete_wft(vec![complete_workflow()]);
+    assert_eq!(n.wf.state.status, WorkflowExecutionStatus::Completed as i32);
+}
+
+/// Continue-as-new is a closing command: vetoed while events are buffered.
+#[test]
+fn continue_as_new_is_vetoed_by_buffered_events() {
+    let mut d = Driver::start();
+    d.poll_wft();
+    d.signal("s");
+    let outcome = d.complete_wft(vec![continue_as_new()]);
+    assert_eq!(
+        outcome.rejected.unwrap().cause,
+        WorkflowTaskFailedCause::UnhandledCommand
+    );
+    assert!(d.new_run.is_none());
+    assert!(d.wf.is_open());
+}
+
+/// The run timeout: WorkflowExecutionTimedOut; a started task is failed first.
+#[test]
+fn run_timeout() {
+    let mut d = Driver::start_with(|p| {
+        p.attributes.workflow_run_timeout = Some(duration(60_000));
+    });
+    assert_eq!(
+        duration_ms(
+            attrs!(d.event(2), WorkflowTaskScheduledEventAttributes)
+                .start_to_close_timeout
+                .as_ref()
+        ),
+        10_000
+    );
+    let timer = d.task(TaskKind::WorkflowRunTimeout);
+    assert_eq!(timer.fire_time_ms, T0 + 60_000);
+    d.fire(&timer);
+    assert_eq!(
+        d.types(),
+        vec![
+            E::WorkflowExecutionStarted,
+            E::WorkflowTaskScheduled,
+            E::WorkflowExecutionTimedOut,
+        ]
+    );
+    let timed_out = attrs!(d.event(3), WorkflowExecutionTimedOutEventAttributes);
+    assert_eq!(timed_out.retry_state, RetryState::Timeout as i32);
+    assert_eq!(d.wf.state.status, WorkflowExecutionStatus::TimedOut as i32);
+    assert_eq!(
+        d.unchanged(|d| d.try_fire(&timer)),
+        Err(Error::WorkflowCompleted)
+    );
+
+    let mut d = Driver::start_with(|p| {
+        p.attributes.workflow_run_timeout = Some(duration(60_000));
+    });
+    d.poll_wft();
+    d.fire(&d.task(TaskKind::WorkflowRunTimeout));
+    assert_eq!(
+        d.types_from(4),
+        vec![E::WorkflowTaskFailed, E::WorkflowExecutionTimedOut]
+    );
+}
+
+/// The workflow-task timeout is capped by the run timeout; the execution timeout caps the
+/// run timeout.
+#[test]
+fn timeouts_are_capped() {
+    let d = Driver::start_with(|p| {
+        p.attributes.workflow_run_timeout = Some(duration(60_000));
+        p.attributes.workflow_execution_timeout = Some(duration(5_000));
+    });
+    let started = attrs!(d.event(1), WorkflowExecutionStartedEventAttributes);
+    assert_eq!(duration_ms(started.workflow_run_timeout.as_ref()), 5_000);
+    assert_eq!(duration_ms(started.workflow_task_timeout.as_ref()), 5_000);
+    assert_eq!(
+        d.task(TaskKind::WorkflowRunTimeout).fire_time_ms,
+        T0 + 5_000
+    );
+    assert!(
+        Driver::start_with(|_| {})
+            .wf
+            .state
+            .started
+            .as_ref()
+            .unwrap()
+            .workflow_run_timeout
+            .is_none()
+    );
+}
+
+/// FailWorkflowExecution → WorkflowExecutionFailed.
+#[test]
+fn fail_workflow_command() {
+    let mut d = Driver::start();
+    d.poll_wft();
+    d.complete_wft(vec![fail_workflow()]);
+    assert_eq!(
+        d.last_types(),
+        vec![E::WorkflowTaskCompleted, E::WorkflowExecutionFailed]
+    );
+    assert_eq!(d.wf.state.status, WorkflowExecutionStatus::Failed as i32);
+}
+
+/// Signal-with-start: Started, Signaled, WorkflowTaskScheduled.
+#[test]
+fn signal_with_start() {
+    let d = Driver::start_with(|p| {
+        p.signal = Some(Signal {
+            name: "go".into(),
+            ..Default::default()
+        });
+    });
+    assert_eq!(
+        d.types(),
+        vec![
+            E::WorkflowExecutionStarted,
+            E::WorkflowExecutionSignaled,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+    assert_eq!(d.wf.state.signal_count, 1);
+}
+
+/// A first-task backoff delays the first task behind a WorkflowBackoff timer.
+#[test]
+fn first_workflow_task_backoff() {
+    let mut d = Driver::start_with(|p| {
+        p.attributes.first_workflow_task_backoff = Some(duration(30_000));
+    });
+    assert_eq!(d.types(), vec![E::WorkflowExecutionStarted]);
+    let backoff = d.task(TaskKind::WorkflowBackoff);
+    assert_eq!(backoff.fire_time_ms, T0 + 30_000);
+    assert_eq!(d.wf.state.execution_time_ms, T0 + 30_000);
+    d.fire(&backoff);
+    assert_eq!(d.last_types(), vec![E::WorkflowTaskScheduled]);
+}
+
+/// Signals dedupe by request id; skip_generate_workflow_task stores the signal only.
+#[test]
+fn signal_dedupe_and_skip_generate() {
+    let mut d = Driver::start();
+    d.poll_wft();
+    d.complete_wft(vec![]);
+    let signal = Signal {
+        name: "s".into(),
+        request_id: "sig-1".into(),
+        skip_generate_workflow_task: true,
+        ..Default::default()
+    };
+    d.try_signal(signal.clone()).unwrap();
+    assert_eq!(d.last_types(), vec![E::WorkflowExecutionSignaled]);
+    d.unchanged(|d| d.try_signal(signal)).unwrap();
+    assert_eq!(d.wf.state.signal_count, 1);
+    d.signal("t");
+    assert_eq!(
+        d.last_types(),
+        vec![E::WorkflowExecutionSignaled, E::WorkflowTaskScheduled]
+    );
+}
+
+/// Invalid start parameters are refused, not panicked on.
+#[test]
+fn negative_run_timeout_is_refused() {
+    let mut params = start_params();
+    params.attributes.workflow_run_timeout = Some(duration(-1));
+    let env = crate::Env {
+        now_ms: T0,
+        new_run_id: String::new(),
+    };
+    assert!(matches!(
+        crate::Workflow::start(params, &env),
+        Err(Error::InvalidArgument(_))
+    ));
+}

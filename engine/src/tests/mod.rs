@@ -1,0 +1,12 @@
+//! Unit tests of the engine: a test driver that builds histories with a fake clock
+//! ([`driver::Driver`]) and named canned scenarios asserting whole event sequences
+//! (STYLE.md 6; reference §2.3–2.4).
+
+mod driver;
+
+mod activity;
+mod lifecycle;
+mod replay;
+mod timer;
+mod tokens;
+mod workflow_task;
