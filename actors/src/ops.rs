@@ -60,6 +60,8 @@ pub enum ActivityTarget {
 }
 
 /// What a worker reports about an activity.
+// Short-lived request values: boxing the failure would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum ActivityReport {
     /// RespondActivityTaskCompleted.

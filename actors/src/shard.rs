@@ -60,7 +60,10 @@ impl Message for Ack {
     type Result = ();
 }
 
-struct Ready(crate::Result<(i64, Vec<ReadyTask>, Vec<(i64, i64, TaskInfo)>)>);
+/// What a shard finds when it is acquired: its range id, pending transfer tasks and timers.
+type Acquired = (i64, Vec<ReadyTask>, Vec<(i64, i64, TaskInfo)>);
+
+struct Ready(crate::Result<Acquired>);
 impl Message for Ready {
     type Result = ();
 }

@@ -131,7 +131,7 @@ impl Workflow {
                     binary_checksum: request.binary_checksum.clone(),
                     worker_version: request.worker_version_stamp.clone(),
                     sdk_metadata: request.sdk_metadata.clone(),
-                    metering_metadata: request.metering_metadata.clone(),
+                    metering_metadata: request.metering_metadata,
                     deployment: request.deployment.clone(),
                     versioning_behavior: request.versioning_behavior,
                     ..Default::default()

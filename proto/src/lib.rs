@@ -10,6 +10,7 @@ pub use temporalio_protos::google;
 pub use temporalio_protos::temporal::api;
 
 /// `temporal.api.workflowservice.v1`: messages plus the generated server and client.
+#[allow(clippy::all, missing_docs)]
 pub mod workflowservice {
     pub use temporalio_protos::temporal::api::workflowservice::v1::*;
     include!(concat!(
@@ -19,6 +20,7 @@ pub mod workflowservice {
 }
 
 /// `temporal.api.operatorservice.v1`: messages plus the generated server and client.
+#[allow(clippy::all, missing_docs)]
 pub mod operatorservice {
     pub use temporalio_protos::temporal::api::operatorservice::v1::*;
     include!(concat!(
@@ -28,6 +30,7 @@ pub mod operatorservice {
 }
 
 /// `grpc.health.v1`: messages plus the generated server and client.
+#[allow(clippy::all, missing_docs)]
 pub mod health {
     pub use temporalio_protos::grpc::health::v1::*;
     include!(concat!(env!("OUT_DIR"), "/grpc.health.v1.rs"));
