@@ -44,8 +44,18 @@ pub async fn workflow_task(
     } else {
         1
     };
-    let mut events = read_events(history, &key(state), from, start.next_event_id).await?;
-    events.extend(start.transient_events.iter().cloned());
+    let transient = HistoryMessage {
+        events: start.transient_events.clone(),
+    };
+    let (events, next_page_token) = page(
+        history,
+        &key(state),
+        from,
+        start.next_event_id,
+        transient,
+        super::HISTORY_PAGE_SIZE,
+    )
+    .await?;
     let token = TaskToken {
         namespace_id: state.namespace_id.clone(),
         workflow_id: state.workflow_id.clone(),
@@ -65,6 +75,7 @@ pub async fn workflow_task(
         started_event_id: start.started_event_id,
         attempt: start.attempt,
         history: Some(HistoryMessage { events }),
+        next_page_token,
         workflow_execution_task_queue: attrs.task_queue.clone().map(|q| TaskQueue {
             name: q.name,
             kind: 1,
@@ -74,6 +85,31 @@ pub async fn workflow_task(
         started_time: Some(timestamp(start.started_time_ms)),
         ..Default::default()
     })
+}
+
+/// One page of a workflow task's history: events `[from, min(end, from + size))`, and either a
+/// token for the rest or, on the last page, the transient events appended.
+pub async fn page(
+    history: &History,
+    key: &ExecutionKey,
+    from: i64,
+    end: i64,
+    transient: HistoryMessage,
+    size: i64,
+) -> Result<(Vec<sundial_engine::api::history::v1::HistoryEvent>, Vec<u8>)> {
+    let to = end.min(from + size);
+    let mut events = read_events(history, key, from, to).await?;
+    if to < end {
+        let token = super::HistoryToken {
+            run_id: key.run_id.clone(),
+            next_event_id: to,
+            end_event_id: end,
+            transient: Some(transient),
+        };
+        return Ok((events, token.encode_to_vec()));
+    }
+    events.extend(transient.events);
+    Ok((events, Vec::new()))
 }
 
 /// The poll response of a started activity.

@@ -1,0 +1,220 @@
+//! Task polls and workflow-task completion: matching hands a task over, history records its start, and the response is built.
+
+use super::*;
+
+impl Frontend {
+    pub(super) async fn poll_workflow_task_queue_impl(
+        &self,
+        request: Request<PollWorkflowTaskQueueRequest>,
+    ) -> Result<Response<PollWorkflowTaskQueueResponse>, Status> {
+        let timeout = poll_timeout(&request);
+        let req = request.into_inner();
+        let ns = self.namespace_id(&req.namespace).await?;
+        let queue = task_queue_name(&req.task_queue)?;
+        let sticky = req
+            .task_queue
+            .as_ref()
+            .is_some_and(|q| q.kind == TaskQueueKind::Sticky as i32);
+        let key = Matching::key(&ns, &queue, WORKFLOW_QUEUE);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(matched) = self.node.matching.poll(&key, left).await else {
+                return Ok(Response::new(PollWorkflowTaskQueueResponse::default()));
+            };
+            match matched.item.clone() {
+                QueueItem::Task(task) => {
+                    let request_id = uuid::Uuid::new_v4().to_string();
+                    let run = RunRef {
+                        namespace_id: task.namespace_id.clone(),
+                        workflow_id: task.workflow_id.clone(),
+                        run_id: task.run_id.clone(),
+                    };
+                    let identity = req.identity.clone();
+                    let polled = queue.clone();
+                    let result: Result<WorkflowTaskStarted, Error> = self
+                        .node
+                        .history
+                        .call(&task.namespace_id, &task.workflow_id, |reply| {
+                            Op::RecordWorkflowTaskStarted {
+                                run,
+                                scheduled_event_id: task.scheduled_event_id,
+                                attempt: task.attempt,
+                                request_id,
+                                identity,
+                                polled_queue: polled,
+                                reply,
+                            }
+                        })
+                        .await;
+                    match result {
+                        Ok(started) => {
+                            matched.ack(true);
+                            let response =
+                                responses::workflow_task(&self.node.history, started, sticky)
+                                    .await
+                                    .map_err(to_status)?;
+                            return Ok(Response::new(response));
+                        }
+                        Err(Error::Engine(_) | Error::NotFound(_)) => matched.ack(true),
+                        Err(e) => {
+                            matched.ack(false);
+                            return Err(to_status(e));
+                        }
+                    }
+                }
+                QueueItem::Query(query) => {
+                    matched.ack(true);
+                    let run = RunRef {
+                        namespace_id: query.namespace_id.clone(),
+                        workflow_id: query.workflow_id.clone(),
+                        run_id: query.run_id.clone(),
+                    };
+                    let Ok(state) = self.describe_state(run).await else {
+                        continue;
+                    };
+                    let from = if sticky {
+                        state.last_completed_wft_started_event_id + 1
+                    } else {
+                        1
+                    };
+                    let key = ExecutionKey {
+                        namespace_id: state.namespace_id.clone(),
+                        workflow_id: state.workflow_id.clone(),
+                        run_id: state.run_id.clone(),
+                    };
+                    let events = read_events(&self.node.history, &key, from, state.next_event_id)
+                        .await
+                        .map_err(to_status)?;
+                    let token = TaskToken {
+                        namespace_id: state.namespace_id.clone(),
+                        workflow_id: state.workflow_id.clone(),
+                        run_id: state.run_id.clone(),
+                        activity_id: query.query_id.clone(),
+                        query: true,
+                        ..Default::default()
+                    };
+                    let attrs = state.started.clone().unwrap_or_default();
+                    return Ok(Response::new(PollWorkflowTaskQueueResponse {
+                        task_token: token.encode_to_vec(),
+                        workflow_execution: Some(WorkflowExecution {
+                            workflow_id: state.workflow_id.clone(),
+                            run_id: state.run_id.clone(),
+                        }),
+                        workflow_type: attrs.workflow_type,
+                        previous_started_event_id: state.last_completed_wft_started_event_id,
+                        started_event_id: state.last_completed_wft_started_event_id,
+                        history: Some(HistoryMessage { events }),
+                        query: Some(query.query),
+                        workflow_execution_task_queue: attrs.task_queue,
+                        ..Default::default()
+                    }));
+                }
+            }
+        }
+    }
+
+    pub(super) async fn poll_activity_task_queue_impl(
+        &self,
+        request: Request<PollActivityTaskQueueRequest>,
+    ) -> Result<Response<PollActivityTaskQueueResponse>, Status> {
+        let timeout = poll_timeout(&request);
+        let req = request.into_inner();
+        let ns = self.namespace_id(&req.namespace).await?;
+        let queue = task_queue_name(&req.task_queue)?;
+        let key = Matching::key(&ns, &queue, ACTIVITY_QUEUE);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(matched) = self.node.matching.poll(&key, left).await else {
+                return Ok(Response::new(PollActivityTaskQueueResponse::default()));
+            };
+            let QueueItem::Task(task) = matched.item.clone() else {
+                matched.ack(true);
+                continue;
+            };
+            let run = RunRef {
+                namespace_id: task.namespace_id.clone(),
+                workflow_id: task.workflow_id.clone(),
+                run_id: task.run_id.clone(),
+            };
+            let identity = req.identity.clone();
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let result = self
+                .node
+                .history
+                .call(&task.namespace_id, &task.workflow_id, |reply| {
+                    Op::RecordActivityTaskStarted {
+                        run,
+                        scheduled_event_id: task.scheduled_event_id,
+                        attempt: task.attempt,
+                        request_id,
+                        identity,
+                        reply,
+                    }
+                })
+                .await;
+            match result {
+                Ok(started) => {
+                    matched.ack(true);
+                    return Ok(Response::new(responses::activity_task(
+                        &req.namespace,
+                        &started.state,
+                        &started.activity,
+                    )));
+                }
+                Err(Error::Engine(_) | Error::NotFound(_)) => matched.ack(true),
+                Err(e) => {
+                    matched.ack(false);
+                    return Err(to_status(e));
+                }
+            }
+        }
+    }
+
+    pub(super) async fn respond_workflow_task_completed_impl(
+        &self,
+        request: Request<RespondWorkflowTaskCompletedRequest>,
+    ) -> Result<Response<RespondWorkflowTaskCompletedResponse>, Status> {
+        let req = request.into_inner();
+        let token = decode_token(&req.task_token)?;
+        let namespace = req.namespace.clone();
+        let sticky_poll = req
+            .sticky_attributes
+            .as_ref()
+            .is_some_and(|s| s.worker_task_queue.is_some());
+        let run = run_of(&token);
+        let completed = self
+            .call(&token.namespace_id, &token.workflow_id, |reply| {
+                Op::CompleteWorkflowTask {
+                    run,
+                    scheduled_event_id: token.scheduled_event_id,
+                    attempt: token.attempt,
+                    request: Box::new(req),
+                    reply,
+                }
+            })
+            .await?;
+        let mut response = RespondWorkflowTaskCompletedResponse::default();
+        for ai in &completed.outcome.eager_activities {
+            response.activity_tasks.push(responses::activity_task(
+                &namespace,
+                &completed.state,
+                ai,
+            ));
+        }
+        if let Some(start) = completed.outcome.new_workflow_task {
+            let started = WorkflowTaskStarted {
+                run_id: completed.state.run_id.clone(),
+                start,
+                state: completed.state.clone(),
+            };
+            response.workflow_task = Some(
+                responses::workflow_task(&self.node.history, started, sticky_poll)
+                    .await
+                    .map_err(to_status)?,
+            );
+        }
+        Ok(Response::new(response))
+    }
+}
