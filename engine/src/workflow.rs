@@ -396,12 +396,18 @@ impl Workflow {
         self.ensure_open()?;
         self.force_close_started_workflow_task(env);
         self.flush_buffered();
+        // Without a retry policy Temporal reports that, not the timeout, as the retry state.
+        let retry_state = if self.started_attributes().retry_policy.is_some() {
+            RetryState::Timeout
+        } else {
+            RetryState::RetryPolicyNotSet
+        };
         self.close(
             env,
             WorkflowExecutionStatus::TimedOut,
             Attributes::WorkflowExecutionTimedOutEventAttributes(
                 WorkflowExecutionTimedOutEventAttributes {
-                    retry_state: RetryState::Timeout as i32,
+                    retry_state: retry_state as i32,
                     new_execution_run_id: String::new(),
                 },
             ),
