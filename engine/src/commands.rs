@@ -5,7 +5,7 @@
 use temporalio_protos::temporal::api::{
     command::v1::{Command, command::Attributes as Cmd},
     enums::v1::{RetryState, WorkflowExecutionStatus, WorkflowTaskFailedCause},
-    failure::v1::Failure,
+    failure::v1::{Failure, ServerFailureInfo, failure::FailureInfo},
     history::v1::{
         MarkerRecordedEventAttributes, UpsertWorkflowSearchAttributesEventAttributes,
         WorkflowExecutionCanceledEventAttributes, WorkflowExecutionCompletedEventAttributes,
@@ -15,11 +15,11 @@ use temporalio_protos::temporal::api::{
     workflowservice::v1::RespondWorkflowTaskCompletedRequest,
 };
 
-use crate::Result;
 use crate::state::{ActivityInfo, TaskKind};
 use crate::time::duration_ms;
 use crate::workflow::{Env, Workflow};
 use crate::workflow_task::WorkflowTaskStart;
+use crate::{Error, Result};
 
 /// A command the server refuses: the workflow task fails with `cause`.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +91,11 @@ impl Workflow {
             Ok(outcome) => Ok(outcome),
             Err(err) => {
                 *self = snapshot;
+                if task.attempt > 1 && err.cause != WorkflowTaskFailedCause::UnhandledCommand {
+                    // A retry that keeps failing records nothing: the task times out and is
+                    // tried again (as Temporal does).
+                    return Err(Error::InvalidArgument(err.message));
+                }
                 self.reject(&task, err.clone(), identity, env);
                 Ok(CompletionOutcome {
                     rejected: Some(err),
@@ -109,6 +114,9 @@ impl Workflow {
     ) {
         let failure = Failure {
             message: err.message,
+            failure_info: Some(FailureInfo::ServerFailureInfo(ServerFailureInfo {
+                non_retryable: false,
+            })),
             ..Default::default()
         };
         self.record_workflow_task_failure(task, err.cause, Some(failure), identity, env);

@@ -442,22 +442,22 @@ fn bad_schedule_activity_commands_fail_the_task() {
     );
     assert_eq!(d.last_types(), vec![E::WorkflowTaskFailed]);
 
+    // A retry that fails again is refused with InvalidArgument and changes nothing: the task
+    // stays started until its timeout (Temporal's respondworkflowtaskcompleted/api.go).
     d.poll_wft();
-    let outcome = d.complete_wft(vec![schedule_activity("a"), schedule_activity("a")]);
+    let (scheduled, attempt) = d.started_wft();
+    let result = d.unchanged(|d| {
+        d.try_complete_wft(
+            scheduled,
+            attempt,
+            completion(vec![schedule_activity("a"), schedule_activity("a")]),
+        )
+    });
     assert_eq!(
-        outcome.rejected.unwrap().cause,
-        WorkflowTaskFailedCause::ScheduleActivityDuplicateId
-    );
-    assert!(
-        d.last_events.is_empty(),
-        "a transient attempt's failure writes nothing"
+        result.unwrap_err(),
+        crate::Error::InvalidArgument("Activity ID a already exists.".into())
     );
     assert!(d.wf.state.activities.is_empty());
-    assert!(
-        d.last_task_kinds()
-            .iter()
-            .all(|k| *k == TaskKind::DispatchWorkflowTask)
-    );
 
     let mut d = with_activity(|_| {});
     d.signal("s");

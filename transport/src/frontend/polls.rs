@@ -73,11 +73,9 @@ impl Frontend {
                     let Ok(state) = self.describe_state(run).await else {
                         continue;
                     };
-                    let from = if sticky {
-                        state.last_completed_wft_started_event_id + 1
-                    } else {
-                        1
-                    };
+                    // The sticky worker answers from its cache: no events. A normal-queue
+                    // worker replays the whole history.
+                    let from = if sticky { state.next_event_id } else { 1 };
                     let key = ExecutionKey {
                         namespace_id: state.namespace_id.clone(),
                         workflow_id: state.workflow_id.clone(),
@@ -195,6 +193,10 @@ impl Frontend {
                 }
             })
             .await?;
+        if let Some(rejected) = completed.outcome.rejected {
+            // The task failed instead (and is recorded so); the worker learns why.
+            return Err(invalid(rejected.message));
+        }
         let mut response = RespondWorkflowTaskCompletedResponse::default();
         for ai in &completed.outcome.eager_activities {
             response.activity_tasks.push(responses::activity_task(
