@@ -2,6 +2,48 @@
 
 use super::*;
 
+/// Validates a start request and turns it into the start op's input.
+fn start_workflow(ns: &str, req: StartWorkflowExecutionRequest) -> Result<StartWorkflow, Status> {
+    check_id(&req.workflow_id, "WorkflowId")?;
+    if req.workflow_type.as_ref().is_none_or(|t| t.name.is_empty()) {
+        return Err(invalid("WorkflowType is not set on request."));
+    }
+    task_queue_name(&req.task_queue)?;
+    check_timeouts(&[
+        req.workflow_execution_timeout.as_ref(),
+        req.workflow_run_timeout.as_ref(),
+        req.workflow_task_timeout.as_ref(),
+        req.workflow_start_delay.as_ref(),
+    ])?;
+    let attributes = WorkflowExecutionStartedEventAttributes {
+        workflow_type: req.workflow_type,
+        task_queue: req.task_queue.map(|q| TaskQueue {
+            kind: TaskQueueKind::Normal as i32,
+            ..q
+        }),
+        input: req.input,
+        workflow_execution_timeout: req.workflow_execution_timeout,
+        workflow_run_timeout: req.workflow_run_timeout,
+        workflow_task_timeout: req.workflow_task_timeout,
+        identity: req.identity,
+        retry_policy: req.retry_policy,
+        cron_schedule: req.cron_schedule,
+        memo: req.memo,
+        search_attributes: req.search_attributes,
+        header: req.header,
+        first_workflow_task_backoff: req.workflow_start_delay,
+        continued_failure: req.continued_failure,
+        last_completion_result: req.last_completion_result,
+        priority: req.priority,
+        ..Default::default()
+    };
+    Ok(StartWorkflow {
+        params: start_params(ns, &req.workflow_id, &req.request_id, attributes),
+        reuse_policy: req.workflow_id_reuse_policy,
+        conflict_policy: req.workflow_id_conflict_policy,
+    })
+}
+
 impl Frontend {
     pub(super) async fn start_workflow_execution_impl(
         &self,
@@ -9,46 +51,10 @@ impl Frontend {
     ) -> Result<Response<StartWorkflowExecutionResponse>, Status> {
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
-        check_id(&req.workflow_id, "WorkflowId")?;
-        if req.workflow_type.as_ref().is_none_or(|t| t.name.is_empty()) {
-            return Err(invalid("WorkflowType is not set on request."));
-        }
-        task_queue_name(&req.task_queue)?;
-        check_timeouts(&[
-            req.workflow_execution_timeout.as_ref(),
-            req.workflow_run_timeout.as_ref(),
-            req.workflow_task_timeout.as_ref(),
-            req.workflow_start_delay.as_ref(),
-        ])?;
-        let attributes = WorkflowExecutionStartedEventAttributes {
-            workflow_type: req.workflow_type,
-            task_queue: req.task_queue.map(|q| TaskQueue {
-                kind: TaskQueueKind::Normal as i32,
-                ..q
-            }),
-            input: req.input,
-            workflow_execution_timeout: req.workflow_execution_timeout,
-            workflow_run_timeout: req.workflow_run_timeout,
-            workflow_task_timeout: req.workflow_task_timeout,
-            identity: req.identity,
-            retry_policy: req.retry_policy,
-            cron_schedule: req.cron_schedule,
-            memo: req.memo,
-            search_attributes: req.search_attributes,
-            header: req.header,
-            first_workflow_task_backoff: req.workflow_start_delay,
-            continued_failure: req.continued_failure,
-            last_completion_result: req.last_completion_result,
-            priority: req.priority,
-            ..Default::default()
-        };
-        let start = StartWorkflow {
-            params: start_params(&ns, &req.workflow_id, &req.request_id, attributes),
-            reuse_policy: req.workflow_id_reuse_policy,
-            conflict_policy: req.workflow_id_conflict_policy,
-        };
+        let workflow_id = req.workflow_id.clone();
+        let start = start_workflow(&ns, req)?;
         let outcome = self
-            .call(&ns, &req.workflow_id, |r| Op::Start(start, r))
+            .call(&ns, &workflow_id, |r| Op::Start(start, r))
             .await?;
         Ok(Response::new(StartWorkflowExecutionResponse {
             run_id: outcome.run_id,
@@ -63,14 +69,9 @@ impl Frontend {
     ) -> Result<Response<SignalWithStartWorkflowExecutionResponse>, Status> {
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
-        check_id(&req.workflow_id, "WorkflowId")?;
-        if req.workflow_type.as_ref().is_none_or(|t| t.name.is_empty()) {
-            return Err(invalid("WorkflowType is not set on request."));
-        }
         if req.signal_name.is_empty() {
             return Err(invalid("SignalName is not set on request."));
         }
-        task_queue_name(&req.task_queue)?;
         let signal = Signal {
             name: req.signal_name,
             input: req.signal_input,
@@ -79,35 +80,34 @@ impl Frontend {
             request_id: String::new(),
             skip_generate_workflow_task: false,
         };
-        let attributes = WorkflowExecutionStartedEventAttributes {
-            workflow_type: req.workflow_type,
-            task_queue: req.task_queue.map(|q| TaskQueue {
-                kind: TaskQueueKind::Normal as i32,
-                ..q
-            }),
-            input: req.input,
-            workflow_execution_timeout: req.workflow_execution_timeout,
-            workflow_run_timeout: req.workflow_run_timeout,
-            workflow_task_timeout: req.workflow_task_timeout,
-            identity: req.identity,
-            retry_policy: req.retry_policy,
-            cron_schedule: req.cron_schedule,
-            memo: req.memo,
-            search_attributes: req.search_attributes,
-            header: req.header,
-            first_workflow_task_backoff: req.workflow_start_delay,
-            priority: req.priority,
-            ..Default::default()
-        };
-        let start = StartWorkflow {
-            params: start_params(&ns, &req.workflow_id, &req.request_id, attributes),
-            reuse_policy: req.workflow_id_reuse_policy,
-            conflict_policy: req.workflow_id_conflict_policy,
-        };
+        let workflow_id = req.workflow_id.clone();
+        let start = start_workflow(
+            &ns,
+            StartWorkflowExecutionRequest {
+                namespace: req.namespace,
+                workflow_id: req.workflow_id,
+                workflow_type: req.workflow_type,
+                task_queue: req.task_queue,
+                input: req.input,
+                workflow_execution_timeout: req.workflow_execution_timeout,
+                workflow_run_timeout: req.workflow_run_timeout,
+                workflow_task_timeout: req.workflow_task_timeout,
+                identity: req.identity,
+                request_id: req.request_id,
+                workflow_id_reuse_policy: req.workflow_id_reuse_policy,
+                workflow_id_conflict_policy: req.workflow_id_conflict_policy,
+                retry_policy: req.retry_policy,
+                cron_schedule: req.cron_schedule,
+                memo: req.memo,
+                search_attributes: req.search_attributes,
+                header: req.header,
+                workflow_start_delay: req.workflow_start_delay,
+                priority: req.priority,
+                ..Default::default()
+            },
+        )?;
         let outcome = self
-            .call(&ns, &req.workflow_id, |r| {
-                Op::SignalWithStart(start, signal, r)
-            })
+            .call(&ns, &workflow_id, |r| Op::SignalWithStart(start, signal, r))
             .await?;
         Ok(Response::new(SignalWithStartWorkflowExecutionResponse {
             run_id: outcome.run_id,
