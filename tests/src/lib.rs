@@ -1,1 +1,16 @@
-//! integration tests
+//! `sundial-tests`: shared helpers for Sundial's integration tests (`tests/main.rs`).
+//!
+//! Holds what the tests need to talk to a server the way a Temporal worker would, with nothing
+//! but the generated gRPC client: an in-process server bound to `127.0.0.1:0` ([`server`]), a
+//! real `sundial` process that can be killed with `SIGKILL` and restarted ([`process`]), and a
+//! raw-client worker with command builders ([`worker`]). Every wait is bounded, so a broken
+//! server fails a test instead of hanging it, and every process started is killed on drop.
+//!
+//! Test-only: nothing here is part of the server.
+
+pub mod process;
+pub mod server;
+pub mod worker;
+
+pub use server::{Client, TestServer, connect};
+pub use worker::Worker;

@@ -1,0 +1,239 @@
+//! A real `sundial` process: found (and built when needed) in the workspace's target
+//! directory, started with arguments, waited for until it answers, killed with `SIGKILL`.
+//! The process is killed when its handle drops, panics included.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sundial_proto::workflowservice::GetSystemInfoRequest;
+
+use crate::server::{Client, connect};
+use crate::worker::request;
+
+/// Longest a process may take to answer `GetSystemInfo` after it is started.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest `cargo build --bin sundial` may take.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Where [`free_port`] picks from: below Linux's ephemeral range (32768-60999), so no socket
+/// bound to port 0 (an in-process server, a client) can take the port between the check and
+/// the `sundial` process binding it, or while the process restarts.
+const PICKED_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A TCP port on 127.0.0.1 that is free now and that no other call in this process returned.
+pub fn free_port() -> Result<u16> {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let span = u128::from(PICKED_PORTS.end - PICKED_PORTS.start);
+    for _ in 0..1000 {
+        let port = PICKED_PORTS.start + (uuid::Uuid::new_v4().as_u128() % span) as u16;
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free port in {PICKED_PORTS:?}")
+}
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The target directory and profile directory name this test binary was built in:
+/// `<target>/<profile>/deps/<name>-<hash>`, else `CARGO_TARGET_DIR` (or `target/`) and `debug`.
+fn target_and_profile() -> (PathBuf, String) {
+    fn from_exe() -> Option<(PathBuf, String)> {
+        let exe = std::env::current_exe().ok()?;
+        let deps = exe.parent()?;
+        if deps.file_name()? != "deps" {
+            return None;
+        }
+        let profile = deps.parent()?;
+        let name = profile.file_name()?.to_string_lossy().into_owned();
+        Some((profile.parent()?.to_path_buf(), name))
+    }
+    from_exe().unwrap_or_else(|| {
+        let target = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => workspace_root().join(dir),
+            None => workspace_root().join("target"),
+        };
+        (target, "debug".to_string())
+    })
+}
+
+/// The `sundial` binary of this workspace, built once per test process with
+/// `cargo build --bin sundial` so it is never stale. `SUNDIAL_BIN` names a binary to use instead.
+pub fn sundial_binary() -> Result<PathBuf> {
+    static BINARY: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| locate_or_build().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn locate_or_build() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("SUNDIAL_BIN") {
+        let bin = PathBuf::from(bin);
+        if !bin.is_file() {
+            bail!("SUNDIAL_BIN={} is not a file", bin.display());
+        }
+        return Ok(bin);
+    }
+    let (target, profile) = target_and_profile();
+    let bin = target
+        .join(&profile)
+        .join(format!("sundial{}", std::env::consts::EXE_SUFFIX));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(&cargo);
+    build
+        .args(["build", "--quiet", "--bin", "sundial", "--manifest-path"])
+        .arg(workspace_root().join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .stdin(Stdio::null());
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            build.arg("--release");
+        }
+        other => {
+            build.args(["--profile", other]);
+        }
+    }
+    let mut child = build
+        .spawn()
+        .with_context(|| format!("running {} build --bin sundial", cargo.to_string_lossy()))?;
+    let deadline = Instant::now() + BUILD_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("`cargo build --bin sundial` took longer than {BUILD_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if !status.success() {
+        bail!("`cargo build --bin sundial` failed ({status}); build it by hand or set SUNDIAL_BIN");
+    }
+    if !bin.is_file() {
+        bail!(
+            "`cargo build --bin sundial` succeeded but {} does not exist; set SUNDIAL_BIN",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A running `sundial` process, killed (SIGKILL) and reaped on drop.
+pub struct SundialProcess {
+    child: Child,
+    /// Where its frontend listens.
+    pub addr: SocketAddr,
+    log_path: PathBuf,
+}
+
+impl SundialProcess {
+    /// Starts `sundial <args>` with stdout and stderr appended to `log_path`; `addr` is where
+    /// its frontend will listen. Does not wait for it: see [`SundialProcess::wait_ready`].
+    pub fn spawn<S: AsRef<OsStr>>(args: &[S], addr: SocketAddr, log_path: &Path) -> Result<Self> {
+        let bin = sundial_binary()?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let child = Command::new(&bin)
+            .args(args)
+            .env("LOG_LEVEL", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(SundialProcess {
+            child,
+            addr,
+            log_path: log_path.to_path_buf(),
+        })
+    }
+
+    /// `sundial server start-dev` on 127.0.0.1:`port` persisting to `db`, ready to serve.
+    pub async fn start_dev(port: u16, db: &Path, log_path: &Path) -> Result<(Self, Client)> {
+        let port_arg = port.to_string();
+        let args: [&OsStr; 8] = [
+            "server".as_ref(),
+            "start-dev".as_ref(),
+            "--ip".as_ref(),
+            "127.0.0.1".as_ref(),
+            "--port".as_ref(),
+            port_arg.as_ref(),
+            "--db-filename".as_ref(),
+            db.as_os_str(),
+        ];
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut process = Self::spawn(&args, addr, log_path)?;
+        let client = process.wait_ready().await?;
+        Ok((process, client))
+    }
+
+    /// Waits (bounded) until the process answers `GetSystemInfo`, and returns a client.
+    pub async fn wait_ready(&mut self) -> Result<Client> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("sundial exited early ({status}); log:\n{}", self.logs());
+            }
+            if let Ok(mut client) = connect(self.addr).await {
+                let info = client
+                    .get_system_info(request(GetSystemInfoRequest {}, Duration::from_secs(2)))
+                    .await;
+                if info.is_ok() {
+                    return Ok(client);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "sundial did not answer on {} within {READY_TIMEOUT:?}; log:\n{}",
+                    self.addr,
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill().context("killing sundial")?;
+        self.child.wait().context("reaping sundial")?;
+        Ok(())
+    }
+
+    /// What the process has logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for SundialProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}

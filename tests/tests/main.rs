@@ -1,0 +1,11 @@
+//! Sundial's integration tests, one binary: in-process servers and real `sundial` processes,
+//! driven by the raw generated gRPC client acting as both client and worker.
+//!
+//! Helpers live in the `sundial_tests` library (`tests/src/`).
+
+mod config_file;
+mod durability;
+mod errors;
+mod lifecycle;
+mod paging;
+mod signals;
