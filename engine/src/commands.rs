@@ -4,7 +4,7 @@
 
 use temporalio_protos::temporal::api::{
     command::v1::{Command, command::Attributes as Cmd},
-    enums::v1::{RetryState, WorkflowExecutionStatus, WorkflowTaskFailedCause},
+    enums::v1::{WorkflowExecutionStatus, WorkflowTaskFailedCause},
     failure::v1::{Failure, ServerFailureInfo, failure::FailureInfo},
     history::v1::{
         MarkerRecordedEventAttributes, UpsertWorkflowSearchAttributesEventAttributes,
@@ -334,15 +334,23 @@ impl Workflow {
                 Ok(false)
             }
             Cmd::FailWorkflowExecutionCommandAttributes(a) => {
+                let (retry_state, new_execution_run_id) = self
+                    .retry_if_allowed(a.failure.as_ref(), env)
+                    .map_err(|e| {
+                        CommandError::new(
+                            WorkflowTaskFailedCause::BadFailWorkflowExecutionAttributes,
+                            &e.to_string(),
+                        )
+                    })?;
                 self.close(
                     env,
                     WorkflowExecutionStatus::Failed,
                     Attributes::WorkflowExecutionFailedEventAttributes(
                         WorkflowExecutionFailedEventAttributes {
                             failure: a.failure,
-                            retry_state: RetryState::RetryPolicyNotSet as i32,
+                            retry_state: retry_state as i32,
                             workflow_task_completed_event_id: completed_id,
-                            new_execution_run_id: String::new(),
+                            new_execution_run_id,
                         },
                     ),
                 );

@@ -21,6 +21,7 @@ pub mod state;
 pub mod time;
 mod timer;
 mod workflow;
+mod workflow_retry;
 mod workflow_task;
 
 #[cfg(test)]

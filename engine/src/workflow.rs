@@ -17,6 +17,11 @@ use temporalio_protos::temporal::api::{
     },
 };
 
+use temporalio_protos::temporal::api::{
+    enums::v1::TimeoutType,
+    failure::v1::{Failure, TimeoutFailureInfo, failure::FailureInfo},
+};
+
 use crate::events::{BUFFERED_EVENT_ID, event_type_of, is_bufferable, reorder_buffer};
 use crate::state::{MutableState, TaskInfo, TaskKind};
 use crate::time::{duration, duration_ms, timestamp};
@@ -397,10 +402,19 @@ impl Workflow {
         self.force_close_started_workflow_task(env);
         self.flush_buffered();
         // Without a retry policy Temporal reports that, not the timeout, as the retry state.
-        let retry_state = if self.started_attributes().retry_policy.is_some() {
-            RetryState::Timeout
-        } else {
-            RetryState::RetryPolicyNotSet
+        let failure = Failure {
+            message: "Workflow timed out".into(),
+            source: "Server".into(),
+            failure_info: Some(FailureInfo::TimeoutFailureInfo(TimeoutFailureInfo {
+                timeout_type: TimeoutType::StartToClose as i32,
+                last_heartbeat_details: None,
+            })),
+            ..Default::default()
+        };
+        let (retry_state, new_execution_run_id) = self.retry_if_allowed(Some(&failure), env)?;
+        let retry_state = match retry_state {
+            RetryState::RetryPolicyNotSet | RetryState::InProgress => retry_state,
+            _ => RetryState::Timeout,
         };
         self.close(
             env,
@@ -408,7 +422,7 @@ impl Workflow {
             Attributes::WorkflowExecutionTimedOutEventAttributes(
                 WorkflowExecutionTimedOutEventAttributes {
                     retry_state: retry_state as i32,
-                    new_execution_run_id: String::new(),
+                    new_execution_run_id,
                 },
             ),
         );

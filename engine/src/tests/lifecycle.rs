@@ -359,3 +359,76 @@ fn negative_run_timeout_is_refused() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+/// A failing run under a retry policy closes with IN_PROGRESS and chains to the next attempt,
+/// whose first workflow task waits for the backoff (checked against the reference server).
+#[test]
+fn failing_run_retries_under_its_retry_policy() {
+    let mut d = Driver::start_with(|p| p.attributes.retry_policy = Some(retry_policy(500, 2)));
+    d.poll_wft();
+    d.complete_wft(vec![fail_workflow()]);
+    let failed = attrs!(d.event(5), WorkflowExecutionFailedEventAttributes);
+    assert_eq!(failed.retry_state, RetryState::InProgress as i32);
+    assert_eq!(failed.new_execution_run_id, "run-2");
+    assert_eq!(d.wf.state.status, WorkflowExecutionStatus::Failed as i32);
+
+    let next = d.new_run.take().expect("the retry run");
+    let mut n = Driver::from_workflow(next, d.now_ms);
+    assert_eq!(n.types(), vec![E::WorkflowExecutionStarted]);
+    let started = attrs!(n.event(1), WorkflowExecutionStartedEventAttributes);
+    assert_eq!(started.attempt, 2);
+    assert_eq!(started.initiator, ContinueAsNewInitiator::Retry as i32);
+    assert_eq!(started.continued_execution_run_id, "run-1");
+    assert_eq!(started.first_execution_run_id, "run-1");
+    assert_eq!(started.original_execution_run_id, "run-2");
+    assert_eq!(
+        started.continued_failure.as_ref().unwrap().message,
+        "workflow failed"
+    );
+    assert_eq!(
+        duration_ms(started.first_workflow_task_backoff.as_ref()),
+        500
+    );
+    let backoff = n.task(TaskKind::WorkflowBackoff);
+    assert_eq!(backoff.fire_time_ms, d.now_ms + 500);
+    n.fire(&backoff);
+    assert_eq!(n.last_types(), vec![E::WorkflowTaskScheduled]);
+
+    // The second attempt is the last one: its failure is final.
+    n.poll_wft();
+    n.complete_wft(vec![fail_workflow()]);
+    let failed = attrs!(n.event(5), WorkflowExecutionFailedEventAttributes);
+    assert_eq!(
+        failed.retry_state,
+        RetryState::MaximumAttemptsReached as i32
+    );
+    assert!(failed.new_execution_run_id.is_empty());
+    assert!(n.new_run.is_none());
+}
+
+/// Without a retry policy a failure is final and says so.
+#[test]
+fn failing_run_without_policy_is_final() {
+    let mut d = Driver::start();
+    d.poll_wft();
+    d.complete_wft(vec![fail_workflow()]);
+    let failed = attrs!(d.event(5), WorkflowExecutionFailedEventAttributes);
+    assert_eq!(failed.retry_state, RetryState::RetryPolicyNotSet as i32);
+    assert!(d.new_run.is_none());
+}
+
+/// A run timeout under a retry policy retries too.
+#[test]
+fn timed_out_run_retries_under_its_retry_policy() {
+    let mut d = Driver::start_with(|p| {
+        p.attributes.retry_policy = Some(retry_policy(1_000, 3));
+        p.attributes.workflow_run_timeout = Some(duration(60_000));
+    });
+    let timer = d.task(TaskKind::WorkflowRunTimeout);
+    d.fire(&timer);
+    let timed_out = attrs!(d.event(3), WorkflowExecutionTimedOutEventAttributes);
+    assert_eq!(timed_out.retry_state, RetryState::InProgress as i32);
+    assert_eq!(timed_out.new_execution_run_id, "run-2");
+    let next = d.new_run.take().expect("the retry run");
+    assert_eq!(next.started_attributes().attempt, 2);
+}

@@ -1,0 +1,112 @@
+//! Workflow retries: a run that fails or times out under a retry policy closes with retry state
+//! IN_PROGRESS and chains to a new run (initiator RETRY, attempt + 1, the first workflow task
+//! delayed by the backoff). SDK clients follow `new_execution_run_id` from the close event.
+
+use temporalio_protos::temporal::api::{
+    enums::v1::{ContinueAsNewInitiator, RetryState},
+    failure::v1::Failure,
+    history::v1::WorkflowExecutionStartedEventAttributes,
+};
+
+use crate::Result;
+use crate::retry::{self, Decision};
+use crate::time::{duration, timestamp_ms};
+use crate::workflow::{Env, StartParams, Workflow};
+
+/// How the next run of a chain starts.
+pub(crate) struct NextRun {
+    /// Why it exists.
+    pub initiator: ContinueAsNewInitiator,
+    /// Its attempt.
+    pub attempt: i32,
+    /// Delay of its first workflow task, millis.
+    pub backoff_ms: i64,
+    /// The failure that ended the previous run.
+    pub continued_failure: Option<Failure>,
+}
+
+impl Workflow {
+    /// Decides whether the ending run retries. When it does, the next run is created (in
+    /// `new_run`) and its id returned with IN_PROGRESS; otherwise the retry state to record.
+    pub(crate) fn retry_if_allowed(
+        &mut self,
+        failure: Option<&Failure>,
+        env: &Env,
+    ) -> Result<(RetryState, String)> {
+        let attrs = self.started_attributes().clone();
+        let Some(policy) = attrs.retry_policy.clone() else {
+            return Ok((RetryState::RetryPolicyNotSet, String::new()));
+        };
+        let policy = retry::with_defaults(Some(policy));
+        let expiration = attrs
+            .workflow_execution_expiration_time
+            .as_ref()
+            .map_or(0, timestamp_ms);
+        match retry::next(
+            &policy,
+            attrs.attempt.max(1),
+            failure,
+            env.now_ms,
+            expiration,
+        ) {
+            Decision::Retry(backoff_ms) => {
+                let run_id = self.chain_next_run(
+                    NextRun {
+                        initiator: ContinueAsNewInitiator::Retry,
+                        attempt: attrs.attempt.max(1) + 1,
+                        backoff_ms,
+                        continued_failure: failure.cloned(),
+                    },
+                    env,
+                )?;
+                Ok((RetryState::InProgress, run_id))
+            }
+            Decision::Stop(state) => Ok((state, String::new())),
+        }
+    }
+
+    /// Creates the next run of this workflow id from the current run's start attributes.
+    pub(crate) fn chain_next_run(&mut self, next: NextRun, env: &Env) -> Result<String> {
+        let current = self.started_attributes().clone();
+        let run_id = env.new_run_id.clone();
+        let params = StartParams {
+            namespace_id: self.state.namespace_id.clone(),
+            workflow_id: self.state.workflow_id.clone(),
+            run_id: run_id.clone(),
+            request_id: String::new(),
+            attributes: WorkflowExecutionStartedEventAttributes {
+                workflow_type: current.workflow_type,
+                task_queue: current.task_queue,
+                input: current.input,
+                workflow_execution_timeout: current.workflow_execution_timeout,
+                workflow_run_timeout: current.workflow_run_timeout,
+                workflow_task_timeout: current.workflow_task_timeout,
+                continued_execution_run_id: self.state.run_id.clone(),
+                initiator: next.initiator as i32,
+                continued_failure: next.continued_failure,
+                identity: current.identity,
+                first_execution_run_id: current.first_execution_run_id,
+                retry_policy: current.retry_policy,
+                attempt: next.attempt,
+                workflow_execution_expiration_time: current.workflow_execution_expiration_time,
+                cron_schedule: current.cron_schedule,
+                first_workflow_task_backoff: (next.backoff_ms > 0)
+                    .then(|| duration(next.backoff_ms)),
+                memo: current.memo,
+                search_attributes: current.search_attributes,
+                header: current.header,
+                priority: current.priority,
+                ..Default::default()
+            },
+            signal: None,
+        };
+        let start_env = Env {
+            now_ms: env.now_ms,
+            new_run_id: String::new(),
+        };
+        let new_run = Workflow::start(params, &start_env)?;
+        self.state.new_execution_run_id = run_id.clone();
+        self.new_run = Some(Box::new(new_run));
+        Ok(run_id)
+    }
+}
