@@ -166,13 +166,22 @@ impl Workflow {
         }
         let mut new_task_needed = request.force_create_new_workflow_task;
         let mut eager = Vec::new();
+        self.applying_commands = true;
+        let mut applied = Ok(());
         for command in request.commands {
             if !self.is_open() {
                 break;
             }
-            new_task_needed |=
-                self.apply_command(command, completed_id, &request.identity, env, &mut eager)?;
+            match self.apply_command(command, completed_id, &request.identity, env, &mut eager) {
+                Ok(needed) => new_task_needed |= needed,
+                Err(e) => {
+                    applied = Err(e);
+                    break;
+                }
+            }
         }
+        self.applying_commands = false;
+        applied?;
         let mut outcome = CompletionOutcome::default();
         if !self.is_open() {
             return Ok(outcome);
@@ -378,18 +387,18 @@ impl Workflow {
                 })?;
                 Ok(false)
             }
-            Cmd::StartChildWorkflowExecutionCommandAttributes(_) => unsupported(
-                WorkflowTaskFailedCause::BadStartChildExecutionAttributes,
-                "StartChildWorkflowExecution",
-            ),
-            Cmd::SignalExternalWorkflowExecutionCommandAttributes(_) => unsupported(
-                WorkflowTaskFailedCause::BadSignalWorkflowExecutionAttributes,
-                "SignalExternalWorkflowExecution",
-            ),
-            Cmd::RequestCancelExternalWorkflowExecutionCommandAttributes(_) => unsupported(
-                WorkflowTaskFailedCause::BadRequestCancelExternalWorkflowExecutionAttributes,
-                "RequestCancelExternalWorkflowExecution",
-            ),
+            Cmd::StartChildWorkflowExecutionCommandAttributes(a) => {
+                self.start_child(a, completed_id, env)?;
+                Ok(false)
+            }
+            Cmd::SignalExternalWorkflowExecutionCommandAttributes(a) => {
+                self.signal_external(a, completed_id, env)?;
+                Ok(false)
+            }
+            Cmd::RequestCancelExternalWorkflowExecutionCommandAttributes(a) => {
+                self.cancel_external(a, completed_id, env)?;
+                Ok(false)
+            }
             Cmd::ProtocolMessageCommandAttributes(_) => unsupported(
                 WorkflowTaskFailedCause::BadUpdateWorkflowExecutionMessage,
                 "Workflow update",

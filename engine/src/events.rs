@@ -149,17 +149,16 @@ pub fn is_bufferable(event_type: EventType) -> bool {
 }
 
 /// True for the events that move to the end of a flushed buffer: activity and child-workflow
-/// progress and closing events.
+/// closing events. Their started events keep their place (checked against the reference
+/// server: ActivityTaskStarted, Signaled, ActivityTaskCompleted).
 fn moves_to_end(event_type: EventType) -> bool {
     use EventType as E;
     matches!(
         event_type,
-        E::ActivityTaskStarted
-            | E::ActivityTaskCompleted
+        E::ActivityTaskCompleted
             | E::ActivityTaskFailed
             | E::ActivityTaskTimedOut
             | E::ActivityTaskCanceled
-            | E::ChildWorkflowExecutionStarted
             | E::ChildWorkflowExecutionCompleted
             | E::ChildWorkflowExecutionFailed
             | E::ChildWorkflowExecutionCanceled
@@ -169,7 +168,7 @@ fn moves_to_end(event_type: EventType) -> bool {
 }
 
 /// Orders a flushed buffer as Temporal does: other events first, then activity and child
-/// progress/closing events, each group in arrival order.
+/// closing events, each group in arrival order.
 pub fn reorder_buffer(buffer: Vec<HistoryEvent>) -> Vec<HistoryEvent> {
     let (last, mut first): (Vec<_>, Vec<_>) = buffer
         .into_iter()

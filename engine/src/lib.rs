@@ -13,6 +13,7 @@
 #![allow(deprecated)]
 
 mod activity;
+mod child;
 mod commands;
 mod error;
 pub mod events;
@@ -29,7 +30,10 @@ mod tests;
 
 pub use commands::{CommandError, CompletionOutcome};
 pub use error::Error;
-pub use state::{ActivityInfo, CurrentRunInfo, MutableState, TaskInfo, TaskKind, TaskToken};
+pub use state::{
+    ActivityInfo, ChildInfo, CurrentRunInfo, ExternalInfo, MutableState, TaskInfo, TaskKind,
+    TaskToken,
+};
 pub use workflow::{Changes, Env, Signal, StartParams, Workflow};
 pub use workflow_task::WorkflowTaskStart;
 

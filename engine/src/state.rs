@@ -83,9 +83,85 @@ pub struct MutableState {
     /// Attempt the next workflow task gets (transient attempts count here).
     #[prost(int32, tag = "24")]
     pub workflow_task_attempt: i32,
-    /// Id of the WorkflowExecutionStarted event's batch (always 1), kept for symmetry.
+    /// When the first workflow task may run (after any start delay or backoff), unix millis.
     #[prost(int64, tag = "25")]
     pub execution_time_ms: i64,
+    /// Pending child workflows by initiated event id.
+    #[prost(btree_map = "int64, message", tag = "26")]
+    pub children: BTreeMap<i64, ChildInfo>,
+    /// Pending SignalExternalWorkflowExecution by initiated event id.
+    #[prost(btree_map = "int64, message", tag = "27")]
+    pub pending_signals: BTreeMap<i64, ExternalInfo>,
+    /// Pending RequestCancelExternalWorkflowExecution by initiated event id.
+    #[prost(btree_map = "int64, message", tag = "28")]
+    pub pending_cancels: BTreeMap<i64, ExternalInfo>,
+    /// Name of the namespace (events about children and external workflows carry it).
+    #[prost(string, tag = "29")]
+    pub namespace_name: String,
+    /// True while a child run waits for its parent to record it before its first task.
+    #[prost(bool, tag = "30")]
+    pub first_workflow_task_deferred: bool,
+}
+
+/// A pending child workflow.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChildInfo {
+    /// Its StartChildWorkflowExecutionInitiated event id.
+    #[prost(int64, tag = "1")]
+    pub initiated_event_id: i64,
+    /// Its ChildWorkflowExecutionStarted event id (0 until started; placeholder while buffered).
+    #[prost(int64, tag = "2")]
+    pub started_event_id: i64,
+    /// Child workflow id.
+    #[prost(string, tag = "3")]
+    pub workflow_id: String,
+    /// Child run id, once started.
+    #[prost(string, tag = "4")]
+    pub run_id: String,
+    /// Child namespace name.
+    #[prost(string, tag = "5")]
+    pub namespace: String,
+    /// Child namespace id.
+    #[prost(string, tag = "6")]
+    pub namespace_id: String,
+    /// Child workflow type.
+    #[prost(string, tag = "7")]
+    pub workflow_type: String,
+    /// `ParentClosePolicy` wire value.
+    #[prost(int32, tag = "8")]
+    pub parent_close_policy: i32,
+    /// The WorkflowTaskCompleted event of the command.
+    #[prost(int64, tag = "9")]
+    pub workflow_task_completed_event_id: i64,
+    /// Opaque control string from the command.
+    #[prost(string, tag = "10")]
+    pub control: String,
+}
+
+/// A pending signal or cancel request to another workflow.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExternalInfo {
+    /// The initiated event id.
+    #[prost(int64, tag = "1")]
+    pub initiated_event_id: i64,
+    /// Target namespace name.
+    #[prost(string, tag = "2")]
+    pub namespace: String,
+    /// Target namespace id.
+    #[prost(string, tag = "3")]
+    pub namespace_id: String,
+    /// Target workflow id.
+    #[prost(string, tag = "4")]
+    pub workflow_id: String,
+    /// Target run id ("" for the current run).
+    #[prost(string, tag = "5")]
+    pub run_id: String,
+    /// Opaque control string from the command.
+    #[prost(string, tag = "6")]
+    pub control: String,
+    /// The WorkflowTaskCompleted event of the command.
+    #[prost(int64, tag = "7")]
+    pub workflow_task_completed_event_id: i64,
 }
 
 /// The pending workflow task.
@@ -211,6 +287,16 @@ pub enum TaskKind {
     WorkflowExecutionTimeout = 8,
     /// Timer: the first-workflow-task backoff ends.
     WorkflowBackoff = 9,
+    /// Transfer: start a child workflow (`payload`: the initiated event's attributes).
+    StartChild = 10,
+    /// Transfer: signal another workflow (`payload`: the initiated event's attributes).
+    SignalExternal = 11,
+    /// Transfer: request cancellation of another workflow.
+    CancelExternal = 12,
+    /// Transfer: tell the parent that this (child) run closed (`payload`: the close event).
+    RecordChildClose = 13,
+    /// Transfer: apply a parent-close policy to a child (terminate or request cancel).
+    ParentClosePolicy = 14,
 }
 
 /// A transfer or timer task of a run; flat so every kind shares one encoding.
@@ -255,6 +341,21 @@ pub struct TaskInfo {
     /// Schedule-to-start timeout for the dispatch, millis (0: none).
     #[prost(int64, tag = "13")]
     pub schedule_to_start_ms: i64,
+    /// An encoded message the task carries (see [`TaskKind`]).
+    #[prost(bytes = "vec", tag = "14")]
+    pub payload: Vec<u8>,
+    /// The other workflow's namespace id (children, external signals and cancels, parents).
+    #[prost(string, tag = "15")]
+    pub target_namespace_id: String,
+    /// The other workflow's id.
+    #[prost(string, tag = "16")]
+    pub target_workflow_id: String,
+    /// The other workflow's run id ("" for current).
+    #[prost(string, tag = "17")]
+    pub target_run_id: String,
+    /// Only act if the target is a child of this run.
+    #[prost(bool, tag = "18")]
+    pub child_workflow_only: bool,
 }
 
 impl TaskInfo {

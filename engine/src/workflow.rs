@@ -60,7 +60,15 @@ pub struct Workflow {
     pub(crate) events: Vec<HistoryEvent>,
     pub(crate) tasks: Vec<TaskInfo>,
     pub(crate) new_run: Option<Box<Workflow>>,
+    /// True while a completion's commands are applied: events that would wait for a running
+    /// workflow task wait until the commands are done too (and are dropped if they close the
+    /// run).
+    pub(crate) applying_commands: bool,
 }
+
+/// Most events the buffer holds before the running workflow task is force-failed
+/// (`history.maximumBufferedEventsBatch`).
+pub const MAX_BUFFERED_EVENTS: usize = 100;
 
 /// What a new run starts with.
 #[derive(Debug, Clone, Default)]
@@ -77,6 +85,10 @@ pub struct StartParams {
     pub attributes: WorkflowExecutionStartedEventAttributes,
     /// A signal to deliver with the start (signal-with-start).
     pub signal: Option<Signal>,
+    /// Name of the namespace.
+    pub namespace_name: String,
+    /// A child run: its first workflow task waits until the parent has recorded the start.
+    pub defer_first_workflow_task: bool,
 }
 
 /// A signal to deliver.
@@ -94,6 +106,9 @@ pub struct Signal {
     pub request_id: String,
     /// Deliver without scheduling a workflow task.
     pub skip_generate_workflow_task: bool,
+    /// The workflow that sent it, for SignalExternalWorkflowExecution.
+    pub external_workflow_execution:
+        Option<temporalio_protos::temporal::api::common::v1::WorkflowExecution>,
 }
 
 impl Workflow {
@@ -104,6 +119,7 @@ impl Workflow {
             events: Vec::new(),
             tasks: Vec::new(),
             new_run: None,
+            applying_commands: false,
         }
     }
 
@@ -157,6 +173,8 @@ impl Workflow {
             execution_time_ms: env.now_ms + backoff.max(0),
             start_request_id: params.request_id,
             workflow_task_attempt: 1,
+            namespace_name: params.namespace_name,
+            first_workflow_task_deferred: params.defer_first_workflow_task,
             ..Default::default()
         };
         let mut wf = Self::from_state(state);
@@ -167,10 +185,8 @@ impl Workflow {
         if let Some(signal) = params.signal {
             wf.signal(signal, env)?;
         }
-        if backoff > 0 {
-            wf.push_timer(TaskKind::WorkflowBackoff, env.now_ms + backoff, |_| {});
-        } else {
-            wf.schedule_workflow_task(env);
+        if !wf.state.first_workflow_task_deferred {
+            wf.schedule_first_workflow_task(env);
         }
         if run_timeout > 0 {
             wf.push_timer(
@@ -180,6 +196,29 @@ impl Workflow {
             );
         }
         Ok(wf)
+    }
+
+    /// Schedules the first workflow task, or its backoff timer. A deferred child run calls this
+    /// once its parent has recorded the start; a second call does nothing.
+    pub fn schedule_first_workflow_task(&mut self, env: &Env) {
+        self.state.first_workflow_task_deferred = false;
+        if self.state.next_event_id > 2 || self.state.workflow_task.is_some() || !self.is_open() {
+            return;
+        }
+        let backoff = duration_ms(
+            self.started_attributes()
+                .first_workflow_task_backoff
+                .as_ref(),
+        );
+        if backoff > 0 {
+            self.push_timer(
+                TaskKind::WorkflowBackoff,
+                self.state.start_time_ms + backoff,
+                |_| {},
+            );
+        } else {
+            self.schedule_workflow_task(env);
+        }
     }
 
     /// Takes the changes recorded so far, leaving none. Events still buffered stay buffered.
@@ -239,9 +278,21 @@ impl Workflow {
             attributes: Some(attributes),
             ..Default::default()
         };
-        if self.workflow_task_started() && is_bufferable(event_type) {
+        if (self.workflow_task_started() || self.applying_commands) && is_bufferable(event_type) {
             event.event_id = BUFFERED_EVENT_ID;
             self.state.buffered_events.push(event);
+            if self.state.buffered_events.len() > MAX_BUFFERED_EVENTS
+                && self.workflow_task_started()
+            {
+                // Too much arrived while the task ran: fail it and hand everything to a new
+                // one (Temporal's closeTransactionHandleBufferedEventsLimit).
+                let env = Env {
+                    now_ms,
+                    new_run_id: String::new(),
+                };
+                self.force_close_started_workflow_task(&env);
+                self.schedule_workflow_task(&env);
+            }
             return BUFFERED_EVENT_ID;
         }
         self.push_event(event)
@@ -266,6 +317,27 @@ impl Workflow {
             match event.attributes.as_mut() {
                 Some(Attributes::ActivityTaskStartedEventAttributes(a)) => {
                     started_ids.insert(a.scheduled_event_id, next);
+                }
+                Some(Attributes::ChildWorkflowExecutionStartedEventAttributes(a)) => {
+                    started_ids.insert(a.initiated_event_id, next);
+                    if let Some(child) = self.state.children.get_mut(&a.initiated_event_id) {
+                        child.started_event_id = next;
+                    }
+                }
+                Some(Attributes::ChildWorkflowExecutionCompletedEventAttributes(a)) => {
+                    fix_started(&mut a.started_event_id, a.initiated_event_id, &started_ids)
+                }
+                Some(Attributes::ChildWorkflowExecutionFailedEventAttributes(a)) => {
+                    fix_started(&mut a.started_event_id, a.initiated_event_id, &started_ids)
+                }
+                Some(Attributes::ChildWorkflowExecutionCanceledEventAttributes(a)) => {
+                    fix_started(&mut a.started_event_id, a.initiated_event_id, &started_ids)
+                }
+                Some(Attributes::ChildWorkflowExecutionTimedOutEventAttributes(a)) => {
+                    fix_started(&mut a.started_event_id, a.initiated_event_id, &started_ids)
+                }
+                Some(Attributes::ChildWorkflowExecutionTerminatedEventAttributes(a)) => {
+                    fix_started(&mut a.started_event_id, a.initiated_event_id, &started_ids)
                 }
                 Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => {
                     fix_started(&mut a.started_event_id, a.scheduled_event_id, &started_ids)
@@ -338,7 +410,7 @@ impl Workflow {
                     header: signal.header,
                     skip_generate_workflow_task: signal.skip_generate_workflow_task,
                     request_id: signal.request_id,
-                    ..Default::default()
+                    external_workflow_execution: signal.external_workflow_execution,
                 },
             ),
         );
@@ -350,18 +422,38 @@ impl Workflow {
 
     /// Records a cancellation request; the workflow decides what to do with it.
     pub fn request_cancel(&mut self, cause: String, identity: String, env: &Env) -> Result<()> {
+        self.request_cancel_from(cause, identity, None, env)
+    }
+
+    /// A cancellation request, from another workflow when `external` names it (its workflow
+    /// and the RequestCancelExternalWorkflowExecutionInitiated event id).
+    pub fn request_cancel_from(
+        &mut self,
+        cause: String,
+        identity: String,
+        external: Option<(
+            temporalio_protos::temporal::api::common::v1::WorkflowExecution,
+            i64,
+        )>,
+        env: &Env,
+    ) -> Result<()> {
         self.ensure_open()?;
         if self.state.cancel_requested {
             return Ok(());
         }
         self.state.cancel_requested = true;
+        let (external_workflow_execution, external_initiated_event_id) = match external {
+            Some((execution, initiated)) => (Some(execution), initiated),
+            None => (None, 0),
+        };
         self.append(
             env.now_ms,
             Attributes::WorkflowExecutionCancelRequestedEventAttributes(
                 WorkflowExecutionCancelRequestedEventAttributes {
                     cause,
                     identity,
-                    ..Default::default()
+                    external_initiated_event_id,
+                    external_workflow_execution,
                 },
             ),
         );
@@ -437,6 +529,11 @@ impl Workflow {
         attributes: Attributes,
     ) {
         let id = self.append(env.now_ms, attributes);
+        let continues = status == WorkflowExecutionStatus::ContinuedAsNew || self.new_run.is_some();
+        self.on_close(id, continues);
+        self.state.children.clear();
+        self.state.pending_signals.clear();
+        self.state.pending_cancels.clear();
         self.state.status = status as i32;
         self.state.close_event_id = id;
         self.state.close_time_ms = env.now_ms;
@@ -511,9 +608,16 @@ impl Workflow {
                     .clone()
                     .or(current.search_attributes.clone()),
                 header: attrs.header.clone(),
+                parent_workflow_namespace: current.parent_workflow_namespace.clone(),
+                parent_workflow_namespace_id: current.parent_workflow_namespace_id.clone(),
+                parent_workflow_execution: current.parent_workflow_execution.clone(),
+                parent_initiated_event_id: current.parent_initiated_event_id,
+                root_workflow_execution: current.root_workflow_execution.clone(),
                 ..Default::default()
             },
             signal: None,
+            namespace_name: self.state.namespace_name.clone(),
+            defer_first_workflow_task: false,
         };
         let started_env = Env {
             now_ms: env.now_ms,

@@ -96,9 +96,16 @@ impl Workflow {
                 search_attributes: current.search_attributes,
                 header: current.header,
                 priority: current.priority,
+                parent_workflow_namespace: current.parent_workflow_namespace,
+                parent_workflow_namespace_id: current.parent_workflow_namespace_id,
+                parent_workflow_execution: current.parent_workflow_execution,
+                parent_initiated_event_id: current.parent_initiated_event_id,
+                root_workflow_execution: current.root_workflow_execution,
                 ..Default::default()
             },
             signal: None,
+            namespace_name: self.state.namespace_name.clone(),
+            defer_first_workflow_task: false,
         };
         let start_env = Env {
             now_ms: env.now_ms,

@@ -58,12 +58,14 @@ fn activity_closing_during_started_task_is_buffered_and_reordered() {
     );
     d.signal("s2");
     d.complete_wft(vec![]);
+    // Only the closing event moves behind the signal; the started event keeps its place
+    // (as the reference server writes it).
     assert_eq!(
         d.types_from(9),
         vec![
             E::WorkflowTaskCompleted,
-            E::WorkflowExecutionSignaled,
             E::ActivityTaskStarted,
+            E::WorkflowExecutionSignaled,
             E::ActivityTaskCompleted,
             E::WorkflowTaskScheduled,
         ]
@@ -71,10 +73,10 @@ fn activity_closing_during_started_task_is_buffered_and_reordered() {
     let completed = attrs!(d.event(12), ActivityTaskCompletedEventAttributes);
     assert_eq!(
         (completed.scheduled_event_id, completed.started_event_id),
-        (5, 11)
+        (5, 10)
     );
     assert_eq!(
-        attrs!(d.event(10), WorkflowExecutionSignaledEventAttributes).signal_name,
+        attrs!(d.event(11), WorkflowExecutionSignaledEventAttributes).signal_name,
         "s2"
     );
 }
@@ -537,5 +539,39 @@ fn duplicate_cancel_request_fails_the_task() {
     assert_eq!(
         outcome.rejected.unwrap().cause,
         WorkflowTaskFailedCause::BadRequestCancelActivityAttributes
+    );
+}
+
+/// Cancelling a not-started activity: the ActivityTaskCanceled waits until the completion's
+/// commands are applied (so it follows them), and is dropped when they close the run — both
+/// as the reference server writes it.
+#[test]
+fn unstarted_cancel_follows_the_commands_and_is_dropped_on_close() {
+    let mut d = with_activity(|_| {});
+    d.signal("s");
+    d.poll_wft();
+    d.complete_wft(vec![request_cancel_activity(5), start_timer("t", 60_000)]);
+    assert_eq!(
+        d.last_types(),
+        vec![
+            E::WorkflowTaskCompleted,
+            E::ActivityTaskCancelRequested,
+            E::TimerStarted,
+            E::ActivityTaskCanceled,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+
+    let mut d = with_activity(|_| {});
+    d.signal("s");
+    d.poll_wft();
+    d.complete_wft(vec![request_cancel_activity(5), complete_workflow()]);
+    assert_eq!(
+        d.last_types(),
+        vec![
+            E::WorkflowTaskCompleted,
+            E::ActivityTaskCancelRequested,
+            E::WorkflowExecutionCompleted,
+        ]
     );
 }

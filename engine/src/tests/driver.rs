@@ -88,6 +88,8 @@ pub fn start_params() -> StartParams {
             ..Default::default()
         },
         signal: None,
+        namespace_name: "default".into(),
+        defer_first_workflow_task: false,
     }
 }
 

@@ -685,3 +685,29 @@ fn unhandled_command_on_a_transient_attempt() {
     );
     assert!(d.wf.is_open());
 }
+
+/// More than 100 events buffered behind a running task force-fail it (FORCE_CLOSE_COMMAND); the
+/// events go to a new task and the old task's completion is refused.
+#[test]
+fn buffer_overflow_force_fails_the_running_task() {
+    let mut d = Driver::start();
+    d.poll_wft();
+    let (scheduled, attempt) = d.started_wft();
+    for i in 0..100 {
+        d.signal(&format!("s{i}"));
+    }
+    assert_eq!(d.wf.state.buffered_events.len(), 100);
+    d.signal("one-too-many");
+    assert!(d.wf.state.buffered_events.is_empty());
+    let types = d.last_types();
+    assert_eq!(types.first(), Some(&E::WorkflowTaskFailed));
+    assert_eq!(types.last(), Some(&E::WorkflowTaskScheduled));
+    assert_eq!(types.len(), 103);
+    let failed = attrs!(d.event(4), WorkflowTaskFailedEventAttributes);
+    assert_eq!(
+        failed.cause,
+        WorkflowTaskFailedCause::ForceCloseCommand as i32
+    );
+    let stale = d.unchanged(|d| d.try_complete_wft(scheduled, attempt, completion(vec![])));
+    assert!(matches!(stale, Err(crate::Error::NotFound(_))));
+}

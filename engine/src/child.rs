@@ -1,0 +1,567 @@
+//! Child workflows and commands aimed at other workflows: StartChildWorkflowExecution,
+//! SignalExternalWorkflowExecution and RequestCancelExternalWorkflowExecution, each initiated
+//! by a command and resolved by a later event when the other workflow's shard has answered
+//! (reference §2.3 "Child workflows" and "Signals"). Parent-close policies apply when a parent
+//! closes.
+
+use prost::Message;
+use temporalio_protos::temporal::api::{
+    command::v1::{
+        RequestCancelExternalWorkflowExecutionCommandAttributes,
+        SignalExternalWorkflowExecutionCommandAttributes,
+        StartChildWorkflowExecutionCommandAttributes,
+    },
+    common::v1::{WorkflowExecution, WorkflowType},
+    enums::v1::{
+        CancelExternalWorkflowExecutionFailedCause, ParentClosePolicy,
+        SignalExternalWorkflowExecutionFailedCause, StartChildWorkflowExecutionFailedCause,
+        WorkflowTaskFailedCause,
+    },
+    history::v1::{
+        ChildWorkflowExecutionCanceledEventAttributes,
+        ChildWorkflowExecutionCompletedEventAttributes,
+        ChildWorkflowExecutionFailedEventAttributes, ChildWorkflowExecutionStartedEventAttributes,
+        ChildWorkflowExecutionTerminatedEventAttributes,
+        ChildWorkflowExecutionTimedOutEventAttributes,
+        ExternalWorkflowExecutionCancelRequestedEventAttributes,
+        ExternalWorkflowExecutionSignaledEventAttributes, HistoryEvent,
+        RequestCancelExternalWorkflowExecutionFailedEventAttributes,
+        RequestCancelExternalWorkflowExecutionInitiatedEventAttributes,
+        SignalExternalWorkflowExecutionFailedEventAttributes,
+        SignalExternalWorkflowExecutionInitiatedEventAttributes,
+        StartChildWorkflowExecutionFailedEventAttributes,
+        StartChildWorkflowExecutionInitiatedEventAttributes, history_event::Attributes,
+    },
+    taskqueue::v1::TaskQueue,
+};
+
+use crate::Result;
+use crate::commands::CommandError;
+use crate::state::{ChildInfo, ExternalInfo, TaskKind};
+use crate::workflow::{Env, Workflow};
+
+impl Workflow {
+    /// The namespace a command names: its own when empty. Other namespaces are refused.
+    fn command_namespace(
+        &self,
+        requested: &str,
+        cause: WorkflowTaskFailedCause,
+    ) -> std::result::Result<String, CommandError> {
+        if requested.is_empty() || requested == self.state.namespace_name {
+            Ok(self.state.namespace_name.clone())
+        } else {
+            Err(CommandError::new(
+                cause,
+                &format!(
+                    "Namespace {requested}: commands aimed at another namespace are not supported."
+                ),
+            ))
+        }
+    }
+
+    /// StartChildWorkflowExecution: StartChildWorkflowExecutionInitiated and a task that starts
+    /// the child on its shard.
+    pub(crate) fn start_child(
+        &mut self,
+        attrs: StartChildWorkflowExecutionCommandAttributes,
+        completed_event_id: i64,
+        env: &Env,
+    ) -> std::result::Result<(), CommandError> {
+        let bad = |m: &str| {
+            CommandError::new(WorkflowTaskFailedCause::BadStartChildExecutionAttributes, m)
+        };
+        let namespace = self.command_namespace(
+            &attrs.namespace,
+            WorkflowTaskFailedCause::BadStartChildExecutionAttributes,
+        )?;
+        if attrs.workflow_id.is_empty() {
+            return Err(bad(
+                "WorkflowId is not set on StartChildWorkflowExecutionCommand.",
+            ));
+        }
+        if attrs
+            .workflow_type
+            .as_ref()
+            .is_none_or(|t| t.name.is_empty())
+        {
+            return Err(bad(
+                "WorkflowType is not set on StartChildWorkflowExecutionCommand.",
+            ));
+        }
+        let task_queue = match attrs.task_queue {
+            Some(q) if !q.name.is_empty() => q,
+            _ => TaskQueue {
+                name: self.task_queue().to_string(),
+                kind: 1,
+                normal_name: String::new(),
+            },
+        };
+        let parent_close_policy = match attrs.parent_close_policy {
+            0 => ParentClosePolicy::Terminate as i32,
+            p => p,
+        };
+        let control = attrs.control.clone();
+        let initiated = StartChildWorkflowExecutionInitiatedEventAttributes {
+            namespace: namespace.clone(),
+            namespace_id: self.state.namespace_id.clone(),
+            workflow_id: attrs.workflow_id.clone(),
+            workflow_type: attrs.workflow_type.clone(),
+            task_queue: Some(task_queue),
+            input: attrs.input,
+            workflow_execution_timeout: attrs.workflow_execution_timeout,
+            workflow_run_timeout: attrs.workflow_run_timeout,
+            workflow_task_timeout: attrs.workflow_task_timeout,
+            parent_close_policy,
+            control: attrs.control,
+            workflow_task_completed_event_id: completed_event_id,
+            workflow_id_reuse_policy: attrs.workflow_id_reuse_policy,
+            retry_policy: attrs.retry_policy,
+            cron_schedule: attrs.cron_schedule,
+            header: attrs.header,
+            memo: attrs.memo,
+            search_attributes: attrs.search_attributes,
+            inherit_build_id: attrs.inherit_build_id,
+            priority: attrs.priority,
+            ..Default::default()
+        };
+        let payload = initiated.encode_to_vec();
+        let id = self.append(
+            env.now_ms,
+            Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(initiated),
+        );
+        self.state.children.insert(
+            id,
+            ChildInfo {
+                initiated_event_id: id,
+                workflow_id: attrs.workflow_id.clone(),
+                namespace,
+                namespace_id: self.state.namespace_id.clone(),
+                workflow_type: attrs.workflow_type.map(|t| t.name).unwrap_or_default(),
+                parent_close_policy,
+                workflow_task_completed_event_id: completed_event_id,
+                control: control.clone(),
+                ..Default::default()
+            },
+        );
+        let namespace_id = self.state.namespace_id.clone();
+        self.push_transfer(TaskKind::StartChild, |t| {
+            t.scheduled_event_id = id;
+            t.payload = payload;
+            t.target_namespace_id = namespace_id;
+            t.target_workflow_id = attrs.workflow_id;
+        });
+        Ok(())
+    }
+
+    fn child_execution(child: &ChildInfo) -> (WorkflowExecution, WorkflowType) {
+        (
+            WorkflowExecution {
+                workflow_id: child.workflow_id.clone(),
+                run_id: child.run_id.clone(),
+            },
+            WorkflowType {
+                name: child.workflow_type.clone(),
+            },
+        )
+    }
+
+    /// The child's shard created it: ChildWorkflowExecutionStarted. Idempotent.
+    pub fn child_started(
+        &mut self,
+        initiated_event_id: i64,
+        child_run_id: &str,
+        env: &Env,
+    ) -> Result<()> {
+        self.ensure_open()?;
+        let Some(child) = self.state.children.get_mut(&initiated_event_id) else {
+            return Ok(());
+        };
+        if !child.run_id.is_empty() {
+            return Ok(());
+        }
+        child.run_id = child_run_id.to_string();
+        let child = child.clone();
+        let (execution, workflow_type) = Self::child_execution(&child);
+        let id = self.append(
+            env.now_ms,
+            Attributes::ChildWorkflowExecutionStartedEventAttributes(
+                ChildWorkflowExecutionStartedEventAttributes {
+                    namespace: child.namespace.clone(),
+                    namespace_id: child.namespace_id.clone(),
+                    initiated_event_id,
+                    workflow_execution: Some(execution),
+                    workflow_type: Some(workflow_type),
+                    header: None,
+                },
+            ),
+        );
+        if let Some(c) = self.state.children.get_mut(&initiated_event_id) {
+            c.started_event_id = id;
+        }
+        self.schedule_workflow_task(env);
+        Ok(())
+    }
+
+    /// The child could not start (its id is taken): StartChildWorkflowExecutionFailed.
+    pub fn child_start_failed(&mut self, initiated_event_id: i64, env: &Env) -> Result<()> {
+        self.ensure_open()?;
+        let Some(child) = self.state.children.remove(&initiated_event_id) else {
+            return Ok(());
+        };
+        self.append(
+            env.now_ms,
+            Attributes::StartChildWorkflowExecutionFailedEventAttributes(
+                StartChildWorkflowExecutionFailedEventAttributes {
+                    namespace: child.namespace,
+                    namespace_id: child.namespace_id,
+                    workflow_id: child.workflow_id,
+                    workflow_type: Some(WorkflowType {
+                        name: child.workflow_type,
+                    }),
+                    cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists as i32,
+                    control: child.control,
+                    initiated_event_id,
+                    workflow_task_completed_event_id: child.workflow_task_completed_event_id,
+                },
+            ),
+        );
+        self.schedule_workflow_task(env);
+        Ok(())
+    }
+
+    /// A child run closed (`close` is its close event): the matching ChildWorkflowExecution*
+    /// event. Ignored when the child is no longer pending.
+    pub fn child_closed(
+        &mut self,
+        initiated_event_id: i64,
+        child_run_id: &str,
+        close: &HistoryEvent,
+        env: &Env,
+    ) -> Result<()> {
+        self.ensure_open()?;
+        let Some(mut child) = self.state.children.remove(&initiated_event_id) else {
+            return Ok(());
+        };
+        if child.run_id.is_empty() {
+            child.run_id = child_run_id.to_string();
+        }
+        let (mut execution, workflow_type) = Self::child_execution(&child);
+        execution.run_id = child_run_id.to_string();
+        let (namespace, namespace_id, started_event_id) = (
+            child.namespace.clone(),
+            child.namespace_id.clone(),
+            child.started_event_id,
+        );
+        let attributes = match &close.attributes {
+            Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => {
+                Attributes::ChildWorkflowExecutionCompletedEventAttributes(
+                    ChildWorkflowExecutionCompletedEventAttributes {
+                        result: a.result.clone(),
+                        namespace,
+                        namespace_id,
+                        workflow_execution: Some(execution),
+                        workflow_type: Some(workflow_type),
+                        initiated_event_id,
+                        started_event_id,
+                    },
+                )
+            }
+            Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) => {
+                Attributes::ChildWorkflowExecutionFailedEventAttributes(
+                    ChildWorkflowExecutionFailedEventAttributes {
+                        failure: a.failure.clone(),
+                        namespace,
+                        namespace_id,
+                        workflow_execution: Some(execution),
+                        workflow_type: Some(workflow_type),
+                        initiated_event_id,
+                        started_event_id,
+                        retry_state: a.retry_state,
+                    },
+                )
+            }
+            Some(Attributes::WorkflowExecutionCanceledEventAttributes(a)) => {
+                Attributes::ChildWorkflowExecutionCanceledEventAttributes(
+                    ChildWorkflowExecutionCanceledEventAttributes {
+                        details: a.details.clone(),
+                        namespace,
+                        namespace_id,
+                        workflow_execution: Some(execution),
+                        workflow_type: Some(workflow_type),
+                        initiated_event_id,
+                        started_event_id,
+                    },
+                )
+            }
+            Some(Attributes::WorkflowExecutionTimedOutEventAttributes(a)) => {
+                Attributes::ChildWorkflowExecutionTimedOutEventAttributes(
+                    ChildWorkflowExecutionTimedOutEventAttributes {
+                        namespace,
+                        namespace_id,
+                        workflow_execution: Some(execution),
+                        workflow_type: Some(workflow_type),
+                        initiated_event_id,
+                        started_event_id,
+                        retry_state: a.retry_state,
+                    },
+                )
+            }
+            _ => Attributes::ChildWorkflowExecutionTerminatedEventAttributes(
+                ChildWorkflowExecutionTerminatedEventAttributes {
+                    namespace,
+                    namespace_id,
+                    workflow_execution: Some(execution),
+                    workflow_type: Some(workflow_type),
+                    initiated_event_id,
+                    started_event_id,
+                },
+            ),
+        };
+        self.append(env.now_ms, attributes);
+        self.schedule_workflow_task(env);
+        Ok(())
+    }
+
+    /// SignalExternalWorkflowExecution: the initiated event and a task that signals the target.
+    pub(crate) fn signal_external(
+        &mut self,
+        attrs: SignalExternalWorkflowExecutionCommandAttributes,
+        completed_event_id: i64,
+        env: &Env,
+    ) -> std::result::Result<(), CommandError> {
+        let cause = WorkflowTaskFailedCause::BadSignalWorkflowExecutionAttributes;
+        let namespace = self.command_namespace(&attrs.namespace, cause)?;
+        let execution = attrs.execution.clone().unwrap_or_default();
+        if execution.workflow_id.is_empty() {
+            return Err(CommandError::new(
+                cause,
+                "WorkflowId is not set on SignalExternalWorkflowExecutionCommand.",
+            ));
+        }
+        if attrs.signal_name.is_empty() {
+            return Err(CommandError::new(
+                cause,
+                "SignalName is not set on SignalExternalWorkflowExecutionCommand.",
+            ));
+        }
+        let initiated = SignalExternalWorkflowExecutionInitiatedEventAttributes {
+            workflow_task_completed_event_id: completed_event_id,
+            namespace: namespace.clone(),
+            namespace_id: self.state.namespace_id.clone(),
+            workflow_execution: Some(execution.clone()),
+            signal_name: attrs.signal_name,
+            input: attrs.input,
+            control: attrs.control.clone(),
+            child_workflow_only: attrs.child_workflow_only,
+            header: attrs.header,
+        };
+        let payload = initiated.encode_to_vec();
+        let id = self.append(
+            env.now_ms,
+            Attributes::SignalExternalWorkflowExecutionInitiatedEventAttributes(initiated),
+        );
+        self.state.pending_signals.insert(
+            id,
+            ExternalInfo {
+                initiated_event_id: id,
+                namespace,
+                namespace_id: self.state.namespace_id.clone(),
+                workflow_id: execution.workflow_id.clone(),
+                run_id: execution.run_id.clone(),
+                control: attrs.control,
+                workflow_task_completed_event_id: completed_event_id,
+            },
+        );
+        let namespace_id = self.state.namespace_id.clone();
+        self.push_transfer(TaskKind::SignalExternal, |t| {
+            t.scheduled_event_id = id;
+            t.payload = payload;
+            t.target_namespace_id = namespace_id;
+            t.target_workflow_id = execution.workflow_id;
+            t.target_run_id = execution.run_id;
+            t.child_workflow_only = attrs.child_workflow_only;
+        });
+        Ok(())
+    }
+
+    /// The target's shard answered a signal: ExternalWorkflowExecutionSignaled, or
+    /// SignalExternalWorkflowExecutionFailed when the target was not found.
+    pub fn signal_external_done(
+        &mut self,
+        initiated_event_id: i64,
+        delivered: bool,
+        env: &Env,
+    ) -> Result<()> {
+        self.ensure_open()?;
+        let Some(info) = self.state.pending_signals.remove(&initiated_event_id) else {
+            return Ok(());
+        };
+        let execution = Some(WorkflowExecution {
+            workflow_id: info.workflow_id.clone(),
+            run_id: info.run_id.clone(),
+        });
+        let attributes = if delivered {
+            Attributes::ExternalWorkflowExecutionSignaledEventAttributes(
+                ExternalWorkflowExecutionSignaledEventAttributes {
+                    initiated_event_id,
+                    namespace: info.namespace,
+                    namespace_id: info.namespace_id,
+                    workflow_execution: execution,
+                    control: info.control,
+                },
+            )
+        } else {
+            Attributes::SignalExternalWorkflowExecutionFailedEventAttributes(
+                SignalExternalWorkflowExecutionFailedEventAttributes {
+                    cause: SignalExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound
+                        as i32,
+                    workflow_task_completed_event_id: info.workflow_task_completed_event_id,
+                    namespace: info.namespace,
+                    namespace_id: info.namespace_id,
+                    workflow_execution: execution,
+                    initiated_event_id,
+                    control: info.control,
+                },
+            )
+        };
+        self.append(env.now_ms, attributes);
+        self.schedule_workflow_task(env);
+        Ok(())
+    }
+
+    /// RequestCancelExternalWorkflowExecution: the initiated event and a task that asks the
+    /// target to cancel.
+    pub(crate) fn cancel_external(
+        &mut self,
+        attrs: RequestCancelExternalWorkflowExecutionCommandAttributes,
+        completed_event_id: i64,
+        env: &Env,
+    ) -> std::result::Result<(), CommandError> {
+        let cause = WorkflowTaskFailedCause::BadRequestCancelExternalWorkflowExecutionAttributes;
+        let namespace = self.command_namespace(&attrs.namespace, cause)?;
+        if attrs.workflow_id.is_empty() {
+            return Err(CommandError::new(
+                cause,
+                "WorkflowId is not set on RequestCancelExternalWorkflowExecutionCommand.",
+            ));
+        }
+        let execution = WorkflowExecution {
+            workflow_id: attrs.workflow_id.clone(),
+            run_id: attrs.run_id.clone(),
+        };
+        let id = self.append(
+            env.now_ms,
+            Attributes::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(
+                RequestCancelExternalWorkflowExecutionInitiatedEventAttributes {
+                    workflow_task_completed_event_id: completed_event_id,
+                    namespace: namespace.clone(),
+                    namespace_id: self.state.namespace_id.clone(),
+                    workflow_execution: Some(execution),
+                    control: attrs.control.clone(),
+                    child_workflow_only: attrs.child_workflow_only,
+                    reason: attrs.reason.clone(),
+                },
+            ),
+        );
+        self.state.pending_cancels.insert(
+            id,
+            ExternalInfo {
+                initiated_event_id: id,
+                namespace,
+                namespace_id: self.state.namespace_id.clone(),
+                workflow_id: attrs.workflow_id.clone(),
+                run_id: attrs.run_id.clone(),
+                control: attrs.control,
+                workflow_task_completed_event_id: completed_event_id,
+            },
+        );
+        let namespace_id = self.state.namespace_id.clone();
+        self.push_transfer(TaskKind::CancelExternal, |t| {
+            t.scheduled_event_id = id;
+            t.payload = attrs.reason.into_bytes();
+            t.target_namespace_id = namespace_id;
+            t.target_workflow_id = attrs.workflow_id;
+            t.target_run_id = attrs.run_id;
+            t.child_workflow_only = attrs.child_workflow_only;
+        });
+        Ok(())
+    }
+
+    /// The target's shard answered a cancel request.
+    pub fn cancel_external_done(
+        &mut self,
+        initiated_event_id: i64,
+        delivered: bool,
+        env: &Env,
+    ) -> Result<()> {
+        self.ensure_open()?;
+        let Some(info) = self.state.pending_cancels.remove(&initiated_event_id) else {
+            return Ok(());
+        };
+        let execution = Some(WorkflowExecution {
+            workflow_id: info.workflow_id.clone(),
+            run_id: info.run_id.clone(),
+        });
+        let attributes = if delivered {
+            Attributes::ExternalWorkflowExecutionCancelRequestedEventAttributes(
+                ExternalWorkflowExecutionCancelRequestedEventAttributes {
+                    initiated_event_id,
+                    namespace: info.namespace,
+                    namespace_id: info.namespace_id,
+                    workflow_execution: execution,
+                },
+            )
+        } else {
+            Attributes::RequestCancelExternalWorkflowExecutionFailedEventAttributes(
+                RequestCancelExternalWorkflowExecutionFailedEventAttributes {
+                    cause: CancelExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound
+                        as i32,
+                    workflow_task_completed_event_id: info.workflow_task_completed_event_id,
+                    namespace: info.namespace,
+                    namespace_id: info.namespace_id,
+                    workflow_execution: execution,
+                    initiated_event_id,
+                    control: info.control,
+                },
+            )
+        };
+        self.append(env.now_ms, attributes);
+        self.schedule_workflow_task(env);
+        Ok(())
+    }
+
+    /// At close: the parent learns of it (unless the run continues in a new one), and
+    /// children get their parent-close policy.
+    pub(crate) fn on_close(&mut self, close_event_id: i64, continues: bool) {
+        let started = self.started_attributes().clone();
+        if !continues && let Some(parent) = started.parent_workflow_execution.clone() {
+            let close = self
+                .events
+                .iter()
+                .find(|e| e.event_id == close_event_id)
+                .map(Message::encode_to_vec)
+                .unwrap_or_default();
+            let initiated = started.parent_initiated_event_id;
+            self.push_transfer(TaskKind::RecordChildClose, |t| {
+                t.scheduled_event_id = initiated;
+                t.payload = close;
+                t.target_namespace_id = started.parent_workflow_namespace_id.clone();
+                t.target_workflow_id = parent.workflow_id;
+                t.target_run_id = parent.run_id;
+            });
+        }
+        let children: Vec<ChildInfo> = self.state.children.values().cloned().collect();
+        for child in children {
+            if child.parent_close_policy == ParentClosePolicy::Abandon as i32 {
+                continue;
+            }
+            self.push_transfer(TaskKind::ParentClosePolicy, |t| {
+                t.scheduled_event_id = child.initiated_event_id;
+                t.timeout_type = child.parent_close_policy;
+                t.target_namespace_id = child.namespace_id;
+                t.target_workflow_id = child.workflow_id;
+                t.target_run_id = child.run_id;
+            });
+        }
+    }
+}
