@@ -1,12 +1,14 @@
 //! The `sundial` binary: command line, wiring and process lifecycle.
 
+mod telemetry;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use slog::{Drain, Logger, info, o};
-use sundial_actors::Node;
+use slog::{Logger, info};
+use sundial_actors::{Node, SystemClock};
 use sundial_config::Config;
 use sundial_storage::{DynStore, memory::MemoryStore, sqlite::SqliteStore};
 
@@ -55,6 +57,12 @@ struct StartDev {
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Log format: console (human lines) or json (one object per line).
+    #[arg(long, default_value = "console")]
+    log_format: String,
+    /// Serve Prometheus metrics on this port (at `/metrics`, on `--ip`); none when absent.
+    #[arg(long)]
+    metrics_port: Option<u16>,
     /// Number of history shards.
     #[arg(long, default_value_t = 4)]
     num_history_shards: i32,
@@ -74,20 +82,6 @@ struct Start {
     /// Log level, overriding the config.
     #[arg(long, env = "LOG_LEVEL")]
     log_level: Option<String>,
-}
-
-fn logger(level: &str) -> Result<Logger> {
-    let level = match level {
-        "debug" => slog::Level::Debug,
-        "info" => slog::Level::Info,
-        "warn" => slog::Level::Warning,
-        "error" => slog::Level::Error,
-        other => anyhow::bail!("unknown log level {other:?} (debug, info, warn, error)"),
-    };
-    let decorator = slog_term::TermDecorator::new().stderr().build();
-    let drain = slog_term::FullFormat::new(decorator).build().fuse();
-    let drain = slog_async::Async::new(drain).build().fuse();
-    Ok(Logger::root(drain.filter_level(level).fuse(), o!()))
 }
 
 fn open_store(path: Option<&std::path::Path>) -> Result<DynStore> {
@@ -120,8 +114,11 @@ async fn run(
     addr: String,
     namespaces: Vec<String>,
     log: Logger,
+    observe: telemetry::Settings,
 ) -> Result<()> {
-    let node = Node::start(store, shards, log.clone());
+    let (telemetry, exporters) = telemetry::start(&observe, &log).await?;
+    let store = telemetry.instrument_store(store);
+    let node = Node::start_observed(store, shards, log.clone(), Arc::new(SystemClock), telemetry);
     for ns in std::iter::once("default".to_string()).chain(namespaces) {
         sundial_transport::ensure_namespace(&node.namespaces, &ns)
             .await
@@ -136,6 +133,7 @@ async fn run(
     sundial_transport::serve(listener, node.clone(), shutdown_signal()).await?;
     info!(log, "shut down");
     node.stop();
+    exporters.shutdown();
     Ok(())
 }
 
@@ -146,10 +144,17 @@ async fn main() -> Result<()> {
         Command::Server {
             command: ServerCommand::StartDev(args),
         } => {
-            let log = logger(&args.log_level)?;
+            let log = telemetry::logger(&args.log_level, &args.log_format)?;
             let store = open_store(args.db_filename.as_deref())?;
             let addr = format!("{}:{}", args.ip, args.port);
-            run(store, args.num_history_shards, addr, args.namespace, log).await
+            let observe = telemetry::Settings {
+                metrics_address: args
+                    .metrics_port
+                    .map(|port| telemetry::metrics_address(&args.ip, port)),
+                otlp_endpoint: telemetry::otlp_endpoint(None),
+            };
+            let (shards, namespaces) = (args.num_history_shards, args.namespace);
+            run(store, shards, addr, namespaces, log, observe).await
         }
         Command::Server {
             command: ServerCommand::Start(args),
@@ -158,7 +163,11 @@ async fn main() -> Result<()> {
             let level = args
                 .log_level
                 .unwrap_or_else(|| config.log.level.as_str().to_string());
-            let log = logger(&level)?;
+            let format = match config.log.format {
+                sundial_config::LogFormat::Console => "console",
+                sundial_config::LogFormat::Json => "json",
+            };
+            let log = telemetry::logger(&level, format)?;
             for role in &args.services {
                 if config.service(role).is_none() {
                     anyhow::bail!(
@@ -176,12 +185,24 @@ async fn main() -> Result<()> {
                 .context("the default store must be an SQL datastore (sqlite for now)")?;
             let path = (!sql.is_in_memory()).then(|| PathBuf::from(&sql.database_name));
             let store = open_store(path.as_deref())?;
+            let observe = telemetry::Settings {
+                metrics_address: config
+                    .global
+                    .metrics
+                    .as_ref()
+                    .and_then(|m| m.prometheus.as_ref())
+                    .map(|p| p.listen_address.clone()),
+                otlp_endpoint: telemetry::otlp_endpoint(
+                    config.otel.as_ref().map(|o| o.endpoint.as_str()),
+                ),
+            };
             run(
                 store,
                 config.persistence.num_history_shards as i32,
                 addr,
                 Vec::new(),
                 log,
+                observe,
             )
             .await
         }

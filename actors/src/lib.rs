@@ -10,11 +10,14 @@
 
 mod error;
 pub mod matching;
+pub mod matching_stats;
 pub mod namespaces;
 pub mod ops;
 pub mod queries;
 pub mod shard;
 pub mod shard_core;
+pub mod telemetry;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,9 +31,11 @@ pub use error::{Error, Result};
 pub use matching::Matching;
 pub use namespaces::Namespaces;
 pub use queries::Queries;
+pub use telemetry::Telemetry;
 
 use crate::ops::{Op, Reply};
-use crate::shard::{HistoryShard, Submit};
+use crate::shard::{HistoryShard, Submit, SubmitTraced};
+use crate::telemetry::ActorKind;
 
 /// Where the time comes from, so tests can control it.
 pub trait Clock: Send + Sync + 'static {
@@ -70,6 +75,7 @@ pub struct History {
     shards: Arc<Vec<Addr<HistoryShard>>>,
     /// The store the shards write, for reads of committed history.
     pub store: DynStore,
+    telemetry: Telemetry,
 }
 
 impl History {
@@ -93,10 +99,14 @@ impl History {
     ) -> Result<T> {
         let shard = self.shard_id(namespace_id, workflow_id);
         let (tx, rx) = oneshot::channel();
-        self.shards[(shard - 1) as usize]
-            .send(Submit(make(tx)))
-            .await
-            .map_err(|e| Error::Unavailable(format!("history shard {shard}: {e}")))?;
+        let addr = &self.shards[(shard - 1) as usize];
+        // Counted out of `mailbox_depth` when the shard takes it from its queue.
+        self.telemetry.mailbox(ActorKind::HistoryShard, 1);
+        match self.telemetry.caller_context() {
+            None => addr.send(Submit(make(tx))).await,
+            Some(cx) => addr.send(SubmitTraced(make(tx), cx)).await,
+        }
+        .map_err(|e| Error::Unavailable(format!("history shard {shard}: {e}")))?;
         rx.await
             .map_err(|_| Error::Unavailable(format!("history shard {shard} dropped the request")))?
     }
@@ -115,6 +125,8 @@ pub struct Node {
     pub queries: Queries,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// Metrics and traces (disabled unless started with [`Node::start_observed`]).
+    pub telemetry: Telemetry,
     arbiter: ArbiterHandle,
 }
 
@@ -132,6 +144,18 @@ impl Node {
         log: Logger,
         clock: Arc<dyn Clock>,
     ) -> Node {
+        Self::start_observed(store, num_shards, log, clock, Telemetry::default())
+    }
+
+    /// [`Node::start_with_clock`] recording metrics and traces into `telemetry`. The store is
+    /// used as given: wrap it with [`Telemetry::instrument_store`] for persistence metrics.
+    pub fn start_observed(
+        store: DynStore,
+        num_shards: i32,
+        log: Logger,
+        clock: Arc<dyn Clock>,
+        telemetry: Telemetry,
+    ) -> Node {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("sundial-actors".into())
@@ -142,25 +166,34 @@ impl Node {
             })
             .expect("actor thread starts");
         let arbiter = rx.recv().expect("actor system starts");
-        let matching = Matching::new(store.clone(), clock.clone(), arbiter.clone());
+        let matching = Matching::new(store.clone(), clock.clone(), arbiter.clone())
+            .with_telemetry(telemetry.clone());
         let shards = (1..=num_shards.max(1))
             .map(|shard_id| {
                 let (store, matching, clock, log) =
                     (store.clone(), matching.clone(), clock.clone(), log.clone());
+                let telemetry = telemetry.clone();
                 HistoryShard::start_in_arbiter(&arbiter, move |_| {
                     HistoryShard::new(shard_id, store, matching, clock, log)
+                        .with_telemetry(telemetry)
                 })
             })
             .collect();
+        let history = History {
+            shards: Arc::new(shards),
+            store: store.clone(),
+            telemetry: telemetry.clone(),
+        };
+        for shard in history.shards.iter() {
+            shard.do_send(crate::shard::SetHistory(history.clone()));
+        }
         Node {
-            history: History {
-                shards: Arc::new(shards),
-                store: store.clone(),
-            },
+            history,
             matching,
             namespaces: Namespaces::new(store),
             queries: Queries::default(),
             clock,
+            telemetry,
             arbiter,
         }
     }

@@ -14,6 +14,8 @@ use sundial_engine::TaskInfo;
 use sundial_storage::{DynStore, QueueTask, TaskQueueKey};
 use tokio::sync::oneshot;
 
+use crate::matching_stats::{PartitionStats, RateWindow};
+use crate::telemetry::{ActorKind, QueueTags, Telemetry};
 use crate::{Clock, Error, Result};
 
 /// A query to hand to a workflow worker (not persisted: the caller waits for it).
@@ -61,6 +63,8 @@ impl Matched {
 struct Backlogged {
     item: QueueItem,
     backlog_id: Option<i64>,
+    /// When it entered this partition (unix millis; load time for a reloaded backlog).
+    enqueued_ms: i64,
 }
 
 /// Milliseconds without a poll after which a sticky queue counts as gone.
@@ -78,7 +82,18 @@ pub struct TaskQueuePartition {
     pollers: VecDeque<oneshot::Sender<Matched>>,
     backlog: VecDeque<Backlogged>,
     last_poll_ms: i64,
+    telemetry: Telemetry,
+    /// For a sticky queue: the normal queue behind it (metrics are tagged with its name).
+    sticky: Option<String>,
+    added: RateWindow,
+    dispatched: RateWindow,
+    recent_pollers: HashMap<String, i64>,
 }
+
+/// Pollers not seen for this long leave `DescribeTaskQueue` (Temporal's 5 minutes).
+const POLLER_HISTORY_MS: i64 = 5 * 60 * 1000;
+/// How often a partition reports its backlog gauges.
+const BACKLOG_REPORT: Duration = Duration::from_secs(1);
 
 impl Actor for TaskQueuePartition {
     type Context = Context<Self>;
@@ -95,17 +110,22 @@ impl Actor for TaskQueuePartition {
             Ok((range_id, tasks)) => {
                 act.range_id = range_id;
                 act.next_task_id = (range_id - 1) * RANGE_SIZE + 1;
+                let now = act.clock.now_ms();
                 for t in tasks {
                     if let Ok(task) = TaskInfo::decode(t.data.as_slice()) {
                         act.backlog.push_back(Backlogged {
                             item: QueueItem::Task(task),
                             backlog_id: Some(t.task_id),
+                            enqueued_ms: now,
                         });
                     }
                 }
             }
             Err(_) => ctx.stop(),
         }));
+        if self.telemetry.meter().is_some() {
+            ctx.run_interval(BACKLOG_REPORT, |act, _| act.report_backlog());
+        }
     }
 }
 
@@ -119,10 +139,10 @@ pub struct AddTask {
     pub sticky: bool,
 }
 
-/// Wait for a task.
+/// Wait for a task (`1`: the poller's identity).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Poll(pub oneshot::Sender<Matched>);
+pub struct Poll(pub oneshot::Sender<Matched>, pub String);
 
 struct Requeue(Backlogged);
 impl Message for Requeue {
@@ -141,7 +161,45 @@ impl TaskQueuePartition {
             pollers: VecDeque::new(),
             backlog: VecDeque::new(),
             last_poll_ms: now,
+            telemetry: Telemetry::default(),
+            sticky: None,
+            added: RateWindow::default(),
+            dispatched: RateWindow::default(),
+            recent_pollers: HashMap::new(),
         }
+    }
+
+    fn stats(&self) -> PartitionStats {
+        let now = self.clock.now_ms();
+        let mut recent_pollers: Vec<(String, i64)> = self
+            .recent_pollers
+            .iter()
+            .filter(|(_, at)| now - **at <= POLLER_HISTORY_MS)
+            .map(|(id, at)| (id.clone(), *at))
+            .collect();
+        recent_pollers.sort_by_key(|p| std::cmp::Reverse(p.1));
+        PartitionStats {
+            backlog_count: self.backlog.len(),
+            oldest_enqueued_ms: self.backlog.iter().map(|b| b.enqueued_ms).min(),
+            tasks_add_rate: self.added.rate(now),
+            tasks_dispatch_rate: self.dispatched.rate(now),
+            pollers_waiting: self.pollers.iter().filter(|p| !p.is_closed()).count(),
+            recent_pollers,
+        }
+    }
+
+    fn report_backlog(&self) {
+        let now = self.clock.now_ms();
+        let oldest = self.backlog.iter().map(|b| b.enqueued_ms).min();
+        let age = oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+        let tags = QueueTags {
+            namespace_id: &self.key.namespace_id,
+            task_queue: self.sticky.as_deref().unwrap_or(&self.key.name),
+            task_type: self.key.task_type,
+            sticky: self.sticky.is_some(),
+        };
+        self.telemetry
+            .backlog(tags, self.key.partition, self.backlog.len(), age);
     }
 
     /// Hands `entry` to a waiting poller; gives it back when none is left.
@@ -158,6 +216,7 @@ impl TaskQueuePartition {
             if poller.send(matched).is_err() {
                 continue;
             }
+            self.dispatched.record(self.clock.now_ms());
             let store = self.store.clone();
             let key = self.key.clone();
             let range_id = self.range_id;
@@ -195,9 +254,15 @@ impl Handler<AddTask> for TaskQueuePartition {
     type Result = ResponseActFuture<Self, Result<()>>;
 
     fn handle(&mut self, msg: AddTask, ctx: &mut Self::Context) -> Self::Result {
+        let now = self.clock.now_ms();
+        self.added.record(now);
+        if let (true, QueueItem::Task(task)) = (msg.sticky, &msg.item) {
+            self.sticky = Some(task.normal_task_queue.clone());
+        }
         let entry = Backlogged {
             item: msg.item,
             backlog_id: None,
+            enqueued_ms: now,
         };
         let Some(entry) = self.hand_out(entry, ctx) else {
             return Box::pin(actix::fut::ready(Ok(())));
@@ -225,6 +290,7 @@ impl Handler<AddTask> for TaskQueuePartition {
             act.backlog.push_back(Backlogged {
                 item: entry.item,
                 backlog_id: Some(task_id),
+                enqueued_ms: entry.enqueued_ms,
             });
             act.drain_backlog(ctx);
             Ok(())
@@ -237,6 +303,13 @@ impl Handler<Poll> for TaskQueuePartition {
 
     fn handle(&mut self, msg: Poll, ctx: &mut Self::Context) {
         self.last_poll_ms = self.clock.now_ms();
+        if !msg.1.is_empty() {
+            self.recent_pollers.insert(msg.1, self.last_poll_ms);
+            if self.recent_pollers.len() > 1000 {
+                let cutoff = self.last_poll_ms - POLLER_HISTORY_MS;
+                self.recent_pollers.retain(|_, at| *at >= cutoff);
+            }
+        }
         self.pollers.retain(|p| !p.is_closed());
         self.pollers.push_back(msg.0);
         self.drain_backlog(ctx);
@@ -268,6 +341,19 @@ impl Handler<Stats> for TaskQueuePartition {
     }
 }
 
+/// A partition's statistics, exact (for `DescribeTaskQueue`).
+#[derive(Message)]
+#[rtype(result = "PartitionStats")]
+pub struct Describe;
+
+impl Handler<Describe> for TaskQueuePartition {
+    type Result = MessageResult<Describe>;
+
+    fn handle(&mut self, _: Describe, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.stats())
+    }
+}
+
 /// The cheap handle to every partition of this node.
 #[derive(Clone)]
 pub struct Matching {
@@ -275,6 +361,7 @@ pub struct Matching {
     store: DynStore,
     clock: Arc<dyn Clock>,
     arbiter: ArbiterHandle,
+    telemetry: Telemetry,
 }
 
 /// Task type of workflow-task queues (Temporal's `TaskQueueType`).
@@ -290,7 +377,14 @@ impl Matching {
             store,
             clock,
             arbiter,
+            telemetry: Telemetry::default(),
         }
+    }
+
+    /// Records the partitions' metrics into `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     /// The key of a queue's root partition.
@@ -314,8 +408,11 @@ impl Matching {
             return None;
         }
         let (k, store, clock) = (key.clone(), self.store.clone(), self.clock.clone());
+        let telemetry = self.telemetry.clone();
         let addr = TaskQueuePartition::start_in_arbiter(&self.arbiter, move |_| {
-            TaskQueuePartition::new(k, store, clock)
+            let mut partition = TaskQueuePartition::new(k, store, clock);
+            partition.telemetry = telemetry;
+            partition
         });
         map.insert(key.clone(), addr.clone());
         Some(addr)
@@ -326,16 +423,32 @@ impl Matching {
         let Some(addr) = self.partition(key, !sticky) else {
             return Err(Error::StickyWorkerUnavailable);
         };
-        addr.send(AddTask { item, sticky })
+        let send = addr.send(AddTask { item, sticky });
+        self.telemetry
+            .in_mailbox(ActorKind::TaskQueuePartition, send)
             .await
             .map_err(|e| Error::Unavailable(format!("task queue partition: {e}")))?
     }
 
     /// Waits up to `timeout` for a task.
     pub async fn poll(&self, key: &TaskQueueKey, timeout: Duration) -> Option<Matched> {
+        self.poll_as(key, timeout, "").await
+    }
+
+    /// [`Matching::poll`] by a poller that `DescribeTaskQueue` lists under `identity`.
+    pub async fn poll_as(
+        &self,
+        key: &TaskQueueKey,
+        timeout: Duration,
+        identity: &str,
+    ) -> Option<Matched> {
         let addr = self.partition(key, true)?;
         let (tx, rx) = oneshot::channel();
-        addr.send(Poll(tx)).await.ok()?;
+        let send = addr.send(Poll(tx, identity.to_string()));
+        self.telemetry
+            .in_mailbox(ActorKind::TaskQueuePartition, send)
+            .await
+            .ok()?;
         tokio::time::timeout(timeout, rx).await.ok()?.ok()
     }
 
@@ -351,6 +464,13 @@ impl Matching {
     pub async fn stats(&self, key: &TaskQueueKey) -> Option<(usize, usize)> {
         let addr = self.partition(key, false)?;
         addr.send(Stats).await.ok()
+    }
+
+    /// The exact statistics of a partition, loading it (and its durable backlog) if needed;
+    /// `None` when it cannot be reached.
+    pub async fn describe(&self, key: &TaskQueueKey) -> Option<PartitionStats> {
+        let addr = self.partition(key, true)?;
+        addr.send(Describe).await.ok()
     }
 }
 

@@ -103,8 +103,14 @@ pub struct ActivityStarted {
     pub state: MutableState,
 }
 
+/// A change to a run expressed as a function of the engine's `Workflow` (used by transfer
+/// tasks between workflows).
+pub type ApplyFn = Box<
+    dyn FnOnce(&mut sundial_engine::Workflow, &sundial_engine::Env) -> sundial_engine::Result<()>
+        + Send,
+>;
+
 /// A request to a history shard.
-#[derive(Debug)]
 pub enum Op {
     /// Start a run.
     Start(StartWorkflow, Reply<StartOutcome>),
@@ -225,6 +231,15 @@ pub enum Op {
     },
     /// A timer task is due (internal).
     Timer(i64, i64, TaskInfo),
+    /// Applies a function to a run (internal: cross-workflow transfer tasks).
+    Apply {
+        /// The run.
+        run: RunRef,
+        /// The change.
+        f: ApplyFn,
+        /// Reply.
+        reply: Reply<()>,
+    },
 }
 
 impl Op {
@@ -245,6 +260,7 @@ impl Op {
             | Op::RequestCancel { run, .. }
             | Op::Terminate { run, .. }
             | Op::Describe(run, _)
+            | Op::Apply { run, .. }
             | Op::Watch { run, .. } => Some(run.clone()),
             Op::Timer(_, _, t) => Some(RunRef {
                 namespace_id: t.namespace_id.clone(),
@@ -264,9 +280,9 @@ impl Op {
             Op::RecordActivityTaskStarted { reply, .. } => drop(reply.send(Err(err))),
             Op::ReportActivity { reply, .. } => drop(reply.send(Err(err))),
             Op::Signal(_, _, r) => drop(r.send(Err(err))),
-            Op::RequestCancel { reply, .. } | Op::Terminate { reply, .. } => {
-                drop(reply.send(Err(err)))
-            }
+            Op::RequestCancel { reply, .. }
+            | Op::Terminate { reply, .. }
+            | Op::Apply { reply, .. } => drop(reply.send(Err(err))),
             Op::Describe(_, r) | Op::Watch { reply: r, .. } => drop(r.send(Err(err))),
             Op::Timer(..) => {}
         }

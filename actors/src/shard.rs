@@ -15,6 +15,7 @@ use sundial_storage::{DynStore, ExecutionKey};
 use crate::matching::{ACTIVITY_QUEUE, Matching, QueueItem, WORKFLOW_QUEUE};
 use crate::ops::Op;
 use crate::shard_core::{Effects, ReadyTask, ShardCore};
+use crate::telemetry::{BatchTrace, ShardTelemetry, Telemetry};
 use crate::{Clock, Error};
 
 /// How often due timers are looked for.
@@ -31,6 +32,27 @@ pub struct HistoryShard {
     busy: bool,
     timers: BTreeMap<(i64, i64), TaskInfo>,
     last_ack_flush_ms: i64,
+    telemetry: ShardTelemetry,
+    /// Every shard of the node, for tasks aimed at other workflows.
+    history: Option<crate::History>,
+    /// Cross-workflow tasks that came before the peers did.
+    awaiting_peers: Vec<ReadyTask>,
+}
+
+/// Tells a shard how to reach every shard (itself included).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetHistory(pub crate::History);
+
+impl Handler<SetHistory> for HistoryShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetHistory, ctx: &mut Self::Context) {
+        self.history = Some(msg.0);
+        for ready in std::mem::take(&mut self.awaiting_peers) {
+            self.dispatch(ctx, ready);
+        }
+    }
 }
 
 /// Submit a request; its reply comes through the op's channel.
@@ -38,9 +60,15 @@ pub struct HistoryShard {
 #[rtype(result = "()")]
 pub struct Submit(pub Op);
 
+/// [`Submit`] from a traced caller: the shard's spans become children of `1`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubmitTraced(pub Op, pub opentelemetry::Context);
+
 struct Loaded {
     ops: Vec<Op>,
     result: crate::Result<Vec<Load>>,
+    trace: BatchTrace,
 }
 impl Message for Loaded {
     type Result = ();
@@ -93,7 +121,16 @@ impl HistoryShard {
             busy: true,
             timers: BTreeMap::new(),
             last_ack_flush_ms: 0,
+            telemetry: ShardTelemetry::default(),
+            history: None,
+            awaiting_peers: Vec::new(),
         }
+    }
+
+    /// Records this shard's metrics and spans into `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = ShardTelemetry::new(telemetry, self.core.shard_id);
+        self
     }
 
     fn drain(&mut self, ctx: &mut Context<Self>) {
@@ -102,6 +139,8 @@ impl HistoryShard {
         }
         self.busy = true;
         let ops = std::mem::take(&mut self.queue);
+        let trace = self.telemetry.take_batch();
+        let lookups = ops.iter().filter(|op| op.run().is_some()).count();
         // What must be read before the ops can be applied.
         let mut currents = Vec::new();
         let mut runs = Vec::new();
@@ -135,17 +174,32 @@ impl HistoryShard {
         currents.dedup();
         runs.sort();
         runs.dedup();
+        self.telemetry.cache(lookups, currents.len() + runs.len());
         let renew = self.core.task_ids_left() < 10_000;
         let store = self.store.clone();
         let shard_id = self.core.shard_id;
         let me = ctx.address();
+        let reads = opentelemetry::context::FutureExt::with_context(
+            load(store, shard_id, currents, runs, renew),
+            trace.parent(),
+        );
         actix::spawn(async move {
-            let result = load(store, shard_id, currents, runs, renew).await;
-            me.do_send(Loaded { ops, result });
+            let result = reads.await;
+            me.do_send(Loaded { ops, result, trace });
         });
     }
 
-    fn dispatch(&self, ctx: &mut Context<Self>, ready: ReadyTask) {
+    fn dispatch(&mut self, ctx: &mut Context<Self>, ready: ReadyTask) {
+        let cross_workflow = !matches!(
+            ready.task.task_kind(),
+            TaskKind::DispatchWorkflowTask | TaskKind::DispatchActivityTask
+        );
+        if cross_workflow && self.history.is_none() {
+            // Peers arrive right after start; hold the task until then.
+            self.awaiting_peers.push(ready);
+            return;
+        }
+        let history = self.history.clone();
         let matching = self.matching.clone();
         let me = ctx.address();
         let log = self.log.clone();
@@ -180,12 +234,17 @@ impl HistoryShard {
                         .add(&key, QueueItem::Task(task.clone()), false)
                         .await
                 }
-                _ => Ok(()),
+                _ => match history {
+                    Some(history) => crate::transfer::carry_out(&history, task.clone()).await,
+                    None => Err(Error::Unavailable("shard peers not known yet".into())),
+                },
             };
             match result {
                 Ok(()) => me.do_send(Ack(ready.task_id)),
                 Err(e) => {
-                    warn!(log, "transfer task not dispatched; retried at next load"; "task_id" => ready.task_id, "error" => %e)
+                    warn!(log, "transfer task not dispatched; retried at next load";
+                        "namespace_id" => &task.namespace_id, "workflow_id" => &task.workflow_id,
+                        "run_id" => &task.run_id, "task_id" => ready.task_id, "error" => %e)
                 }
             }
         });
@@ -319,6 +378,17 @@ impl Handler<Submit> for HistoryShard {
     type Result = ();
 
     fn handle(&mut self, msg: Submit, ctx: &mut Self::Context) {
+        self.telemetry.queued(self.queue.len(), None);
+        self.queue.push(msg.0);
+        self.drain(ctx);
+    }
+}
+
+impl Handler<SubmitTraced> for HistoryShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubmitTraced, ctx: &mut Self::Context) {
+        self.telemetry.queued(self.queue.len(), Some(msg.1));
         self.queue.push(msg.0);
         self.drain(ctx);
     }
@@ -350,22 +420,28 @@ impl Handler<Loaded> for HistoryShard {
             match l {
                 Load::Renewed(range_id) => self.core.renew_range(range_id),
                 Load::Run(row) => {
+                    let key = row.key.clone();
                     if let Err(e) = self.core.insert_run(row) {
-                        error!(self.log, "corrupt run"; "error" => %e);
+                        error!(self.log, "corrupt run"; "namespace_id" => &key.namespace_id,
+                            "workflow_id" => &key.workflow_id, "run_id" => &key.run_id, "error" => %e);
                     }
                 }
                 Load::Current(ns, wf, row) => self.core.insert_current(&ns, &wf, row),
             }
         }
         let now = self.clock.now_ms();
-        for op in msg.ops {
+        let mut trace = msg.trace;
+        let ops = msg.ops.len();
+        for (i, op) in msg.ops.into_iter().enumerate() {
             let env = Env {
                 now_ms: now,
                 new_run_id: uuid::Uuid::new_v4().to_string(),
             };
-            self.core.apply(op, &env);
+            let name = crate::telemetry::op_name(&op);
+            trace.apply(i, name, || self.core.apply(op, &env));
         }
         let (batch, effects, touched) = self.core.build_batch();
+        let observer = self.telemetry.commit(&batch, &trace, ops, &self.log);
         let store = self.store.clone();
         let (shard_id, range_id) = (self.core.shard_id, self.core.range_id);
         let me = ctx.address();
@@ -373,7 +449,8 @@ impl Handler<Loaded> for HistoryShard {
             let result = if batch.is_empty() {
                 Ok(())
             } else {
-                store.commit(shard_id, range_id, batch).await
+                let commit = store.commit(shard_id, range_id, batch);
+                observer.run(store.clone(), commit).await
             };
             me.do_send(Committed {
                 result,

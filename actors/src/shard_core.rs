@@ -412,6 +412,12 @@ impl ShardCore {
                 }
                 Err(e) => self.deferred.push(defer(reply, Err(e))),
             },
+            Op::Apply { run, f, reply } => {
+                let result = self
+                    .resolve(&run)
+                    .and_then(|key| self.with_run(&key, |wf| f(wf, env).map_err(Error::from)));
+                self.deferred.push(defer(reply, result));
+            }
             Op::Timer(fire_ms, task_id, task) => {
                 self.timer_deletes.push((fire_ms, task_id));
                 let key = ExecutionKey {

@@ -9,6 +9,7 @@
 //! Test-only: nothing here is part of the server.
 
 pub mod process;
+pub mod scrape;
 pub mod server;
 pub mod worker;
 

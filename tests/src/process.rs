@@ -150,6 +150,16 @@ impl SundialProcess {
     /// Starts `sundial <args>` with stdout and stderr appended to `log_path`; `addr` is where
     /// its frontend will listen. Does not wait for it: see [`SundialProcess::wait_ready`].
     pub fn spawn<S: AsRef<OsStr>>(args: &[S], addr: SocketAddr, log_path: &Path) -> Result<Self> {
+        Self::spawn_with_env(args, &[], addr, log_path)
+    }
+
+    /// [`SundialProcess::spawn`] with extra environment variables (`OTEL_*` and the like).
+    pub fn spawn_with_env<S: AsRef<OsStr>>(
+        args: &[S],
+        env: &[(&str, String)],
+        addr: SocketAddr,
+        log_path: &Path,
+    ) -> Result<Self> {
         let bin = sundial_binary()?;
         let log = File::options()
             .create(true)
@@ -159,6 +169,7 @@ impl SundialProcess {
         let child = Command::new(&bin)
             .args(args)
             .env("LOG_LEVEL", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

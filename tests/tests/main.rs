@@ -7,5 +7,7 @@ mod config_file;
 mod durability;
 mod errors;
 mod lifecycle;
+mod metrics;
 mod paging;
 mod signals;
+mod traces;

@@ -9,6 +9,7 @@
 mod frontend;
 mod history;
 mod status;
+pub mod telemetry;
 
 use std::future::Future;
 
@@ -54,6 +55,7 @@ pub async fn serve(
     node: Node,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    let rpc_telemetry = telemetry::TelemetryLayer::new(&node.telemetry);
     let workflow = WorkflowServiceServer::new(Frontend::new(node))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
@@ -64,6 +66,7 @@ pub async fn serve(
         .send_compressed(CompressionEncoding::Gzip);
     let health = HealthServer::new(HealthCheck);
     tonic::transport::Server::builder()
+        .layer(rpc_telemetry)
         .add_service(workflow)
         .add_service(operator)
         .add_service(health)

@@ -357,15 +357,16 @@ class TimerCancelWorkflow:
 
 @workflow.defn
 class TimerFiresDuringTaskWorkflow:
-    """A 1 s timer fires while a workflow task is held open by a 1.5 s local activity; the
-    workflow then cancels that timer in the same task (the buffered TimerFired must be dropped)."""
+    """A 2 s timer fires while a workflow task (started by a 0.5 s timer) is held open by a 3 s
+    local activity; the workflow then cancels the 2 s timer in that same task, so the server
+    must drop the buffered TimerFired. (Margins are >= 1 s: the reference fires timers late.)"""
 
     @workflow.run
     async def run(self) -> str:
-        long_timer = asyncio.create_task(asyncio.sleep(1.0))
+        long_timer = asyncio.create_task(asyncio.sleep(2.0))
         await asyncio.sleep(0.5)
         await workflow.execute_local_activity(
-            sleep_for, 1.5, start_to_close_timeout=timedelta(seconds=10))
+            sleep_for, 3.0, start_to_close_timeout=timedelta(seconds=10))
         long_timer.cancel()
         try:
             await long_timer
@@ -410,13 +411,13 @@ class FailTaskUntilAllowedWorkflow:
 
 @workflow.defn
 class ParallelWorkflow:
-    """Two activities (0 s and 1 s) and a 0.5 s timer in parallel."""
+    """Two activities (0 s and 2 s) and a 0.5 s timer in parallel."""
 
     @workflow.run
     async def run(self) -> List[str]:
         quick, slow, _ = await asyncio.gather(
             workflow.execute_activity(sleep_for, 0.0, start_to_close_timeout=timedelta(seconds=10)),
-            workflow.execute_activity(sleep_for, 1.0, start_to_close_timeout=timedelta(seconds=10)),
+            workflow.execute_activity(sleep_for, 2.0, start_to_close_timeout=timedelta(seconds=10)),
             asyncio.sleep(0.5),
         )
         return [quick, slow]
@@ -468,8 +469,9 @@ class ManySignalsWorkflow:
 
 @workflow.defn
 class ReorderOnFlushWorkflow:
-    """While task 2 is held open by a local activity, a normal activity completes and then the
-    local activity signals the workflow: both land in the server's buffer."""
+    """Task 2 (started when a 0 s activity completes) is held open by a local activity that
+    sleeps 2 s and then signals the workflow; meanwhile a 1 s activity completes. Both the
+    activity completion and the signal land in the server's buffer, in that order."""
 
     def __init__(self) -> None:
         self._signals: List[str] = []
@@ -480,10 +482,11 @@ class ReorderOnFlushWorkflow:
 
     @workflow.run
     async def run(self) -> str:
-        act = workflow.start_activity(sleep_for, 0.6, start_to_close_timeout=timedelta(seconds=10))
-        await asyncio.sleep(0.1)
+        quick = workflow.start_activity(sleep_for, 0.0, start_to_close_timeout=timedelta(seconds=10))
+        act = workflow.start_activity(sleep_for, 1.0, start_to_close_timeout=timedelta(seconds=10))
+        await quick
         await workflow.execute_local_activity(
-            signal_self, args=["deliver", 1, 1.0], start_to_close_timeout=timedelta(seconds=10))
+            signal_self, args=["deliver", 1, 2.0], start_to_close_timeout=timedelta(seconds=10))
         result = await act
         await workflow.wait_condition(lambda: bool(self._signals))
         return f"{result}; signals {self._signals}"

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Awaitable, Callable, Dict, List, Tuple
 
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import RetryPolicy
 
@@ -382,9 +382,17 @@ async def buffered_signal_vetoes_continue_as_new(client: Client, tq: str):
 
 
 @scenario
-async def buffered_events_limit(client: Client, tq: str):
-    """100 buffered signals hit history.maximumBufferedEventsBatch: the task is force-failed."""
+async def buffered_signals_100(client: Client, tq: str):
+    """100 buffered signals: at history.maximumBufferedEventsBatch (100) but not over it."""
     return await _buffered_signals(client, tq, "wait", 100)
+
+
+@scenario
+async def buffered_events_limit_exceeded(client: Client, tq: str):
+    """The 101st buffered signal exceeds history.maximumBufferedEventsBatch: the in-flight task
+    is force-failed, the buffer flushed, and the local activity's completion is rejected.
+    (More signals after the 101st would race with the retried task, so exactly 101.)"""
+    return await _buffered_signals(client, tq, "wait", 101)
 
 
 @scenario
@@ -419,13 +427,27 @@ async def workflow_retry(client: Client, tq: str):
     return await outcome_of(h), h.id, h.first_execution_run_id
 
 
+def describe_event(event) -> str:
+    """The event type name; workflow-task failures and timeouts also carry their cause/type,
+    e.g. WorkflowTaskFailed(UNHANDLED_COMMAND)."""
+    name = event_type_name(event.event_type)
+    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+        cause = event.workflow_task_failed_event_attributes.cause
+        name += f"({WorkflowTaskFailedCause.Name(cause).removeprefix('WORKFLOW_TASK_FAILED_CAUSE_')})"
+    elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+        timeout_type = event.workflow_task_timed_out_event_attributes.timeout_type
+        name += f"({TimeoutType.Name(timeout_type).removeprefix('TIMEOUT_TYPE_')})"
+    return name
+
+
 async def run_histories(client: Client, wf_id: str, run_id: str) -> List[List[str]]:
-    """Event types of every run of the chain that starts at run_id (following continue-as-new)."""
+    """Event types of every run of the chain that starts at run_id (following continue-as-new
+    and workflow retries)."""
     runs: List[List[str]] = []
     next_run = run_id
     while next_run:
         history = await within(client.get_workflow_handle(wf_id, run_id=next_run).fetch_history())
-        runs.append([event_type_name(e.event_type) for e in history.events])
+        runs.append([describe_event(e) for e in history.events])
         last = history.events[-1]
         next_run = ""
         if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:

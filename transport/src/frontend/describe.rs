@@ -73,6 +73,9 @@ pub(super) fn describe(state: &MutableState) -> DescribeWorkflowExecutionRespons
             task_queue: attrs.task_queue.map(|q| q.name).unwrap_or_default(),
             history_size_bytes: state.history_size_bytes,
             first_run_id: attrs.first_execution_run_id.clone(),
+            parent_namespace_id: attrs.parent_workflow_namespace_id.clone(),
+            parent_execution: attrs.parent_workflow_execution.clone(),
+            root_execution: attrs.root_workflow_execution.clone(),
             execution_duration: (state.close_time_ms > 0)
                 .then(|| sundial_engine::time::duration(state.close_time_ms - state.start_time_ms)),
             state_transition_count: state.next_event_id - 1,
@@ -80,6 +83,19 @@ pub(super) fn describe(state: &MutableState) -> DescribeWorkflowExecutionRespons
         }),
         pending_activities,
         pending_workflow_task,
+        pending_children: state
+            .children
+            .values()
+            .map(
+                |c| sundial_engine::api::workflow::v1::PendingChildExecutionInfo {
+                    workflow_id: c.workflow_id.clone(),
+                    run_id: c.run_id.clone(),
+                    workflow_type_name: c.workflow_type.clone(),
+                    initiated_id: c.initiated_event_id,
+                    parent_close_policy: c.parent_close_policy,
+                },
+            )
+            .collect(),
         ..Default::default()
     }
 }

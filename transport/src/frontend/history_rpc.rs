@@ -8,6 +8,9 @@ impl Frontend {
         request: Request<GetWorkflowExecutionHistoryRequest>,
     ) -> Result<Response<GetWorkflowExecutionHistoryResponse>, Status> {
         let req = request.into_inner();
+        if req.wait_new_event {
+            crate::telemetry::note_operation("PollWorkflowExecutionHistory");
+        }
         let ns = self.namespace_id(&req.namespace).await?;
         let mut run = execution_ref(&ns, &req.execution)?;
         let token = if req.next_page_token.is_empty() {

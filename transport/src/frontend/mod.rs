@@ -8,6 +8,7 @@ mod polls;
 mod query;
 mod responses;
 mod start;
+mod task_queue;
 mod validate;
 
 use describe::describe;
@@ -72,6 +73,7 @@ impl Frontend {
         if name.is_empty() {
             return Err(invalid("Namespace is not set on request."));
         }
+        crate::telemetry::note_namespace(name);
         Ok(self.node.namespaces.get(name).await.map_err(to_status)?.id)
     }
 
@@ -385,6 +387,7 @@ impl WorkflowService for Frontend {
             identity: req.identity,
             request_id: req.request_id,
             skip_generate_workflow_task: false,
+            external_workflow_execution: None,
         };
         let wf = run.workflow_id.clone();
         self.call(&ns, &wf, |r| Op::Signal(run, signal, r)).await?;
@@ -466,6 +469,13 @@ impl WorkflowService for Frontend {
             return Err(not_found("query not found or already answered"));
         }
         Ok(Response::new(RespondQueryTaskCompletedResponse {}))
+    }
+
+    async fn describe_task_queue(
+        &self,
+        request: Request<DescribeTaskQueueRequest>,
+    ) -> Result<Response<DescribeTaskQueueResponse>, Status> {
+        self.describe_task_queue_impl(request).await
     }
 
     async fn shutdown_worker(

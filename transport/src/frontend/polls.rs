@@ -1,6 +1,7 @@
 //! Task polls and workflow-task completion: matching hands a task over, history records its start, and the response is built.
 
 use super::*;
+use sundial_actors::telemetry::QueueTags;
 
 impl Frontend {
     pub(super) async fn poll_workflow_task_queue_impl(
@@ -19,7 +20,8 @@ impl Frontend {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some(matched) = self.node.matching.poll(&key, left).await else {
+            let poll = self.node.matching.poll_as(&key, left, &req.identity);
+            let Some(matched) = poll.await else {
                 return Ok(Response::new(PollWorkflowTaskQueueResponse::default()));
             };
             match matched.item.clone() {
@@ -50,6 +52,16 @@ impl Frontend {
                     match result {
                         Ok(started) => {
                             matched.ack(true);
+                            self.node.telemetry.schedule_to_start(
+                                QueueTags {
+                                    namespace_id: &task.namespace_id,
+                                    task_queue: &task.normal_task_queue,
+                                    task_type: WORKFLOW_QUEUE,
+                                    sticky,
+                                },
+                                started.start.scheduled_time_ms,
+                                started.start.started_time_ms,
+                            );
                             let response =
                                 responses::workflow_task(&self.node.history, started, sticky)
                                     .await
@@ -124,7 +136,8 @@ impl Frontend {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some(matched) = self.node.matching.poll(&key, left).await else {
+            let poll = self.node.matching.poll_as(&key, left, &req.identity);
+            let Some(matched) = poll.await else {
                 return Ok(Response::new(PollActivityTaskQueueResponse::default()));
             };
             let QueueItem::Task(task) = matched.item.clone() else {
@@ -155,6 +168,16 @@ impl Frontend {
             match result {
                 Ok(started) => {
                     matched.ack(true);
+                    self.node.telemetry.schedule_to_start(
+                        QueueTags {
+                            namespace_id: &task.namespace_id,
+                            task_queue: &queue,
+                            task_type: ACTIVITY_QUEUE,
+                            sticky: false,
+                        },
+                        started.activity.scheduled_time_ms,
+                        started.activity.started_time_ms,
+                    );
                     return Ok(Response::new(responses::activity_task(
                         &req.namespace,
                         &started.state,

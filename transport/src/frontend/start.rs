@@ -38,7 +38,13 @@ fn start_workflow(ns: &str, req: StartWorkflowExecutionRequest) -> Result<StartW
         ..Default::default()
     };
     Ok(StartWorkflow {
-        params: start_params(ns, &req.workflow_id, &req.request_id, attributes),
+        params: start_params(
+            ns,
+            &req.namespace,
+            &req.workflow_id,
+            &req.request_id,
+            attributes,
+        ),
         reuse_policy: req.workflow_id_reuse_policy,
         conflict_policy: req.workflow_id_conflict_policy,
     })
@@ -79,6 +85,7 @@ impl Frontend {
             identity: req.identity.clone(),
             request_id: String::new(),
             skip_generate_workflow_task: false,
+            external_workflow_execution: None,
         };
         let workflow_id = req.workflow_id.clone();
         let start = start_workflow(

@@ -83,6 +83,7 @@ pub(super) fn execution_ref(
 #[allow(clippy::too_many_arguments)]
 pub(super) fn start_params(
     namespace_id: &str,
+    namespace_name: &str,
     workflow_id: &str,
     request_id: &str,
     attributes: WorkflowExecutionStartedEventAttributes,
@@ -99,6 +100,8 @@ pub(super) fn start_params(
         request_id,
         attributes,
         signal: None,
+        namespace_name: namespace_name.to_string(),
+        defer_first_workflow_task: false,
     }
 }
 

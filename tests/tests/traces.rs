@@ -1,0 +1,140 @@
+//! OTLP traces: a `sundial` process exports to an in-process OTLP/gRPC collector; a start
+//! request carrying a W3C `traceparent` must come back as RPC span → shard apply → shard commit
+//! → persistence commit, all in the caller's trace.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use sundial_tests::process::{SundialProcess, free_port};
+use sundial_tests::worker::{Worker, rpc};
+
+/// Spans received, in arrival order.
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<Span>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_follow_a_request_from_the_rpc_to_the_storage_commit() -> Result<()> {
+    // The collector, in this process.
+    let collector = Collector::default();
+    let collector_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let service = TraceServiceServer::new(collector.clone());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve(collector_addr),
+    );
+
+    // The server, exporting to it with a short batching delay.
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let port_arg = port.to_string();
+    let db = dir.path().join("traces.db");
+    let args = [
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port_arg,
+        "--db-filename",
+        db.to_str().context("temp path is UTF-8")?,
+    ];
+    let env = [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{collector_addr}"),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+    ];
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut process =
+        SundialProcess::spawn_with_env(&args, &env, addr, &dir.path().join("sundial.log"))?;
+    let mut worker = Worker::new(process.wait_ready().await?);
+
+    // A traced start.
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let caller_span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    let mut request = rpc(worker.start_request("traced"));
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{caller_span}-01").parse()?,
+    );
+    worker.client.start_workflow_execution(request).await?;
+
+    // Wait for the chain RPC → shard apply → shard commit → persistence commit.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let spans: Vec<Span> = collector
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|s| hex(&s.trace_id) == trace_id)
+            .cloned()
+            .collect();
+        let child_of = |parent: &Span, name: &str| {
+            spans
+                .iter()
+                .find(|s| s.name == name && s.parent_span_id == parent.span_id)
+                .cloned()
+        };
+        let rpc_span = spans.iter().find(|s| {
+            s.name.ends_with("WorkflowService/StartWorkflowExecution")
+                && hex(&s.parent_span_id) == caller_span
+        });
+        let chain = rpc_span.and_then(|rpc_span| {
+            let apply = child_of(rpc_span, "shard apply")?;
+            let commit = child_of(&apply, "shard commit")?;
+            let write = child_of(&commit, "persistence CreateWorkflowExecution")?;
+            Some((rpc_span.clone(), apply, commit, write))
+        });
+        if let Some((rpc_span, apply, commit, write)) = chain {
+            // Children lie within the RPC's time; the server span kind is SERVER (2).
+            assert_eq!(rpc_span.kind, 2);
+            assert!(apply.start_time_unix_nano >= rpc_span.start_time_unix_nano);
+            assert!(write.end_time_unix_nano <= rpc_span.end_time_unix_nano);
+            assert!(commit.start_time_unix_nano >= apply.start_time_unix_nano);
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            let names: Vec<_> = spans
+                .iter()
+                .map(|s| (s.name.clone(), hex(&s.span_id), hex(&s.parent_span_id)))
+                .collect();
+            bail!(
+                "no RPC → apply → commit → persistence chain in trace {trace_id}; spans: {names:?}; log:\n{}",
+                process.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
