@@ -144,6 +144,18 @@ impl ShardStore for MemoryStore {
         {
             shard.data = data;
         }
+        for key in batch.delete_executions {
+            t.executions.remove(&(shard_id, key.clone()));
+            t.history
+                .retain(|(s, k, _), _| !(*s == shard_id && *k == key));
+            let current = (shard_id, key.namespace_id.clone(), key.workflow_id.clone());
+            if t.current
+                .get(&current)
+                .is_some_and(|c| c.run_id == key.run_id)
+            {
+                t.current.remove(&current);
+            }
+        }
         Ok(())
     }
 }

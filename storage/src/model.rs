@@ -128,6 +128,9 @@ pub struct ShardBatch {
     pub delete_timer_tasks: Vec<(i64, i64)>,
     /// New opaque shard metadata, if it changed.
     pub shard_data: Option<Vec<u8>>,
+    /// Runs to delete (DeleteWorkflowExecution): the execution row, its history, and the
+    /// current-run pointer when it names the run. Applied after every other write.
+    pub delete_executions: Vec<ExecutionKey>,
 }
 
 impl ShardBatch {
@@ -141,6 +144,7 @@ impl ShardBatch {
             && self.delete_transfer_tasks.is_empty()
             && self.delete_timer_tasks.is_empty()
             && self.shard_data.is_none()
+            && self.delete_executions.is_empty()
     }
 }
 

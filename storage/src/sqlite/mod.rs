@@ -250,6 +250,24 @@ fn apply_batch(tx: &Transaction<'_>, shard_id: i32, batch: ShardBatch) -> Result
             params![shard_id, data],
         )?;
     }
+    for key in batch.delete_executions {
+        let k = params![shard_id, key.namespace_id, key.workflow_id, key.run_id];
+        tx.execute(
+            "DELETE FROM executions WHERE shard_id = ?1 AND namespace_id = ?2 \
+             AND workflow_id = ?3 AND run_id = ?4",
+            k,
+        )?;
+        tx.execute(
+            "DELETE FROM history_node WHERE shard_id = ?1 AND namespace_id = ?2 \
+             AND workflow_id = ?3 AND run_id = ?4",
+            k,
+        )?;
+        tx.execute(
+            "DELETE FROM current_executions WHERE shard_id = ?1 AND namespace_id = ?2 \
+             AND workflow_id = ?3 AND run_id = ?4",
+            k,
+        )?;
+    }
     Ok(())
 }
 

@@ -213,3 +213,36 @@ pub async fn list_executions_is_ordered_and_limited(h: &dyn Harness) {
     assert_eq!(store.list_executions(1, 2).await.unwrap().len(), 2);
     assert!(store.list_executions(1, 0).await.unwrap().is_empty());
 }
+
+/// Deleting a run removes its row, its history and the current pointer that names it, and
+/// leaves other runs alone.
+pub async fn delete_removes_the_run_and_its_history(h: &dyn Harness) {
+    let store = h.open();
+    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let doomed = key("wf", "run-1");
+    let kept = key("other", "run-2");
+    store.commit(1, range, start_batch(&doomed)).await.unwrap();
+    store.commit(1, range, start_batch(&kept)).await.unwrap();
+    let delete = ShardBatch {
+        delete_executions: vec![doomed.clone()],
+        ..ShardBatch::default()
+    };
+    store.commit(1, range, delete).await.unwrap();
+    assert_eq!(store.get_execution(1, &doomed).await.unwrap(), None);
+    assert!(
+        store
+            .read_history(1, &doomed, 1, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .get_current_execution(1, &doomed.namespace_id, &doomed.workflow_id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.get_execution(1, &kept).await.unwrap().is_some());
+    assert_eq!(store.read_history(1, &kept, 1, 100).await.unwrap().len(), 1);
+}

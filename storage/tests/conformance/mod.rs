@@ -97,6 +97,7 @@ macro_rules! conformance_suite {
                 shard::shard_data_is_returned_by_next_acquire,
                 shard::shards_are_isolated,
                 executions::execution_insert_then_update,
+                executions::delete_removes_the_run_and_its_history,
                 executions::insert_of_existing_execution_fails,
                 executions::update_of_missing_execution_fails,
                 executions::wrong_version_rejects_whole_batch,
