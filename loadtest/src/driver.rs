@@ -60,6 +60,8 @@ pub struct RunConfig {
     pub workflow_pollers: usize,
     /// Concurrent activity-task pollers.
     pub activity_pollers: usize,
+    /// Workflow (and activity) tasks the worker runs at once.
+    pub task_slots: usize,
     /// Set `request_eager_execution` on scheduled activities.
     pub eager_activities: bool,
     /// Signals each workflow of the `signals` scenario waits for.
@@ -89,6 +91,7 @@ impl RunConfig {
             num_shards: 4,
             workflow_pollers: 4,
             activity_pollers: 4,
+            task_slots: 100,
             eager_activities: false,
             signals_per_workflow: 5,
             timer: Duration::from_secs(1),
@@ -136,6 +139,7 @@ pub async fn run(addr: SocketAddr, config: &RunConfig) -> Result<RunOutcome> {
         task_queue: task_queue.clone(),
         workflow_pollers: config.workflow_pollers,
         activity_pollers: config.activity_pollers,
+        task_slots: config.task_slots,
         script: Script::new(
             config.scenario,
             &task_queue,

@@ -106,6 +106,10 @@ struct LoadArgs {
     /// Concurrent activity-task pollers.
     #[arg(long, default_value_t = 4)]
     activity_pollers: usize,
+    /// Workflow tasks, and activity tasks, the worker runs at once (pollers poll again as soon
+    /// as they hand a task over, like the SDKs' task slots).
+    #[arg(long, default_value_t = 100)]
+    task_slots: usize,
     /// Ask for eager activity dispatch (`request_eager_execution`); off by default.
     #[arg(long)]
     eager_activities: bool,
@@ -153,6 +157,7 @@ impl LoadArgs {
             num_shards,
             workflow_pollers: self.workflow_pollers,
             activity_pollers: self.activity_pollers,
+            task_slots: self.task_slots,
             eager_activities: self.eager_activities,
             signals_per_workflow: self.signals_per_workflow,
             timer: self.timer,

@@ -185,6 +185,8 @@ pub struct Settings {
     pub workflow_pollers: usize,
     /// Activity-task pollers.
     pub activity_pollers: usize,
+    /// Tasks of each kind run at once.
+    pub task_slots: usize,
     /// Eager activity dispatch requested.
     pub eager_activities: bool,
 }
@@ -209,6 +211,7 @@ impl Settings {
             placement: config.placement.to_string(),
             workflow_pollers: config.workflow_pollers,
             activity_pollers: config.activity_pollers,
+            task_slots: config.task_slots,
             eager_activities: config.eager_activities,
         }
     }

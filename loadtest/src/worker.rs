@@ -2,6 +2,10 @@
 //! queue. A workflow task is answered by [`Script::decide`] from the history in the poll
 //! response (full history, since no sticky queue is used); an activity completes at once.
 //! A workflow counts as closed when the server accepts the task completion that closes it.
+//!
+//! As in Temporal's SDKs, a poller takes a task slot before it polls and hands the task to a
+//! new tokio task, so it polls again at once: tasks in progress are bounded by the slots, not
+//! by the number of pollers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +15,8 @@ use sundial_proto::workflowservice::{
     PollWorkflowTaskQueueResponse, RespondActivityTaskCompletedRequest,
     RespondWorkflowTaskCompletedRequest,
 };
-use tokio::task::JoinHandle;
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::client::{self, Client, POLL_TIMEOUT, request, rpc};
 use crate::scenario::Script;
@@ -31,6 +36,8 @@ pub struct WorkerConfig {
     pub workflow_pollers: usize,
     /// Concurrent activity-task pollers.
     pub activity_pollers: usize,
+    /// Tasks of each kind (workflow, activity) in progress at once.
+    pub task_slots: usize,
     /// What workflows do.
     pub script: Script,
 }
@@ -46,23 +53,25 @@ impl Worker {
     pub fn spawn(client: &Client, config: WorkerConfig, tracker: Arc<Tracker>) -> Self {
         let config = Arc::new(config);
         let mut tasks = Vec::new();
+        let workflow_slots = Arc::new(Semaphore::new(config.task_slots.max(1)));
         for _ in 0..config.workflow_pollers.max(1) {
             let poller = Poller::new(client, &config, &tracker);
-            tasks.push(tokio::spawn(poller.workflow_loop()));
+            tasks.push(tokio::spawn(poller.workflow_loop(workflow_slots.clone())));
         }
-        let needs_activities = config.script.activities > 0;
-        for _ in 0..if needs_activities {
+        let activity_slots = Arc::new(Semaphore::new(config.task_slots.max(1)));
+        let activity_pollers = if config.script.activities > 0 {
             config.activity_pollers.max(1)
         } else {
-            0
-        } {
+            0 // nothing to poll for
+        };
+        for _ in 0..activity_pollers {
             let poller = Poller::new(client, &config, &tracker);
-            tasks.push(tokio::spawn(poller.activity_loop()));
+            tasks.push(tokio::spawn(poller.activity_loop(activity_slots.clone())));
         }
         Worker { tasks, tracker }
     }
 
-    /// Stops every poller: in-flight polls are cancelled.
+    /// Stops every poller: in-flight polls and tasks are cancelled.
     pub async fn shutdown(self) {
         self.tracker.stop();
         for task in &self.tasks {
@@ -74,7 +83,8 @@ impl Worker {
     }
 }
 
-/// One polling loop's state.
+/// One polling loop's state (cloned into each task it hands off).
+#[derive(Clone)]
 struct Poller {
     client: Client,
     config: Arc<WorkerConfig>,
@@ -92,9 +102,15 @@ impl Poller {
         }
     }
 
-    /// Polls workflow tasks until the tracker stops.
-    async fn workflow_loop(mut self) {
+    /// Polls workflow tasks until the tracker stops; each task runs on its own tokio task
+    /// (aborted with the loop, as they live in its `JoinSet`).
+    async fn workflow_loop(mut self, slots: Arc<Semaphore>) {
+        let mut running = JoinSet::new();
         while !self.tracker.stopping() {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            while running.try_join_next().is_some() {}
             let req = PollWorkflowTaskQueueRequest {
                 namespace: self.config.namespace.clone(),
                 task_queue: Some(client::task_queue(&self.config.task_queue)),
@@ -110,7 +126,11 @@ impl Poller {
                     let task = response.into_inner();
                     if !task.task_token.is_empty() {
                         self.tracker.schedule_to_start(task.scheduled_time.as_ref());
-                        self.workflow_task(task).await;
+                        let mut handler = self.clone();
+                        running.spawn(async move {
+                            handler.workflow_task(task).await;
+                            drop(slot);
+                        });
                     }
                 }
                 Err(status) => {
@@ -161,9 +181,14 @@ impl Poller {
         }
     }
 
-    /// Polls activity tasks until the tracker stops.
-    async fn activity_loop(mut self) {
+    /// Polls activity tasks until the tracker stops; each task runs on its own tokio task.
+    async fn activity_loop(mut self, slots: Arc<Semaphore>) {
+        let mut running = JoinSet::new();
         while !self.tracker.stopping() {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            while running.try_join_next().is_some() {}
             let req = PollActivityTaskQueueRequest {
                 namespace: self.config.namespace.clone(),
                 task_queue: Some(client::task_queue(&self.config.task_queue)),
@@ -178,7 +203,11 @@ impl Poller {
                 Ok(response) => {
                     let task = response.into_inner();
                     if !task.task_token.is_empty() {
-                        self.activity_task(task).await;
+                        let mut handler = self.clone();
+                        running.spawn(async move {
+                            handler.activity_task(task).await;
+                            drop(slot);
+                        });
                     }
                 }
                 Err(status) => {

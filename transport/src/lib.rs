@@ -21,7 +21,6 @@ use sundial_proto::operatorservice::operator_service_server::{
 };
 use sundial_proto::workflowservice::workflow_service_server::WorkflowServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
@@ -70,6 +69,10 @@ pub async fn serve(
         .add_service(workflow)
         .add_service(operator)
         .add_service(health)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // Without TCP_NODELAY every long-poll answer waits ~40 ms for the client's delayed ACK.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
 }
