@@ -1,5 +1,6 @@
 //! The `sundial` binary: command line, wiring and process lifecycle.
 
+mod dynamic;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -66,6 +67,13 @@ struct StartDev {
     /// Number of history shards.
     #[arg(long, default_value_t = 4)]
     num_history_shards: i32,
+    /// Dynamic config as `KEY=VALUE` (repeatable; VALUE is YAML/JSON), as `temporal server
+    /// start-dev` accepts it.
+    #[arg(long = "dynamic-config-value", value_name = "KEY=VALUE")]
+    dynamic_config_values: Vec<String>,
+    /// A dynamic-config file in Temporal's layout.
+    #[arg(long, env = "DYNAMIC_CONFIG_FILE_PATH")]
+    dynamic_config_file: Option<PathBuf>,
     /// Accepted for compatibility with `temporal server start-dev` (Sundial has no UI).
     #[arg(long, hide = true)]
     headless: bool,
@@ -115,10 +123,12 @@ async fn run(
     namespaces: Vec<String>,
     log: Logger,
     observe: telemetry::Settings,
+    dynamic_config: dynamic::Source,
 ) -> Result<()> {
     let (telemetry, exporters) = telemetry::start(&observe, &log).await?;
     let store = telemetry.instrument_store(store);
     let node = Node::start_observed(store, shards, log.clone(), Arc::new(SystemClock), telemetry);
+    dynamic::watch(dynamic_config, node.history.clone(), log.clone())?;
     for ns in std::iter::once("default".to_string()).chain(namespaces) {
         sundial_transport::ensure_namespace(&node.namespaces, &ns)
             .await
@@ -154,7 +164,21 @@ async fn main() -> Result<()> {
                 otlp_endpoint: telemetry::otlp_endpoint(None),
             };
             let (shards, namespaces) = (args.num_history_shards, args.namespace);
-            run(store, shards, addr, namespaces, log, observe).await
+            let dynamic_config = dynamic::Source {
+                file: args.dynamic_config_file,
+                overrides: args.dynamic_config_values,
+                poll_interval: std::time::Duration::from_secs(10),
+            };
+            run(
+                store,
+                shards,
+                addr,
+                namespaces,
+                log,
+                observe,
+                dynamic_config,
+            )
+            .await
         }
         Command::Server {
             command: ServerCommand::Start(args),
@@ -196,6 +220,21 @@ async fn main() -> Result<()> {
                     config.otel.as_ref().map(|o| o.endpoint.as_str()),
                 ),
             };
+            let dynamic_config = dynamic::Source {
+                file: std::env::var_os("DYNAMIC_CONFIG_FILE_PATH")
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        config
+                            .dynamic_config_client
+                            .as_ref()
+                            .map(|d| d.filepath.clone())
+                    }),
+                overrides: Vec::new(),
+                poll_interval: config
+                    .dynamic_config_client
+                    .as_ref()
+                    .map_or(std::time::Duration::from_secs(10), |d| d.poll_interval),
+            };
             run(
                 store,
                 config.persistence.num_history_shards as i32,
@@ -203,6 +242,7 @@ async fn main() -> Result<()> {
                 Vec::new(),
                 log,
                 observe,
+                dynamic_config,
             )
             .await
         }

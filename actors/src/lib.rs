@@ -18,6 +18,7 @@ pub mod shard;
 pub mod shard_core;
 pub mod telemetry;
 mod transfer;
+pub mod updates;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -75,10 +76,22 @@ pub struct History {
     shards: Arc<Vec<Addr<HistoryShard>>>,
     /// The store the shards write, for reads of committed history.
     pub store: DynStore,
+    /// The platform limits in force (dynamic config; replaced on reload).
+    limits: Arc<std::sync::RwLock<sundial_engine::Limits>>,
     telemetry: Telemetry,
 }
 
 impl History {
+    /// The platform limits in force.
+    pub fn limits(&self) -> sundial_engine::Limits {
+        *self.limits.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the platform limits (a dynamic-config reload).
+    pub fn set_limits(&self, limits: sundial_engine::Limits) {
+        *self.limits.write().unwrap_or_else(|p| p.into_inner()) = limits;
+    }
+
     /// Number of shards.
     pub fn num_shards(&self) -> i32 {
         self.shards.len() as i32
@@ -181,6 +194,7 @@ impl Node {
             .collect();
         let history = History {
             shards: Arc::new(shards),
+            limits: Arc::default(),
             store: store.clone(),
             telemetry: telemetry.clone(),
         };

@@ -231,6 +231,11 @@ pub enum Op {
     },
     /// A timer task is due (internal).
     Timer(i64, i64, TaskInfo),
+    /// Workflow updates: UpdateWorkflowExecution, PollWorkflowExecutionUpdate and
+    /// update-with-start (`updates.rs`).
+    Update(crate::updates::UpdateOp),
+    /// DeleteWorkflowExecution: terminates a running run, then deletes it with its history.
+    Delete(RunRef, Reply<()>),
     /// Applies a function to a run (internal: cross-workflow transfer tasks).
     Apply {
         /// The run.
@@ -261,7 +266,9 @@ impl Op {
             | Op::Terminate { run, .. }
             | Op::Describe(run, _)
             | Op::Apply { run, .. }
+            | Op::Delete(run, _)
             | Op::Watch { run, .. } => Some(run.clone()),
+            Op::Update(op) => Some(op.run()),
             Op::Timer(_, _, t) => Some(RunRef {
                 namespace_id: t.namespace_id.clone(),
                 workflow_id: t.workflow_id.clone(),
@@ -282,8 +289,10 @@ impl Op {
             Op::Signal(_, _, r) => drop(r.send(Err(err))),
             Op::RequestCancel { reply, .. }
             | Op::Terminate { reply, .. }
-            | Op::Apply { reply, .. } => drop(reply.send(Err(err))),
+            | Op::Apply { reply, .. }
+            | Op::Delete(_, reply) => drop(reply.send(Err(err))),
             Op::Describe(_, r) | Op::Watch { reply: r, .. } => drop(r.send(Err(err))),
+            Op::Update(op) => op.fail(err),
             Op::Timer(..) => {}
         }
     }

@@ -240,6 +240,8 @@ impl HistoryShard {
                 },
             };
             match result {
+                // A speculative task's dispatch was never stored: nothing to delete.
+                Ok(()) if task.speculative => {}
                 Ok(()) => me.do_send(Ack(ready.task_id)),
                 Err(e) => {
                     warn!(log, "transfer task not dispatched; retried at next load";
@@ -436,6 +438,11 @@ impl Handler<Loaded> for HistoryShard {
             let env = Env {
                 now_ms: now,
                 new_run_id: uuid::Uuid::new_v4().to_string(),
+                limits: self
+                    .history
+                    .as_ref()
+                    .map(crate::History::limits)
+                    .unwrap_or_default(),
             };
             let name = crate::telemetry::op_name(&op);
             trace.apply(i, name, || self.core.apply(op, &env));

@@ -23,7 +23,7 @@ use crate::{Error, Result};
 /// A reply waiting for the commit: called with `None` on success, the error otherwise.
 pub type Deferred = Box<dyn FnOnce(Option<Error>) + Send>;
 
-fn defer<T: Send + 'static>(reply: Reply<T>, value: Result<T>) -> Deferred {
+pub(crate) fn defer<T: Send + 'static>(reply: Reply<T>, value: Result<T>) -> Deferred {
     Box::new(move |err| {
         let _ = reply.send(match err {
             None => value,
@@ -82,10 +82,16 @@ pub struct ShardCore {
     tasks: Vec<TaskInfo>,
     deferred: Vec<Deferred>,
     timer_deletes: Vec<(i64, i64)>,
+    /// Runs to delete once nothing else in a batch writes them.
+    deletes: Vec<ExecutionKey>,
+    /// Runs deleted by the batch being committed.
+    deleting: Vec<ExecutionKey>,
     /// Transfer tasks whose effect is done, deleted by the next batch.
     pub transfer_acks: Vec<i64>,
     /// How many runs the cache keeps before evicting closed ones.
     pub cache_limit: usize,
+    /// Callers waiting for workflow updates (`updates.rs`).
+    pub(crate) update_waiters: crate::updates::UpdateWaiters,
 }
 
 fn key_of(wf: &Workflow) -> ExecutionKey {
@@ -115,8 +121,11 @@ impl ShardCore {
             tasks: Vec::new(),
             deferred: Vec::new(),
             timer_deletes: Vec::new(),
+            deletes: Vec::new(),
+            deleting: Vec::new(),
             transfer_acks: Vec::new(),
             cache_limit: 10_000,
+            update_waiters: Default::default(),
         }
     }
 
@@ -190,7 +199,7 @@ impl ShardCore {
         Ok(())
     }
 
-    fn resolve(&self, run: &RunRef) -> Result<ExecutionKey> {
+    pub(crate) fn resolve(&self, run: &RunRef) -> Result<ExecutionKey> {
         let run_id = if run.run_id.is_empty() {
             self.current_run_id(&run.namespace_id, &run.workflow_id)
                 .ok_or_else(|| not_found(run))?
@@ -227,7 +236,7 @@ impl ShardCore {
                     .filter(|k| self.runs.get(k).is_some_and(|r| r.wf.is_open()));
                 let result = match running {
                     Some(key) => self
-                        .with_run(&key, |wf| wf.signal(signal, env).map_err(Error::from))
+                        .with_run(&key, env, |wf| wf.signal(signal, env).map_err(Error::from))
                         .map(|_| StartOutcome {
                             run_id: key.run_id.clone(),
                             started: false,
@@ -253,7 +262,7 @@ impl ShardCore {
                 reply,
             } => {
                 let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, |wf| {
+                    self.with_run(&key, env, |wf| {
                         let start = wf.record_workflow_task_started(
                             scheduled_event_id,
                             attempt,
@@ -279,7 +288,7 @@ impl ShardCore {
                 reply,
             } => {
                 let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, |wf| {
+                    self.with_run(&key, env, |wf| {
                         let outcome =
                             wf.complete_workflow_task(scheduled_event_id, attempt, *request, env)?;
                         Ok(crate::ops::CompletedWorkflowTask {
@@ -300,7 +309,7 @@ impl ShardCore {
                 reply,
             } => {
                 let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, |wf| {
+                    self.with_run(&key, env, |wf| {
                         wf.fail_workflow_task(
                             scheduled_event_id,
                             attempt,
@@ -323,7 +332,7 @@ impl ShardCore {
                 reply,
             } => {
                 let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, |wf| {
+                    self.with_run(&key, env, |wf| {
                         let activity = wf.record_activity_task_started(
                             scheduled_event_id,
                             attempt,
@@ -347,7 +356,7 @@ impl ShardCore {
                 reply,
             } => {
                 let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, |wf| {
+                    self.with_run(&key, env, |wf| {
                         report_activity(wf, target, report, identity, env)
                     })
                 });
@@ -355,7 +364,7 @@ impl ShardCore {
             }
             Op::Signal(run, signal, reply) => {
                 let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, |wf| wf.signal(signal, env).map_err(Error::from))
+                    self.with_run(&key, env, |wf| wf.signal(signal, env).map_err(Error::from))
                 });
                 self.deferred.push(defer(reply, result));
             }
@@ -366,7 +375,7 @@ impl ShardCore {
                 reply,
             } => {
                 let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, |wf| {
+                    self.with_run(&key, env, |wf| {
                         wf.request_cancel(cause, identity, env).map_err(Error::from)
                     })
                 });
@@ -380,7 +389,7 @@ impl ShardCore {
                 reply,
             } => {
                 let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, |wf| {
+                    self.with_run(&key, env, |wf| {
                         wf.terminate(reason, details, identity, env)
                             .map_err(Error::from)
                     })
@@ -412,21 +421,43 @@ impl ShardCore {
                 }
                 Err(e) => self.deferred.push(defer(reply, Err(e))),
             },
+            Op::Update(op) => crate::updates::apply(self, op, env),
+            Op::Delete(run, reply) => {
+                let result = self.resolve(&run).and_then(|key| {
+                    let open = self.runs.get(&key).is_some_and(|r| r.wf.is_open());
+                    if open {
+                        self.with_run(&key, env, |wf| {
+                            wf.terminate(
+                                "Delete workflow execution".into(),
+                                None,
+                                String::new(),
+                                env,
+                            )
+                            .map_err(Error::from)
+                        })?;
+                    }
+                    self.deletes.push(key);
+                    Ok(())
+                });
+                self.deferred.push(defer(reply, result));
+            }
             Op::Apply { run, f, reply } => {
                 let result = self
                     .resolve(&run)
-                    .and_then(|key| self.with_run(&key, |wf| f(wf, env).map_err(Error::from)));
+                    .and_then(|key| self.with_run(&key, env, |wf| f(wf, env).map_err(Error::from)));
                 self.deferred.push(defer(reply, result));
             }
             Op::Timer(fire_ms, task_id, task) => {
-                self.timer_deletes.push((fire_ms, task_id));
+                if !task.speculative {
+                    self.timer_deletes.push((fire_ms, task_id));
+                }
                 let key = ExecutionKey {
                     namespace_id: task.namespace_id.clone(),
                     workflow_id: task.workflow_id.clone(),
                     run_id: task.run_id.clone(),
                 };
                 if self.runs.contains_key(&key) {
-                    let _ = self.with_run(&key, |wf| {
+                    let _ = self.with_run(&key, env, |wf| {
                         match task.task_kind() {
                             TaskKind::UserTimer => wf.fire_timer(&task, env),
                             TaskKind::ActivityTimeout => wf.activity_timed_out(&task, env),
@@ -451,24 +482,36 @@ impl ShardCore {
 
     /// Runs `f` on a cached run and records what it changed for the batch. On error the run's
     /// state is restored.
-    fn with_run<T>(
+    pub(crate) fn with_run<T>(
         &mut self,
         key: &ExecutionKey,
+        env: &Env,
         f: impl FnOnce(&mut Workflow) -> Result<T>,
     ) -> Result<T> {
         let cached = self
             .runs
             .get_mut(key)
             .ok_or_else(|| Error::NotFound("workflow not found".into()))?;
-        let before = cached.wf.state.clone();
+        let before = cached.wf.clone();
         let was_open = cached.wf.is_open();
         match f(&mut cached.wf) {
             Ok(v) => {
+                // A history past its error limits ends the run in the same commit.
+                cached.wf.enforce_history_limits(env)?;
                 let changes = cached.wf.take_changes();
                 let closed_now = was_open && !cached.wf.is_open();
                 let status = cached.wf.state.status;
-                let touched = self.touched.entry(key.clone()).or_default();
-                touched.extend(changes.events);
+                // What lives in memory only (a speculative workflow task, admitted updates)
+                // writes nothing.
+                let in_memory_only = changes.events.is_empty()
+                    && changes.new_run.is_none()
+                    && !closed_now
+                    && changes.tasks.iter().all(|t| t.speculative)
+                    && cached.wf.state.stores_same_as(&before.state);
+                if !in_memory_only {
+                    let touched = self.touched.entry(key.clone()).or_default();
+                    touched.extend(changes.events);
+                }
                 self.tasks.extend(changes.tasks);
                 if let Some(new_run) = changes.new_run {
                     self.add_new_run(*new_run, key);
@@ -478,7 +521,7 @@ impl ShardCore {
                 Ok(v)
             }
             Err(e) => {
-                cached.wf = Workflow::from_state(before);
+                cached.wf = before;
                 Err(e)
             }
         }
@@ -535,7 +578,7 @@ impl ShardCore {
         );
     }
 
-    fn start(
+    pub(crate) fn start(
         &mut self,
         start: StartWorkflow,
         signal: Option<sundial_engine::Signal>,
@@ -581,7 +624,7 @@ impl ShardCore {
                     run_id: cur.run_id.clone(),
                 };
                 if self.runs.contains_key(&key) {
-                    self.with_run(&key, |wf| {
+                    self.with_run(&key, env, |wf| {
                         wf.terminate(
                             "terminated by a start with a conflict policy".into(),
                             None,
@@ -639,6 +682,7 @@ impl ShardCore {
             || !self.tasks.is_empty()
             || !self.timer_deletes.is_empty()
             || !self.transfer_acks.is_empty()
+            || !self.deletes.is_empty()
             || !self.deferred.is_empty()
     }
 
@@ -665,7 +709,7 @@ impl ShardCore {
                 });
             }
             let version = cached.stored_version.map_or(1, |v| v + 1);
-            let mut state = cached.wf.state.clone();
+            let mut state = cached.wf.state.clone().without_speculative_task();
             state.db_version = version;
             batch.executions.push(ExecutionWrite {
                 row: ExecutionRow {
@@ -694,6 +738,16 @@ impl ShardCore {
         for task in std::mem::take(&mut self.tasks) {
             let task_id = self.next_task_id;
             self.next_task_id += 1;
+            if task.speculative {
+                // Memory only: acted on, never stored.
+                let ready = ReadyTask { task_id, task };
+                if ready.task.fire_time_ms == 0 {
+                    effects.transfer.push(ready);
+                } else {
+                    effects.timers.push(ready);
+                }
+                continue;
+            }
             let data = task.encode_to_vec();
             if task.fire_time_ms == 0 {
                 batch.transfer_tasks.push(TransferTaskRow { task_id, data });
@@ -709,6 +763,13 @@ impl ShardCore {
         }
         batch.delete_timer_tasks = std::mem::take(&mut self.timer_deletes);
         batch.delete_transfer_tasks = std::mem::take(&mut self.transfer_acks);
+        // A run written by this batch (terminated for deletion) is deleted by the next one.
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deletes)
+            .into_iter()
+            .partition(|k| !touched_keys.contains(k));
+        self.deletes = later;
+        batch.delete_executions = now.clone();
+        self.deleting = now;
         effects.replies = std::mem::take(&mut self.deferred);
         (batch, effects, touched_keys)
     }
@@ -716,6 +777,17 @@ impl ShardCore {
     /// The batch committed: stored versions move on and watchers of changed runs wake.
     pub fn committed(&mut self, touched: &[ExecutionKey]) -> Vec<Deferred> {
         let mut wake = Vec::new();
+        for key in std::mem::take(&mut self.deleting) {
+            self.runs.remove(&key);
+            let ck = (key.namespace_id.clone(), key.workflow_id.clone());
+            if self
+                .current
+                .get(&ck)
+                .is_some_and(|c| c.run_id == key.run_id)
+            {
+                self.current.remove(&ck);
+            }
+        }
         for key in touched {
             if let Some(cached) = self.runs.get_mut(key) {
                 cached.stored_version = Some(cached.stored_version.map_or(1, |v| v + 1));
@@ -746,6 +818,7 @@ impl ShardCore {
         for cur in self.current.values_mut() {
             cur.stored_run_id = Some(cur.run_id.clone());
         }
+        wake.extend(crate::updates::wake(self));
         self.evict();
         wake
     }
@@ -753,6 +826,8 @@ impl ShardCore {
     /// The batch failed: cached state of the touched runs is dropped so it reloads from the
     /// store.
     pub fn rolled_back(&mut self, touched: &[ExecutionKey]) {
+        let deleting = std::mem::take(&mut self.deleting);
+        self.deletes.extend(deleting);
         for key in touched {
             self.runs.remove(key);
             self.current
@@ -782,6 +857,17 @@ impl ShardCore {
             list.retain(|(_, r)| !r.is_closed());
             !list.is_empty()
         });
+        self.update_waiters.prune();
+    }
+
+    /// A cached run, for changes that live in memory only.
+    pub(crate) fn workflow_mut(&mut self, key: &ExecutionKey) -> Option<&mut Workflow> {
+        self.runs.get_mut(key).map(|r| &mut r.wf)
+    }
+
+    /// Queues a reply to send once the batch commits.
+    pub(crate) fn push_deferred(&mut self, reply: Deferred) {
+        self.deferred.push(reply);
     }
 }
 

@@ -548,6 +548,9 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Describe(..) => "DescribeMutableState",
         Op::Watch { .. } => "PollMutableState",
         Op::Timer(..) => "Timer",
+        Op::Update(crate::updates::UpdateOp::Poll { .. }) => "PollWorkflowExecutionUpdate",
+        Op::Update(crate::updates::UpdateOp::UpdateWithStart { .. }) => "ExecuteMultiOperation",
+        Op::Update(..) => "UpdateWorkflowExecution",
         _ => "Other",
     }
 }

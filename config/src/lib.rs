@@ -24,6 +24,7 @@ mod clients;
 mod cluster;
 mod dev;
 pub mod duration;
+mod dynamic;
 mod error;
 mod global;
 mod log;
@@ -38,6 +39,7 @@ use serde::{Deserialize, Serialize};
 pub use clients::{DynamicConfigClient, Otel, PublicClient};
 pub use cluster::{ClusterInformation, ClusterMetadata};
 pub use dev::DEV_DATASTORE;
+pub use dynamic::DynamicConfig;
 pub use error::Error;
 pub use global::{
     ClientTls, Global, GroupTls, Membership, Metrics, MetricsFramework, Prometheus, ServerTls,

@@ -28,6 +28,8 @@ pub struct CommandError {
     pub cause: WorkflowTaskFailedCause,
     /// What was wrong.
     pub message: String,
+    /// True when the run is also terminated (a payload over the blob-size limit).
+    pub terminate: bool,
 }
 
 impl CommandError {
@@ -36,6 +38,15 @@ impl CommandError {
         Self {
             cause,
             message: message.to_string(),
+            terminate: false,
+        }
+    }
+
+    /// A refusal that also terminates the run.
+    pub fn terminating(cause: WorkflowTaskFailedCause, message: &str) -> Self {
+        Self {
+            terminate: true,
+            ..Self::new(cause, message)
         }
     }
 }
@@ -49,6 +60,9 @@ pub struct CompletionOutcome {
     pub eager_activities: Vec<ActivityInfo>,
     /// Set when the completion was refused and the task failed instead.
     pub rejected: Option<CommandError>,
+    /// Set when a speculative task was discarded: the worker rolls its history back to this
+    /// event (`RespondWorkflowTaskCompletedResponse.reset_history_event_id`).
+    pub reset_history_event_id: i64,
 }
 
 fn is_closing(command: &Command) -> bool {
@@ -74,6 +88,9 @@ impl Workflow {
         env: &Env,
     ) -> Result<CompletionOutcome> {
         let task = self.started_workflow_task(scheduled_event_id, attempt)?;
+        if let Some(outcome) = self.discard_speculative_workflow_task(&task, &request, env) {
+            return Ok(outcome);
+        }
         let identity = request.identity.clone();
         if !self.state.buffered_events.is_empty() && request.commands.iter().any(is_closing) {
             let err = CommandError::new(
@@ -96,7 +113,26 @@ impl Workflow {
                     // tried again (as Temporal does).
                     return Err(Error::InvalidArgument(err.message));
                 }
-                self.reject(&task, err.clone(), identity, env);
+                if err.terminate {
+                    // The oversized payload ends the run (Temporal's terminateWorkflow): the
+                    // task fails without a successor and the run is terminated.
+                    self.append_workflow_task_failed(
+                        &task,
+                        err.cause,
+                        Some(server_failure(&err.message)),
+                        identity,
+                        env,
+                    );
+                    self.state.workflow_task = None;
+                    self.terminate(
+                        err.message.clone(),
+                        None,
+                        crate::workflow_task::HISTORY_SERVICE_IDENTITY.into(),
+                        env,
+                    )?;
+                } else {
+                    self.reject(&task, err.clone(), identity, env);
+                }
                 Ok(CompletionOutcome {
                     rejected: Some(err),
                     ..Default::default()
@@ -112,13 +148,7 @@ impl Workflow {
         identity: String,
         env: &Env,
     ) {
-        let failure = Failure {
-            message: err.message,
-            failure_info: Some(FailureInfo::ServerFailureInfo(ServerFailureInfo {
-                non_retryable: false,
-            })),
-            ..Default::default()
-        };
+        let failure = server_failure(&err.message);
         self.record_workflow_task_failure(task, err.cause, Some(failure), identity, env);
     }
 
@@ -166,6 +196,7 @@ impl Workflow {
         }
         let mut new_task_needed = request.force_create_new_workflow_task;
         let mut eager = Vec::new();
+        self.updates.receive_messages(&request.messages);
         self.applying_commands = true;
         let mut applied = Ok(());
         for command in request.commands {
@@ -182,12 +213,15 @@ impl Workflow {
         }
         self.applying_commands = false;
         applied?;
+        self.finish_update_messages(request.force_create_new_workflow_task, env)?;
         let mut outcome = CompletionOutcome::default();
         if !self.is_open() {
             return Ok(outcome);
         }
         if new_task_needed || !self.state.buffered_events.is_empty() {
             self.schedule_workflow_task(env);
+        } else {
+            self.schedule_workflow_task_for_updates(request.return_new_workflow_task, env);
         }
         if request.return_new_workflow_task
             && let Some(next) = self.state.workflow_task.clone()
@@ -242,6 +276,7 @@ impl Workflow {
                 "Command attributes are not set.",
             ));
         };
+        self.check_command_limits(&attributes, env)?;
         match attributes {
             Cmd::ScheduleActivityTaskCommandAttributes(a) => {
                 let wants_eager = a.request_eager_execution
@@ -329,6 +364,14 @@ impl Workflow {
                 Ok(false)
             }
             Cmd::CompleteWorkflowExecutionCommandAttributes(a) => {
+                let new_execution_run_id = self
+                    .continue_cron(a.result.clone(), None, env)
+                    .map_err(|e| {
+                        CommandError::new(
+                            WorkflowTaskFailedCause::BadCompleteWorkflowExecutionAttributes,
+                            &e.to_string(),
+                        )
+                    })?;
                 self.close(
                     env,
                     WorkflowExecutionStatus::Completed,
@@ -336,21 +379,27 @@ impl Workflow {
                         WorkflowExecutionCompletedEventAttributes {
                             result: a.result,
                             workflow_task_completed_event_id: completed_id,
-                            new_execution_run_id: String::new(),
+                            new_execution_run_id,
                         },
                     ),
                 );
                 Ok(false)
             }
             Cmd::FailWorkflowExecutionCommandAttributes(a) => {
-                let (retry_state, new_execution_run_id) = self
+                let bad = |e: crate::Error| {
+                    CommandError::new(
+                        WorkflowTaskFailedCause::BadFailWorkflowExecutionAttributes,
+                        &e.to_string(),
+                    )
+                };
+                let (retry_state, mut new_execution_run_id) = self
                     .retry_if_allowed(a.failure.as_ref(), env)
-                    .map_err(|e| {
-                        CommandError::new(
-                            WorkflowTaskFailedCause::BadFailWorkflowExecutionAttributes,
-                            &e.to_string(),
-                        )
-                    })?;
+                    .map_err(bad)?;
+                if new_execution_run_id.is_empty() {
+                    new_execution_run_id = self
+                        .continue_cron(None, a.failure.clone(), env)
+                        .map_err(bad)?;
+                }
                 self.close(
                     env,
                     WorkflowExecutionStatus::Failed,
@@ -399,14 +448,147 @@ impl Workflow {
                 self.cancel_external(a, completed_id, env)?;
                 Ok(false)
             }
-            Cmd::ProtocolMessageCommandAttributes(_) => unsupported(
-                WorkflowTaskFailedCause::BadUpdateWorkflowExecutionMessage,
-                "Workflow update",
-            ),
+            Cmd::ProtocolMessageCommandAttributes(a) => {
+                self.apply_protocol_message_command(&a.message_id, env)?;
+                Ok(false)
+            }
             Cmd::ScheduleNexusOperationCommandAttributes(_)
             | Cmd::RequestCancelNexusOperationCommandAttributes(_) => {
                 unsupported(WorkflowTaskFailedCause::FeatureDisabled, "Nexus")
             }
         }
+    }
+}
+
+impl Workflow {
+    /// Pending-count limits fail the workflow task; payloads over the blob-size limit also
+    /// terminate the run (reference §2.4 rule 12).
+    fn check_command_limits(
+        &self,
+        command: &Cmd,
+        env: &Env,
+    ) -> std::result::Result<(), CommandError> {
+        let limits = &env.limits;
+        let pending = |count: usize, limit: i64, cause: WorkflowTaskFailedCause, what: &str| {
+            if count as i64 >= limit {
+                Err(CommandError::new(
+                    cause,
+                    &format!("{what} limit exceeded: {count} pending, limit {limit}."),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let blob = |size: usize, what: &str, cause: WorkflowTaskFailedCause| {
+            if size as i64 > limits.blob_size_error {
+                Err(CommandError::terminating(
+                    cause,
+                    &format!("{what} exceeds size limit."),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        use prost::Message;
+        match command {
+            Cmd::ScheduleActivityTaskCommandAttributes(a) => {
+                pending(
+                    self.state.activities.len(),
+                    limits.pending_activities,
+                    WorkflowTaskFailedCause::PendingActivitiesLimitExceeded,
+                    "PendingActivities",
+                )?;
+                blob(
+                    a.input.as_ref().map_or(0, Message::encoded_len),
+                    "ScheduleActivityTaskCommandAttributes.Input",
+                    WorkflowTaskFailedCause::BadScheduleActivityAttributes,
+                )
+            }
+            Cmd::StartChildWorkflowExecutionCommandAttributes(a) => {
+                pending(
+                    self.state.children.len(),
+                    limits.pending_children,
+                    WorkflowTaskFailedCause::PendingChildWorkflowsLimitExceeded,
+                    "PendingChildWorkflows",
+                )?;
+                blob(
+                    a.input.as_ref().map_or(0, Message::encoded_len),
+                    "StartChildWorkflowExecutionCommandAttributes.Input",
+                    WorkflowTaskFailedCause::BadStartChildExecutionAttributes,
+                )
+            }
+            Cmd::SignalExternalWorkflowExecutionCommandAttributes(a) => {
+                pending(
+                    self.state.pending_signals.len(),
+                    limits.pending_signals,
+                    WorkflowTaskFailedCause::PendingSignalsLimitExceeded,
+                    "PendingSignals",
+                )?;
+                blob(
+                    a.input.as_ref().map_or(0, Message::encoded_len),
+                    "SignalExternalWorkflowExecutionCommandAttributes.Input",
+                    WorkflowTaskFailedCause::BadSignalInputSize,
+                )
+            }
+            Cmd::RequestCancelExternalWorkflowExecutionCommandAttributes(_) => pending(
+                self.state.pending_cancels.len(),
+                limits.pending_cancel_requests,
+                WorkflowTaskFailedCause::PendingRequestCancelLimitExceeded,
+                "PendingRequestCancel",
+            ),
+            Cmd::CompleteWorkflowExecutionCommandAttributes(a) => blob(
+                a.result.as_ref().map_or(0, Message::encoded_len),
+                "CompleteWorkflowExecutionCommandAttributes.Result",
+                WorkflowTaskFailedCause::BadCompleteWorkflowExecutionAttributes,
+            ),
+            Cmd::FailWorkflowExecutionCommandAttributes(a) => blob(
+                a.failure.as_ref().map_or(0, Message::encoded_len),
+                "FailWorkflowExecutionCommandAttributes.Failure",
+                WorkflowTaskFailedCause::BadFailWorkflowExecutionAttributes,
+            ),
+            Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(a) => blob(
+                a.input.as_ref().map_or(0, Message::encoded_len),
+                "ContinueAsNewWorkflowExecutionCommandAttributes.Input",
+                WorkflowTaskFailedCause::BadContinueAsNewAttributes,
+            ),
+            Cmd::RecordMarkerCommandAttributes(a) => blob(
+                a.details.values().map(Message::encoded_len).sum(),
+                "RecordMarkerCommandAttributes.Details",
+                WorkflowTaskFailedCause::BadRecordMarkerAttributes,
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Terminates a run whose history passed the count or size error limit.
+    pub fn enforce_history_limits(&mut self, env: &Env) -> Result<()> {
+        if !self.is_open() {
+            return Ok(());
+        }
+        let count = self.state.next_event_id - 1;
+        let reason = if count > env.limits.history_count_error {
+            "Workflow history count exceeds limit."
+        } else if self.state.history_size_bytes > env.limits.history_size_error {
+            "Workflow history size exceeds limit."
+        } else {
+            return Ok(());
+        };
+        self.terminate(
+            reason.into(),
+            None,
+            crate::workflow_task::HISTORY_SERVICE_IDENTITY.into(),
+            env,
+        )
+    }
+}
+
+/// The failure Temporal records on a workflow task the server refused.
+fn server_failure(message: &str) -> Failure {
+    Failure {
+        message: message.to_string(),
+        failure_info: Some(FailureInfo::ServerFailureInfo(ServerFailureInfo {
+            non_retryable: false,
+        })),
+        ..Default::default()
     }
 }

@@ -15,4 +15,7 @@ pub enum Error {
     /// The task was already handed to another poller.
     #[error("task already started")]
     TaskAlreadyStarted,
+    /// A per-run limit refuses the request.
+    #[error("{0}")]
+    LimitExceeded(String),
 }

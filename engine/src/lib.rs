@@ -15,12 +15,16 @@
 mod activity;
 mod child;
 mod commands;
+pub mod cron;
 mod error;
 pub mod events;
+mod limits;
 pub mod retry;
+mod speculative;
 pub mod state;
 pub mod time;
 mod timer;
+pub mod update;
 mod workflow;
 mod workflow_retry;
 mod workflow_task;
@@ -30,10 +34,12 @@ mod tests;
 
 pub use commands::{CommandError, CompletionOutcome};
 pub use error::Error;
+pub use limits::Limits;
 pub use state::{
     ActivityInfo, ChildInfo, CurrentRunInfo, ExternalInfo, MutableState, TaskInfo, TaskKind,
     TaskToken,
 };
+pub use update::{AbortReason, UpdateRefusal, UpdateStatus};
 pub use workflow::{Changes, Env, Signal, StartParams, Workflow};
 pub use workflow_task::WorkflowTaskStart;
 

@@ -101,6 +101,10 @@ pub struct MutableState {
     /// True while a child run waits for its parent to record it before its first task.
     #[prost(bool, tag = "30")]
     pub first_workflow_task_deferred: bool,
+    /// Accepted and completed workflow updates by update id: pointers to their events
+    /// (admitted updates live only in memory, see `update.rs`).
+    #[prost(btree_map = "string, message", tag = "40")]
+    pub updates: BTreeMap<String, crate::update::UpdateInfo>,
 }
 
 /// A pending child workflow.
@@ -200,6 +204,13 @@ pub struct WorkflowTaskInfo {
     /// True when its Scheduled/Started events are not persisted (attempt > 1, nothing new).
     #[prost(bool, tag = "11")]
     pub transient: bool,
+    /// `SuggestContinueAsNewReason` values when the history grew past a suggestion limit.
+    #[prost(int32, repeated, tag = "12")]
+    pub suggest_continue_as_new_reasons: Vec<i32>,
+    /// A speculative task (workflow update): held in memory only, its events written only if
+    /// it is kept (see `speculative.rs`); never stored.
+    #[prost(bool, tag = "20")]
+    pub speculative: bool,
 }
 
 /// A pending activity.
@@ -356,6 +367,14 @@ pub struct TaskInfo {
     /// Only act if the target is a child of this run.
     #[prost(bool, tag = "18")]
     pub child_workflow_only: bool,
+    /// Held in memory only (a speculative workflow task's dispatch or timeout): never stored.
+    #[prost(bool, tag = "30")]
+    pub speculative: bool,
+    /// For a speculative workflow-task timeout: the scheduled (schedule-to-start) or started
+    /// (start-to-close) time of the task it guards, so a later task with the same ids is not
+    /// timed out by it.
+    #[prost(int64, tag = "31")]
+    pub workflow_task_time_ms: i64,
 }
 
 impl TaskInfo {

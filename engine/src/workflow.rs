@@ -39,6 +39,20 @@ pub struct Env {
     pub now_ms: i64,
     /// A fresh run id, used if the request creates a run (continue-as-new).
     pub new_run_id: String,
+    /// The platform limits in force.
+    pub limits: crate::Limits,
+}
+
+impl Env {
+    /// Inputs at `now_ms` with `new_run_id` for a run the request may create, under the
+    /// default limits.
+    pub fn new(now_ms: i64, new_run_id: impl Into<String>) -> Self {
+        Self {
+            now_ms,
+            new_run_id: new_run_id.into(),
+            limits: crate::Limits::default(),
+        }
+    }
 }
 
 /// What one request changed: to persist atomically, then to act on.
@@ -64,6 +78,8 @@ pub struct Workflow {
     /// workflow task wait until the commands are done too (and are dropped if they close the
     /// run).
     pub(crate) applying_commands: bool,
+    /// Workflow updates in flight that are not in history yet (memory only).
+    pub(crate) updates: crate::update::UpdateRegistry,
 }
 
 /// Most events the buffer holds before the running workflow task is force-failed
@@ -120,6 +136,7 @@ impl Workflow {
             tasks: Vec::new(),
             new_run: None,
             applying_commands: false,
+            updates: Default::default(),
         }
     }
 
@@ -161,6 +178,15 @@ impl Workflow {
                 Some(timestamp(env.now_ms + execution_timeout));
         }
         attrs.workflow_id = params.workflow_id.clone();
+        if !attrs.cron_schedule.is_empty()
+            && attrs.initiator == 0
+            && attrs.first_workflow_task_backoff.is_none()
+        {
+            // The first run of a cron workflow waits for the schedule's first fire.
+            let backoff = crate::workflow_retry::cron_backoff_ms(&attrs.cron_schedule, env.now_ms)?;
+            attrs.first_workflow_task_backoff = Some(duration(backoff));
+            attrs.initiator = ContinueAsNewInitiator::CronSchedule as i32;
+        }
         let backoff = duration_ms(attrs.first_workflow_task_backoff.as_ref());
         let state = MutableState {
             namespace_id: params.namespace_id,
@@ -272,6 +298,8 @@ impl Workflow {
     /// event type waits, otherwise with the next id. Returns the id given.
     pub(crate) fn append(&mut self, now_ms: i64, attributes: Attributes) -> i64 {
         let event_type = event_type_of(&attributes);
+        // Anything written makes a speculative workflow task a real one (speculative.rs).
+        self.before_append(event_type);
         let mut event = HistoryEvent {
             event_time: Some(timestamp(now_ms)),
             event_type: event_type as i32,
@@ -286,10 +314,7 @@ impl Workflow {
             {
                 // Too much arrived while the task ran: fail it and hand everything to a new
                 // one (Temporal's closeTransactionHandleBufferedEventsLimit).
-                let env = Env {
-                    now_ms,
-                    new_run_id: String::new(),
-                };
+                let env = Env::new(now_ms, "");
                 self.force_close_started_workflow_task(&env);
                 self.schedule_workflow_task(&env);
             }
@@ -399,6 +424,11 @@ impl Workflow {
                 .signal_request_ids
                 .push(signal.request_id.clone());
         }
+        if self.state.signal_count >= env.limits.signals_per_execution {
+            return Err(Error::LimitExceeded(
+                "exceeded workflow execution limit for signal events".into(),
+            ));
+        }
         self.state.signal_count += 1;
         self.append(
             env.now_ms,
@@ -503,7 +533,10 @@ impl Workflow {
             })),
             ..Default::default()
         };
-        let (retry_state, new_execution_run_id) = self.retry_if_allowed(Some(&failure), env)?;
+        let (retry_state, mut new_execution_run_id) = self.retry_if_allowed(Some(&failure), env)?;
+        if new_execution_run_id.is_empty() {
+            new_execution_run_id = self.continue_cron(None, Some(failure.clone()), env)?;
+        }
         let retry_state = match retry_state {
             RetryState::RetryPolicyNotSet | RetryState::InProgress => retry_state,
             _ => RetryState::Timeout,
@@ -620,8 +653,8 @@ impl Workflow {
             defer_first_workflow_task: false,
         };
         let started_env = Env {
-            now_ms: env.now_ms,
             new_run_id: String::new(),
+            ..env.clone()
         };
         let new_run = Workflow::start(next, &started_env)?;
         self.close(

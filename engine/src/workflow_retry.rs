@@ -9,6 +9,7 @@ use temporalio_protos::temporal::api::{
 };
 
 use crate::Result;
+use crate::cron::Cron;
 use crate::retry::{self, Decision};
 use crate::time::{duration, timestamp_ms};
 use crate::workflow::{Env, StartParams, Workflow};
@@ -23,9 +24,48 @@ pub(crate) struct NextRun {
     pub backoff_ms: i64,
     /// The failure that ended the previous run.
     pub continued_failure: Option<Failure>,
+    /// The result of the previous run (cron).
+    pub last_completion_result: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
+}
+
+/// Millis from `now_ms` to the schedule's next fire, rounded up to whole seconds (as the
+/// reference server records the backoff).
+pub(crate) fn cron_backoff_ms(spec: &str, now_ms: i64) -> Result<i64> {
+    let cron = Cron::parse(spec)
+        .map_err(|e| crate::Error::InvalidArgument(format!("Invalid CronSchedule: {e}.")))?;
+    let next = cron
+        .next(now_ms)
+        .ok_or_else(|| crate::Error::InvalidArgument("CronSchedule never fires.".into()))?;
+    Ok(((next - now_ms).max(0) + 999) / 1_000 * 1_000)
 }
 
 impl Workflow {
+    /// A cron workflow's run ended (not by terminate or cancel): the next run starts at the
+    /// schedule's next fire, carrying the result or failure. Returns its id, or "" without
+    /// a schedule.
+    pub(crate) fn continue_cron(
+        &mut self,
+        result: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
+        failure: Option<Failure>,
+        env: &Env,
+    ) -> Result<String> {
+        let spec = self.started_attributes().cron_schedule.clone();
+        if spec.is_empty() || self.new_run.is_some() {
+            return Ok(String::new());
+        }
+        let backoff_ms = cron_backoff_ms(&spec, env.now_ms)?;
+        self.chain_next_run(
+            NextRun {
+                initiator: ContinueAsNewInitiator::CronSchedule,
+                attempt: 1,
+                backoff_ms,
+                continued_failure: failure,
+                last_completion_result: result,
+            },
+            env,
+        )
+    }
+
     /// Decides whether the ending run retries. When it does, the next run is created (in
     /// `new_run`) and its id returned with IN_PROGRESS; otherwise the retry state to record.
     pub(crate) fn retry_if_allowed(
@@ -56,6 +96,7 @@ impl Workflow {
                         attempt: attrs.attempt.max(1) + 1,
                         backoff_ms,
                         continued_failure: failure.cloned(),
+                        last_completion_result: None,
                     },
                     env,
                 )?;
@@ -84,6 +125,7 @@ impl Workflow {
                 continued_execution_run_id: self.state.run_id.clone(),
                 initiator: next.initiator as i32,
                 continued_failure: next.continued_failure,
+                last_completion_result: next.last_completion_result,
                 identity: current.identity,
                 first_execution_run_id: current.first_execution_run_id,
                 retry_policy: current.retry_policy,
@@ -108,8 +150,8 @@ impl Workflow {
             defer_first_workflow_task: false,
         };
         let start_env = Env {
-            now_ms: env.now_ms,
             new_run_id: String::new(),
+            ..env.clone()
         };
         let new_run = Workflow::start(params, &start_env)?;
         self.state.new_execution_run_id = run_id.clone();

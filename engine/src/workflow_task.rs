@@ -2,7 +2,7 @@
 //! transient attempts (reference §2.3) and sticky queues.
 
 use temporalio_protos::temporal::api::{
-    enums::v1::{TaskQueueKind, TimeoutType, WorkflowTaskFailedCause},
+    enums::v1::{SuggestContinueAsNewReason, TaskQueueKind, TimeoutType, WorkflowTaskFailedCause},
     failure::v1::Failure,
     history::v1::{
         HistoryEvent, WorkflowTaskFailedEventAttributes, WorkflowTaskScheduledEventAttributes,
@@ -41,6 +41,8 @@ pub struct WorkflowTaskStart {
     pub transient_events: Vec<HistoryEvent>,
     /// Stored events run up to (excluding) this id.
     pub next_event_id: i64,
+    /// Workflow-update requests delivered with the task (protocol messages).
+    pub messages: Vec<temporalio_protos::temporal::api::protocol::v1::Message>,
 }
 
 impl Workflow {
@@ -65,6 +67,12 @@ impl Workflow {
             0 => DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
             ms => ms,
         }
+    }
+
+    /// ResetStickyTaskQueue: later workflow tasks go to the normal queue (with full history).
+    pub fn reset_sticky_task_queue(&mut self) {
+        self.state.sticky_task_queue.clear();
+        self.state.sticky_schedule_to_start_ms = 0;
     }
 
     /// Schedules a workflow task unless one is pending: flushes the buffer first (which makes
@@ -166,7 +174,8 @@ impl Workflow {
         };
         if task.started_event_id != 0 {
             if task.request_id == request_id {
-                return Ok(self.workflow_task_start(&task));
+                let start = self.workflow_task_start(&task);
+                return Ok(self.deliver_updates(start));
             }
             return Err(Error::TaskAlreadyStarted);
         }
@@ -196,9 +205,10 @@ impl Workflow {
             );
         }
         task.started_time_ms = env.now_ms;
+        task.suggest_continue_as_new_reasons = self.suggest_continue_as_new(env);
         task.request_id = request_id.to_string();
         task.identity = identity.to_string();
-        task.started_event_id = if task.transient {
+        task.started_event_id = if task.transient || task.speculative {
             task.scheduled_event_id + 1
         } else {
             let attrs = self.started_event_attributes(&task);
@@ -209,13 +219,18 @@ impl Workflow {
         };
         let (scheduled, timeout, attempt) =
             (task.scheduled_event_id, task.timeout_ms, task.attempt);
+        let speculative = task.speculative;
         self.state.workflow_task = Some(task.clone());
         self.push_timer(TaskKind::WorkflowTaskTimeout, env.now_ms + timeout, |t| {
             t.scheduled_event_id = scheduled;
             t.attempt = attempt;
             t.timeout_type = TimeoutType::StartToClose as i32;
+            // A speculative task's timeout lives in memory only (speculative.rs).
+            t.speculative = speculative;
+            t.workflow_task_time_ms = if speculative { env.now_ms } else { 0 };
         });
-        Ok(self.workflow_task_start(&task))
+        let start = self.workflow_task_start(&task);
+        Ok(self.deliver_updates(start))
     }
 
     fn started_event_attributes(
@@ -227,8 +242,23 @@ impl Workflow {
             identity: task.identity.clone(),
             request_id: task.request_id.clone(),
             history_size_bytes: self.state.history_size_bytes,
+            suggest_continue_as_new: !task.suggest_continue_as_new_reasons.is_empty(),
+            suggest_continue_as_new_reasons: task.suggest_continue_as_new_reasons.clone(),
             ..Default::default()
         }
+    }
+
+    /// Why the worker should continue as new, per the history's size and length (the length
+    /// counts the started event being written).
+    fn suggest_continue_as_new(&self, env: &Env) -> Vec<i32> {
+        let mut reasons = Vec::new();
+        if self.state.history_size_bytes >= env.limits.history_size_suggest_continue_as_new {
+            reasons.push(SuggestContinueAsNewReason::HistorySizeTooLarge as i32);
+        }
+        if self.state.next_event_id >= env.limits.history_count_suggest_continue_as_new {
+            reasons.push(SuggestContinueAsNewReason::TooManyHistoryEvents as i32);
+        }
+        reasons
     }
 
     fn workflow_task_start(&self, task: &WorkflowTaskInfo) -> WorkflowTaskStart {
@@ -239,17 +269,18 @@ impl Workflow {
             previous_started_event_id: self.state.last_completed_wft_started_event_id,
             scheduled_time_ms: task.scheduled_time_ms,
             started_time_ms: task.started_time_ms,
-            transient_events: if task.transient {
+            transient_events: if task.transient || task.speculative {
                 self.transient_events(task)
             } else {
                 Vec::new()
             },
             next_event_id: self.state.next_event_id,
+            messages: Vec::new(),
         }
     }
 
     /// The Scheduled/Started pair of a transient task, with their would-be ids.
-    fn transient_events(&self, task: &WorkflowTaskInfo) -> Vec<HistoryEvent> {
+    pub(crate) fn transient_events(&self, task: &WorkflowTaskInfo) -> Vec<HistoryEvent> {
         let scheduled = Attributes::WorkflowTaskScheduledEventAttributes(
             WorkflowTaskScheduledEventAttributes {
                 task_queue: Some(self.task_queue_message(&task.task_queue, task.sticky)),
@@ -290,6 +321,7 @@ impl Workflow {
 
     /// Stores the events of a transient task that is about to be closed by a completion.
     pub(crate) fn persist_transient(&mut self, task: &WorkflowTaskInfo) {
+        self.persist_speculative_workflow_task();
         if !task.transient {
             return;
         }
@@ -357,7 +389,7 @@ impl Workflow {
         self.state.workflow_task = None;
     }
 
-    fn append_workflow_task_failed(
+    pub(crate) fn append_workflow_task_failed(
         &mut self,
         task: &WorkflowTaskInfo,
         cause: WorkflowTaskFailedCause,
@@ -365,6 +397,7 @@ impl Workflow {
         identity: String,
         env: &Env,
     ) {
+        self.persist_speculative_workflow_task();
         if !task.transient {
             self.append(
                 env.now_ms,
@@ -401,13 +434,18 @@ impl Workflow {
         else {
             return Ok(());
         };
+        if !self.is_current_speculative_timer(timer, &task) {
+            return Ok(());
+        }
         let timeout_type = TimeoutType::try_from(timer.timeout_type).unwrap_or_default();
         match timeout_type {
             TimeoutType::StartToClose if task.started_event_id != 0 => {
                 self.record_workflow_task_timeout(&task, timeout_type, env);
                 self.state.workflow_task_attempt = self.next_attempt_after_failure(&task);
             }
-            TimeoutType::ScheduleToStart if task.started_event_id == 0 && task.sticky => {
+            TimeoutType::ScheduleToStart
+                if task.started_event_id == 0 && (task.sticky || task.speculative) =>
+            {
                 self.record_workflow_task_timeout(&task, timeout_type, env);
                 self.state.workflow_task_attempt = task.attempt;
                 self.state.sticky_task_queue.clear();
@@ -424,6 +462,7 @@ impl Workflow {
         timeout_type: TimeoutType,
         env: &Env,
     ) {
+        self.persist_speculative_workflow_task();
         if !task.transient {
             self.append(
                 env.now_ms,

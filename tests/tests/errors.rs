@@ -191,7 +191,7 @@ async fn system_info_and_unimplemented_rpcs() -> Result<()> {
     let status = client.create_schedule(rpc(req)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
 
-    // So is workflow update, which the namespace advertises as unsupported.
+    // Workflow update is advertised, and checks its request as Temporal does.
     let ns = client
         .describe_namespace(rpc(DescribeNamespaceRequest {
             namespace: NAMESPACE.into(),
@@ -203,7 +203,7 @@ async fn system_info_and_unimplemented_rpcs() -> Result<()> {
         .namespace_info
         .and_then(|i| i.capabilities)
         .unwrap_or_default();
-    assert!(!ns_capabilities.sync_update && !ns_capabilities.async_update);
+    assert!(ns_capabilities.sync_update && ns_capabilities.async_update);
     let req = UpdateWorkflowExecutionRequest {
         namespace: NAMESPACE.into(),
         workflow_execution: Some(execution("wf", "")),
@@ -213,6 +213,7 @@ async fn system_info_and_unimplemented_rpcs() -> Result<()> {
         .update_workflow_execution(rpc(req))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(status.message(), "Update meta is not set on request.");
     server.stop().await
 }

@@ -71,6 +71,7 @@ pub fn to_status(err: Error) -> Status {
                 not_found("workflow execution already completed")
             }
             sundial_engine::Error::TaskAlreadyStarted => not_found("task already started"),
+            sundial_engine::Error::LimitExceeded(m) => Status::resource_exhausted(m),
         },
         Error::Storage(sundial_storage::Error::AlreadyExists(m)) => Status::already_exists(m),
         Error::Storage(e) => Status::unavailable(e.to_string()),

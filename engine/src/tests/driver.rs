@@ -67,6 +67,8 @@ pub struct Driver {
     pub last_tasks: Vec<TaskInfo>,
     /// The run a continue-as-new created.
     pub new_run: Option<Workflow>,
+    /// The limits every step runs under.
+    pub limits: crate::Limits,
     polls: u32,
 }
 
@@ -103,10 +105,7 @@ impl Driver {
     pub fn start_with(adjust: impl FnOnce(&mut StartParams)) -> Self {
         let mut params = start_params();
         adjust(&mut params);
-        let env = Env {
-            now_ms: T0,
-            new_run_id: "unused".into(),
-        };
+        let env = Env::new(T0, "unused");
         let wf = Workflow::start(params, &env).expect("the run starts");
         Self::from_workflow(wf, T0)
     }
@@ -121,6 +120,7 @@ impl Driver {
             last_events: Vec::new(),
             last_tasks: Vec::new(),
             new_run: None,
+            limits: crate::Limits::default(),
             polls: 0,
         };
         driver.collect();
@@ -138,6 +138,7 @@ impl Driver {
             last_events: Vec::new(),
             last_tasks: Vec::new(),
             new_run: None,
+            limits: crate::Limits::default(),
             polls: self.polls,
         }
     }
@@ -145,8 +146,8 @@ impl Driver {
     /// The environment of the next request.
     pub fn env(&self) -> Env {
         Env {
-            now_ms: self.now_ms,
-            new_run_id: "run-2".into(),
+            limits: self.limits,
+            ..Env::new(self.now_ms, "run-2")
         }
     }
 
@@ -181,7 +182,7 @@ impl Driver {
             assert_eq!(event.event_id, BUFFERED_EVENT_ID);
         }
         if let Some(task) = &self.wf.state.workflow_task {
-            if !task.transient {
+            if !task.transient && !task.speculative {
                 assert_eq!(
                     self.event(task.scheduled_event_id).event_type,
                     E::WorkflowTaskScheduled as i32

@@ -350,10 +350,7 @@ fn signal_dedupe_and_skip_generate() {
 fn negative_run_timeout_is_refused() {
     let mut params = start_params();
     params.attributes.workflow_run_timeout = Some(duration(-1));
-    let env = crate::Env {
-        now_ms: T0,
-        new_run_id: String::new(),
-    };
+    let env = crate::Env::new(T0, "");
     assert!(matches!(
         crate::Workflow::start(params, &env),
         Err(Error::InvalidArgument(_))
@@ -431,4 +428,47 @@ fn timed_out_run_retries_under_its_retry_policy() {
     assert_eq!(timed_out.new_execution_run_id, "run-2");
     let next = d.new_run.take().expect("the retry run");
     assert_eq!(next.started_attributes().attempt, 2);
+}
+
+/// A cron workflow: the first run waits for the first fire; completing chains the next run
+/// (initiator CRON_SCHEDULE, the result carried over), as the reference server does.
+#[test]
+fn cron_runs_chain_on_completion() {
+    let mut d = Driver::start_with(|p| p.attributes.cron_schedule = "@every 2s".into());
+    let started = attrs!(d.event(1), WorkflowExecutionStartedEventAttributes);
+    assert_eq!(
+        started.initiator,
+        ContinueAsNewInitiator::CronSchedule as i32
+    );
+    assert_eq!(
+        duration_ms(started.first_workflow_task_backoff.as_ref()),
+        2_000
+    );
+    assert_eq!(d.types(), vec![E::WorkflowExecutionStarted]);
+    let backoff = d.task(TaskKind::WorkflowBackoff);
+    d.now_ms = backoff.fire_time_ms;
+    d.fire(&backoff);
+    d.poll_wft();
+    d.complete_wft(vec![complete_workflow()]);
+    let completed = attrs!(d.event(5), WorkflowExecutionCompletedEventAttributes);
+    assert_eq!(completed.new_execution_run_id, "run-2");
+    assert_eq!(d.wf.state.status, WorkflowExecutionStatus::Completed as i32);
+    let next = d.new_run.take().expect("the next cron run");
+    let started = next.started_attributes();
+    assert_eq!(
+        started.initiator,
+        ContinueAsNewInitiator::CronSchedule as i32
+    );
+    assert_eq!(started.continued_execution_run_id, "run-1");
+    assert_eq!(started.last_completion_result, Some(payloads("done")));
+    assert_eq!(started.cron_schedule, "@every 2s");
+}
+
+/// A schedule that does not parse is refused at start.
+#[test]
+fn bad_cron_schedule_is_invalid_argument() {
+    let mut params = start_params();
+    params.attributes.cron_schedule = "not a schedule".into();
+    let result = crate::Workflow::start(params, &crate::Env::new(T0, ""));
+    assert!(matches!(result, Err(Error::InvalidArgument(_))));
 }

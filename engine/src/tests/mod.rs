@@ -6,7 +6,9 @@ mod driver;
 
 mod activity;
 mod lifecycle;
+mod limits;
 mod replay;
 mod timer;
 mod tokens;
+mod update;
 mod workflow_task;

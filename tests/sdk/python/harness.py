@@ -81,7 +81,7 @@ class ServerProcess:
     """One server process (sundial or reference) on 127.0.0.1, with its own log and db file."""
 
     def __init__(self, kind: str, workdir: Path, name: str, port: Optional[int] = None,
-                 db_filename: Optional[Path] = None):
+                 db_filename: Optional[Path] = None, extra_args: Optional[List[str]] = None):
         if kind not in ("sundial", "reference"):
             raise ValueError(kind)
         self.kind = kind
@@ -95,6 +95,8 @@ class ServerProcess:
         self._log_file = None
         self.starts = 0
         self.last_command: List[str] = []
+        # Flags both servers accept, e.g. ["--dynamic-config-value", "KEY=VALUE"].
+        self.extra_args = list(extra_args or [])
 
     @property
     def address(self) -> str:
@@ -105,11 +107,11 @@ class ServerProcess:
                   "--db-filename", str(self.db_filename), "--log-level", "warn"]
         if self.kind == "sundial":
             extra = shlex.split(os.environ.get("SUNDIAL_EXTRA_ARGS", ""))
-            return [sundial_bin(), "server", "start-dev", *common, *extra]
+            return [sundial_bin(), "server", "start-dev", *common, *self.extra_args, *extra]
         # Reference: no UI, and explicit free ports for the HTTP API and /metrics so that several
         # dev servers can run side by side. (History/matching/worker ports are picked at random
         # by the CLI itself.)
-        return [temporal_bin(), "server", "start-dev", *common, "--headless",
+        return [temporal_bin(), "server", "start-dev", *common, *self.extra_args, "--headless",
                 "--http-port", str(free_port()), "--metrics-port", str(free_port())]
 
     # -- lifecycle -----------------------------------------------------------------------------

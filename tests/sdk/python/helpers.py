@@ -12,6 +12,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from sundial_workflows import ALL_ACTIVITIES, ALL_WORKFLOWS
+from update_workflows import UPDATE_WORKFLOWS
 
 T = TypeVar("T")
 
@@ -24,7 +25,7 @@ def unique(prefix: str) -> str:
 
 
 def new_worker(client: Client, task_queue: str) -> Worker:
-    return Worker(client, task_queue=task_queue, workflows=ALL_WORKFLOWS,
+    return Worker(client, task_queue=task_queue, workflows=ALL_WORKFLOWS + UPDATE_WORKFLOWS,
                   activities=ALL_ACTIVITIES)
 
 

@@ -549,3 +549,38 @@ ALL_WORKFLOWS = [
     WaitForeverWorkflow,
     ContinueAsNewWorkflow,
 ]
+
+
+@workflow.defn
+class GrowUntilSuggestedWorkflow:
+    """Sleeps 0.1 s at a time until the server suggests continue-as-new, then continues as new;
+    the last run (`runs_left` 0) completes at once. Returns how many sleeps the last grower did."""
+
+    @workflow.run
+    async def run(self, runs_left: int) -> int:
+        if runs_left == 0:
+            return 0
+        sleeps = 0
+        while not workflow.info().is_continue_as_new_suggested():
+            await asyncio.sleep(0.1)
+            sleeps += 1
+            if sleeps > 200:
+                raise RuntimeError("continue-as-new was never suggested")
+        workflow.continue_as_new(runs_left - 1)
+
+
+ALL_WORKFLOWS.append(GrowUntilSuggestedWorkflow)
+
+
+@workflow.defn
+class CronTickWorkflow:
+    """One tick of a cron schedule: returns how many ticks came before (from the last
+    completion result)."""
+
+    @workflow.run
+    async def run(self) -> int:
+        last = workflow.get_last_completion_result(type_hint=int)
+        return (last or 0) + 1
+
+
+ALL_WORKFLOWS.append(CronTickWorkflow)

@@ -28,6 +28,7 @@ from helpers import (
     wait_until_waiting,
     within,
 )
+from update_workflows import BusyUpdateWorkflow, CounterUpdateWorkflow, UpdateWithStartWorkflow
 from sundial_workflows import (
     ActivityCancelWorkflow,
     ActivityFailureWorkflow,
@@ -425,6 +426,100 @@ async def workflow_retry(client: Client, tq: str):
         RetriedWorkflow.run, id=unique("wf-retry"), task_queue=tq,
         retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)))
     return await outcome_of(h), h.id, h.first_execution_run_id
+
+
+# --- workflow updates -----------------------------------------------------------------------
+
+
+async def _counter(client: Client, tq: str, prefix: str):
+    h = await within(client.start_workflow(CounterUpdateWorkflow.run, id=unique(prefix), task_queue=tq))
+    await wait_until_waiting(h)
+    return h
+
+
+@scenario
+async def update_accepted_and_completed(client: Client, tq: str):
+    """Two updates on an idle workflow: each rides a speculative task that is kept."""
+    h = await _counter(client, tq, "update")
+    first = await within(h.execute_update(CounterUpdateWorkflow.add, 5))
+    second = await within(h.execute_update(CounterUpdateWorkflow.add, 3))
+    await within(h.signal(CounterUpdateWorkflow.finish))
+    return f"updates {first}, {second}; {await outcome_of(h)}", h.id, h.first_execution_run_id
+
+
+@scenario
+async def update_rejected_by_validator(client: Client, tq: str):
+    """A rejected update leaves no events (its speculative task is discarded)."""
+    from temporalio.client import WorkflowUpdateFailedError
+
+    h = await _counter(client, tq, "update-rejected")
+    try:
+        await within(h.execute_update(CounterUpdateWorkflow.add, -1))
+        rejected = "accepted?!"
+    except WorkflowUpdateFailedError as err:
+        rejected = f"rejected {type(err.cause).__name__}"
+    accepted = await within(h.execute_update(CounterUpdateWorkflow.add, 2))
+    await within(h.signal(CounterUpdateWorkflow.finish))
+    return f"{rejected}, then {accepted}; {await outcome_of(h)}", h.id, h.first_execution_run_id
+
+
+@scenario
+async def update_runs_activity(client: Client, tq: str):
+    """An update handler that runs an activity before it returns."""
+    h = await _counter(client, tq, "update-activity")
+    result = await within(h.execute_update(CounterUpdateWorkflow.add_after_activity, 1))
+    await within(h.signal(CounterUpdateWorkflow.finish))
+    return f"update {result!r}; {await outcome_of(h)}", h.id, h.first_execution_run_id
+
+
+@scenario
+async def update_wait_for_accepted(client: Client, tq: str):
+    """Wait for ACCEPTED, then for the result of an update that sleeps."""
+    from temporalio.client import WorkflowUpdateStage
+
+    h = await _counter(client, tq, "update-accepted")
+    handle = await within(h.start_update(
+        CounterUpdateWorkflow.add_after_timer, 4, wait_for_stage=WorkflowUpdateStage.ACCEPTED))
+    result = await within(handle.result())
+    await within(h.signal(CounterUpdateWorkflow.finish))
+    return f"update {result}; {await outcome_of(h)}", h.id, h.first_execution_run_id
+
+
+@scenario
+async def update_during_running_task(client: Client, tq: str):
+    """An update that arrives while a workflow task runs (a local activity): it rides the
+    speculative task the worker gets back from that task's completion."""
+    h = await within(client.start_workflow(
+        BusyUpdateWorkflow.run, id=unique("update-busy"), task_queue=tq))
+    await wait_for_event(h, "WorkflowTaskStarted")
+    noted = await within(h.execute_update(BusyUpdateWorkflow.note, "during"))
+    await within(h.signal(BusyUpdateWorkflow.finish))
+    return f"update {noted}; {await outcome_of(h)}", h.id, h.first_execution_run_id
+
+
+@scenario
+async def update_with_start(client: Client, tq: str):
+    """Update-with-start creates the workflow (its first task carries the update), then a
+    second one with USE_EXISTING updates the running workflow."""
+    from temporalio.client import WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    wf_id = unique("uws")
+
+    def start_op(policy):
+        return WithStartWorkflowOperation(
+            UpdateWithStartWorkflow.run, "items", id=wf_id, task_queue=tq,
+            id_conflict_policy=policy)
+
+    first_op = start_op(WorkflowIDConflictPolicy.FAIL)
+    first = await within(client.execute_update_with_start_workflow(
+        UpdateWithStartWorkflow.put, "a", start_workflow_operation=first_op))
+    h = await within(first_op.workflow_handle())
+    second = await within(client.execute_update_with_start_workflow(
+        UpdateWithStartWorkflow.put, "b",
+        start_workflow_operation=start_op(WorkflowIDConflictPolicy.USE_EXISTING)))
+    await within(h.signal(UpdateWithStartWorkflow.finish))
+    return f"updates {first}, {second}; {await outcome_of(h)}", h.id, h.first_execution_run_id
 
 
 def describe_event(event) -> str:

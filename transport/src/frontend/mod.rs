@@ -9,6 +9,7 @@ mod query;
 mod responses;
 mod start;
 mod task_queue;
+mod update;
 mod validate;
 
 use describe::describe;
@@ -380,6 +381,7 @@ impl WorkflowService for Frontend {
         if req.signal_name.is_empty() {
             return Err(invalid("SignalName is not set on request."));
         }
+        check_blob(req.input.as_ref(), &self.node.history.limits())?;
         let signal = Signal {
             name: req.signal_name,
             input: req.input,
@@ -476,6 +478,59 @@ impl WorkflowService for Frontend {
         request: Request<DescribeTaskQueueRequest>,
     ) -> Result<Response<DescribeTaskQueueResponse>, Status> {
         self.describe_task_queue_impl(request).await
+    }
+
+    async fn update_workflow_execution(
+        &self,
+        request: Request<UpdateWorkflowExecutionRequest>,
+    ) -> Result<Response<UpdateWorkflowExecutionResponse>, Status> {
+        self.update_workflow_execution_impl(request).await
+    }
+
+    async fn poll_workflow_execution_update(
+        &self,
+        request: Request<PollWorkflowExecutionUpdateRequest>,
+    ) -> Result<Response<PollWorkflowExecutionUpdateResponse>, Status> {
+        self.poll_workflow_execution_update_impl(request).await
+    }
+
+    async fn execute_multi_operation(
+        &self,
+        request: Request<ExecuteMultiOperationRequest>,
+    ) -> Result<Response<ExecuteMultiOperationResponse>, Status> {
+        self.execute_multi_operation_impl(request).await
+    }
+
+    async fn delete_workflow_execution(
+        &self,
+        request: Request<DeleteWorkflowExecutionRequest>,
+    ) -> Result<Response<DeleteWorkflowExecutionResponse>, Status> {
+        let req = request.into_inner();
+        let ns = self.namespace_id(&req.namespace).await?;
+        let run = execution_ref(&ns, &req.workflow_execution)?;
+        let wf = run.workflow_id.clone();
+        self.call(&ns, &wf, |reply| Op::Delete(run, reply)).await?;
+        Ok(Response::new(DeleteWorkflowExecutionResponse {}))
+    }
+
+    async fn reset_sticky_task_queue(
+        &self,
+        request: Request<ResetStickyTaskQueueRequest>,
+    ) -> Result<Response<ResetStickyTaskQueueResponse>, Status> {
+        let req = request.into_inner();
+        let ns = self.namespace_id(&req.namespace).await?;
+        let run = execution_ref(&ns, &req.execution)?;
+        let wf = run.workflow_id.clone();
+        self.call(&ns, &wf, |reply| Op::Apply {
+            run,
+            f: Box::new(|wf, _env| {
+                wf.reset_sticky_task_queue();
+                Ok(())
+            }),
+            reply,
+        })
+        .await?;
+        Ok(Response::new(ResetStickyTaskQueueResponse {}))
     }
 
     async fn shutdown_worker(

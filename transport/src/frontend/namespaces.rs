@@ -26,8 +26,8 @@ fn capabilities() -> Capabilities {
     Capabilities {
         // Not implemented yet: SDKs fall back to plain paths when these are false.
         eager_workflow_start: false,
-        sync_update: false,
-        async_update: false,
+        sync_update: true,
+        async_update: true,
         worker_heartbeats: false,
         worker_poll_complete_on_shutdown: false,
         poller_autoscaling: false,

@@ -220,7 +220,10 @@ impl Frontend {
             // The task failed instead (and is recorded so); the worker learns why.
             return Err(invalid(rejected.message));
         }
-        let mut response = RespondWorkflowTaskCompletedResponse::default();
+        let mut response = RespondWorkflowTaskCompletedResponse {
+            reset_history_event_id: completed.outcome.reset_history_event_id,
+            ..Default::default()
+        };
         for ai in &completed.outcome.eager_activities {
             response.activity_tasks.push(responses::activity_task(
                 &namespace,

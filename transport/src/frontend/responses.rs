@@ -83,6 +83,7 @@ pub async fn workflow_task(
         }),
         scheduled_time: Some(timestamp(start.scheduled_time_ms)),
         started_time: Some(timestamp(start.started_time_ms)),
+        messages: start.messages.clone(),
         ..Default::default()
     })
 }

@@ -3,8 +3,13 @@
 use super::*;
 
 /// Validates a start request and turns it into the start op's input.
-fn start_workflow(ns: &str, req: StartWorkflowExecutionRequest) -> Result<StartWorkflow, Status> {
+pub(super) fn start_workflow(
+    ns: &str,
+    req: StartWorkflowExecutionRequest,
+    limits: &sundial_engine::Limits,
+) -> Result<StartWorkflow, Status> {
     check_id(&req.workflow_id, "WorkflowId")?;
+    check_blob(req.input.as_ref(), limits)?;
     if req.workflow_type.as_ref().is_none_or(|t| t.name.is_empty()) {
         return Err(invalid("WorkflowType is not set on request."));
     }
@@ -58,7 +63,7 @@ impl Frontend {
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
         let workflow_id = req.workflow_id.clone();
-        let start = start_workflow(&ns, req)?;
+        let start = start_workflow(&ns, req, &self.node.history.limits())?;
         let outcome = self
             .call(&ns, &workflow_id, |r| Op::Start(start, r))
             .await?;
@@ -78,6 +83,7 @@ impl Frontend {
         if req.signal_name.is_empty() {
             return Err(invalid("SignalName is not set on request."));
         }
+        check_blob(req.signal_input.as_ref(), &self.node.history.limits())?;
         let signal = Signal {
             name: req.signal_name,
             input: req.signal_input,
@@ -112,6 +118,7 @@ impl Frontend {
                 priority: req.priority,
                 ..Default::default()
             },
+            &self.node.history.limits(),
         )?;
         let outcome = self
             .call(&ns, &workflow_id, |r| Op::SignalWithStart(start, signal, r))

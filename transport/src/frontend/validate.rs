@@ -105,6 +105,18 @@ pub(super) fn start_params(
     }
 }
 
+/// Refuses a payload over `limit.blobSize.error` as Temporal does.
+pub(super) fn check_blob(
+    payloads: Option<&sundial_engine::api::common::v1::Payloads>,
+    limits: &sundial_engine::Limits,
+) -> Result<(), Status> {
+    let size = payloads.map_or(0, prost::Message::encoded_len) as i64;
+    if size > limits.blob_size_error {
+        return Err(invalid("Blob data size exceeds limit."));
+    }
+    Ok(())
+}
+
 pub(super) fn check_timeouts(
     timeouts: &[Option<&prost_wkt_types::Duration>],
 ) -> Result<(), Status> {
