@@ -203,8 +203,24 @@ impl Workflow {
             if !self.is_open() {
                 break;
             }
+            // The command's metadata (summaries, event groups) goes on the event it makes.
+            let (user_metadata, markers) = (
+                command.user_metadata.clone(),
+                command.event_group_markers.clone(),
+            );
+            let first_new = self.events.len();
             match self.apply_command(command, completed_id, &request.identity, env, &mut eager) {
-                Ok(needed) => new_task_needed |= needed,
+                Ok(needed) => {
+                    new_task_needed |= needed;
+                    if let Some(event) = self.events.get_mut(first_new) {
+                        if user_metadata.is_some() {
+                            event.user_metadata = user_metadata;
+                        }
+                        if !markers.is_empty() {
+                            event.event_group_markers = markers;
+                        }
+                    }
+                }
                 Err(e) => {
                     applied = Err(e);
                     break;

@@ -139,3 +139,20 @@ fn bad_timer_commands_fail_the_task() {
     });
     assert!(matches!(result, Err(crate::Error::InvalidArgument(_))));
 }
+
+/// A command's user metadata (the timer summary SDKs set) is copied onto its event.
+#[test]
+fn command_metadata_lands_on_its_event() {
+    use temporalio_protos::temporal::api::sdk::v1::UserMetadata;
+    let mut d = Driver::start();
+    d.poll_wft();
+    let mut timer = start_timer("t", 60_000);
+    let metadata = UserMetadata {
+        summary: payloads("nap").payloads.into_iter().next(),
+        details: None,
+    };
+    timer.user_metadata = Some(metadata.clone());
+    d.complete_wft(vec![timer]);
+    assert_eq!(d.event(5).user_metadata, Some(metadata));
+    assert_eq!(d.event(4).user_metadata, None);
+}
