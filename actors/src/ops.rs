@@ -34,15 +34,20 @@ pub struct StartWorkflow {
     pub reuse_policy: i32,
     /// `WorkflowIdConflictPolicy` wire value.
     pub conflict_policy: i32,
+    /// Eager workflow start: the identity of the starter's worker, which gets the first
+    /// workflow task in the reply.
+    pub eager_identity: Option<String>,
 }
 
 /// The outcome of a start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct StartOutcome {
     /// The run that is now current.
     pub run_id: String,
     /// False when an existing run was returned (dedupe or USE_EXISTING).
     pub started: bool,
+    /// The first workflow task, started for the starter (eager workflow start).
+    pub eager: Option<Box<WorkflowTaskStarted>>,
 }
 
 /// How an activity is named by a worker's response.

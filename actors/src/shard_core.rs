@@ -240,6 +240,7 @@ impl ShardCore {
                         .map(|_| StartOutcome {
                             run_id: key.run_id.clone(),
                             started: false,
+                            eager: None,
                         }),
                     None => {
                         let mut start = start;
@@ -592,6 +593,7 @@ impl ShardCore {
                 return Ok(StartOutcome {
                     run_id: cur.run_id,
                     started: true,
+                    eager: None,
                 });
             }
             let running = cur.info.status == WorkflowExecutionStatus::Running as i32;
@@ -606,6 +608,7 @@ impl ShardCore {
                         return Ok(StartOutcome {
                             run_id: cur.run_id,
                             started: false,
+                            eager: None,
                         });
                     }
                     WorkflowIdConflictPolicy::TerminateExisting => {}
@@ -662,7 +665,16 @@ impl ShardCore {
         let mut params = start.params;
         params.signal = signal;
         let run_id = params.run_id.clone();
-        let wf = Workflow::start(params, env)?;
+        let request_id = params.request_id.clone();
+        let mut wf = Workflow::start(params, env)?;
+        let eager = start.eager_identity.as_deref().and_then(|identity| {
+            let start = wf.start_first_workflow_task_eagerly(&request_id, identity, env)?;
+            Some(Box::new(crate::ops::WorkflowTaskStarted {
+                run_id: wf.state.run_id.clone(),
+                start,
+                state: wf.state.clone(),
+            }))
+        });
         let previous = ExecutionKey {
             namespace_id: ns,
             workflow_id: wf_id,
@@ -672,6 +684,7 @@ impl ShardCore {
         Ok(StartOutcome {
             run_id,
             started: true,
+            eager,
         })
     }
 

@@ -222,6 +222,7 @@ async fn start_child(history: &History, task: TaskInfo) -> Result<()> {
         params,
         reuse_policy: initiated.workflow_id_reuse_policy,
         conflict_policy: WorkflowIdConflictPolicy::Fail as i32,
+        eager_identity: None,
     };
     let (ns, wf) = (
         task.target_namespace_id.clone(),

@@ -268,6 +268,7 @@ fn update_with_start(
             let outcome = StartOutcome {
                 run_id: key.run_id.clone(),
                 started: false,
+                eager: None,
             };
             core.push_deferred(defer(start_reply, Ok(outcome)));
             if completed {

@@ -567,6 +567,16 @@ impl Workflow {
                 "ContinueAsNewWorkflowExecutionCommandAttributes.Input",
                 WorkflowTaskFailedCause::BadContinueAsNewAttributes,
             ),
+            Cmd::ModifyWorkflowPropertiesCommandAttributes(a) => {
+                let size = a.upserted_memo.as_ref().map_or(0, Message::encoded_len);
+                if size as i64 > limits.memo_size_error {
+                    return Err(CommandError::terminating(
+                        WorkflowTaskFailedCause::BadModifyWorkflowPropertiesAttributes,
+                        "ModifyWorkflowPropertiesCommandAttributes.UpsertedMemo exceeds size limit.",
+                    ));
+                }
+                Ok(())
+            }
             Cmd::RecordMarkerCommandAttributes(a) => blob(
                 a.details.values().map(Message::encoded_len).sum(),
                 "RecordMarkerCommandAttributes.Details",

@@ -69,6 +69,45 @@ impl Workflow {
         }
     }
 
+    /// Eager workflow start: the first workflow task starts at once for the starter's own
+    /// worker instead of going through matching. `None` when the first task is not scheduled
+    /// yet (a start delay or cron backoff).
+    pub fn start_first_workflow_task_eagerly(
+        &mut self,
+        request_id: &str,
+        identity: &str,
+        env: &Env,
+    ) -> Option<WorkflowTaskStart> {
+        let task = self.state.workflow_task.clone()?;
+        if task.started_event_id != 0 || self.state.next_event_id > 3 {
+            return None;
+        }
+        self.tasks.retain(|t| {
+            !(t.task_kind() == TaskKind::DispatchWorkflowTask
+                && t.scheduled_event_id == task.scheduled_event_id)
+        });
+        if let Some(started) = self.state.started.as_mut() {
+            started.eager_execution_accepted = true;
+        }
+        for event in self.events.iter_mut() {
+            if let Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) =
+                event.attributes.as_mut()
+            {
+                a.eager_execution_accepted = true;
+            }
+        }
+        let queue = task.task_queue.clone();
+        self.record_workflow_task_started(
+            task.scheduled_event_id,
+            task.attempt,
+            request_id,
+            identity,
+            &queue,
+            env,
+        )
+        .ok()
+    }
+
     /// ResetStickyTaskQueue: later workflow tasks go to the normal queue (with full history).
     pub fn reset_sticky_task_queue(&mut self) {
         self.state.sticky_task_queue.clear();

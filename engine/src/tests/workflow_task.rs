@@ -711,3 +711,31 @@ fn buffer_overflow_force_fails_the_running_task() {
     let stale = d.unchanged(|d| d.try_complete_wft(scheduled, attempt, completion(vec![])));
     assert!(matches!(stale, Err(crate::Error::NotFound(_))));
 }
+
+/// Eager workflow start: the first task starts in the start itself, is not dispatched, and the
+/// started event says so; a delayed first task cannot start eagerly.
+#[test]
+fn eager_start_starts_the_first_task() {
+    let mut wf = crate::Workflow::start(start_params(), &crate::Env::new(T0, "")).unwrap();
+    let start = wf
+        .start_first_workflow_task_eagerly("req-1", "worker-1", &crate::Env::new(T0, ""))
+        .expect("the first task starts");
+    assert_eq!((start.scheduled_event_id, start.started_event_id), (2, 3));
+    let changes = wf.take_changes();
+    assert!(
+        changes
+            .tasks
+            .iter()
+            .all(|t| t.task_kind() != TaskKind::DispatchWorkflowTask)
+    );
+    let started = attrs!(changes.events[0], WorkflowExecutionStartedEventAttributes);
+    assert!(started.eager_execution_accepted);
+
+    let mut delayed = start_params();
+    delayed.attributes.first_workflow_task_backoff = Some(crate::time::duration(5_000));
+    let mut wf = crate::Workflow::start(delayed, &crate::Env::new(T0, "")).unwrap();
+    assert!(
+        wf.start_first_workflow_task_eagerly("req-1", "worker-1", &crate::Env::new(T0, ""))
+            .is_none()
+    );
+}

@@ -25,7 +25,7 @@ pub const CLUSTER_NAME: &str = "active";
 fn capabilities() -> Capabilities {
     Capabilities {
         // Not implemented yet: SDKs fall back to plain paths when these are false.
-        eager_workflow_start: false,
+        eager_workflow_start: true,
         sync_update: true,
         async_update: true,
         worker_heartbeats: false,

@@ -10,6 +10,9 @@ pub(super) fn start_workflow(
 ) -> Result<StartWorkflow, Status> {
     check_id(&req.workflow_id, "WorkflowId")?;
     check_blob(req.input.as_ref(), limits)?;
+    if req.memo.as_ref().map_or(0, prost::Message::encoded_len) as i64 > limits.memo_size_error {
+        return Err(invalid("Memo size exceeds limit."));
+    }
     if req.workflow_type.as_ref().is_none_or(|t| t.name.is_empty()) {
         return Err(invalid("WorkflowType is not set on request."));
     }
@@ -20,6 +23,7 @@ pub(super) fn start_workflow(
         req.workflow_task_timeout.as_ref(),
         req.workflow_start_delay.as_ref(),
     ])?;
+    let eager_identity = req.request_eager_execution.then(|| req.identity.clone());
     let attributes = WorkflowExecutionStartedEventAttributes {
         workflow_type: req.workflow_type,
         task_queue: req.task_queue.map(|q| TaskQueue {
@@ -52,6 +56,7 @@ pub(super) fn start_workflow(
         ),
         reuse_policy: req.workflow_id_reuse_policy,
         conflict_policy: req.workflow_id_conflict_policy,
+        eager_identity,
     })
 }
 
@@ -67,9 +72,18 @@ impl Frontend {
         let outcome = self
             .call(&ns, &workflow_id, |r| Op::Start(start, r))
             .await?;
+        let eager_workflow_task = match outcome.eager {
+            Some(started) => Some(
+                responses::workflow_task(&self.node.history, *started, false)
+                    .await
+                    .map_err(to_status)?,
+            ),
+            None => None,
+        };
         Ok(Response::new(StartWorkflowExecutionResponse {
             run_id: outcome.run_id,
             started: outcome.started,
+            eager_workflow_task,
             ..Default::default()
         }))
     }
