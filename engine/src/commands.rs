@@ -567,6 +567,9 @@ impl Workflow {
                 "ContinueAsNewWorkflowExecutionCommandAttributes.Input",
                 WorkflowTaskFailedCause::BadContinueAsNewAttributes,
             ),
+            Cmd::UpsertWorkflowSearchAttributesCommandAttributes(a) => limits
+                .check_search_attributes(a.search_attributes.as_ref())
+                .map_err(|m| CommandError::new(WorkflowTaskFailedCause::BadSearchAttributes, &m)),
             Cmd::ModifyWorkflowPropertiesCommandAttributes(a) => {
                 let size = a.upserted_memo.as_ref().map_or(0, Message::encoded_len);
                 if size as i64 > limits.memo_size_error {

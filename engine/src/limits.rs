@@ -34,6 +34,12 @@ pub struct Limits {
     pub signals_per_execution: i64,
     /// `limit.maxIDLength`.
     pub max_id_length: i64,
+    /// `frontend.searchAttributesNumberOfKeysLimit`.
+    pub search_attributes_number_of_keys: i64,
+    /// `frontend.searchAttributesSizeOfValueLimit` (bytes).
+    pub search_attributes_size_of_value: i64,
+    /// `frontend.searchAttributesTotalSizeLimit` (bytes).
+    pub search_attributes_total_size: i64,
 }
 
 impl Default for Limits {
@@ -55,11 +61,52 @@ impl Default for Limits {
             pending_cancel_requests: 2_000,
             signals_per_execution: 10_000,
             max_id_length: 1_000,
+            search_attributes_number_of_keys: 100,
+            search_attributes_size_of_value: 2 * 1024,
+            search_attributes_total_size: 40 * 1024,
         }
     }
 }
 
 impl Limits {
+    /// Checks search attributes against the key-count and size limits; the message says which
+    /// limit was exceeded.
+    pub fn check_search_attributes(
+        &self,
+        attributes: Option<&temporalio_protos::temporal::api::common::v1::SearchAttributes>,
+    ) -> Result<(), String> {
+        let Some(attributes) = attributes else {
+            return Ok(());
+        };
+        let count = attributes.indexed_fields.len() as i64;
+        if count > self.search_attributes_number_of_keys {
+            return Err(format!(
+                "number of search attributes {count} exceeds limit {}",
+                self.search_attributes_number_of_keys
+            ));
+        }
+        let mut total = 0i64;
+        let mut keys: Vec<&String> = attributes.indexed_fields.keys().collect();
+        keys.sort();
+        for key in keys {
+            let size = prost::Message::encoded_len(&attributes.indexed_fields[key]) as i64;
+            if size > self.search_attributes_size_of_value {
+                return Err(format!(
+                    "search attribute {key} value size {size} exceeds size limit {}",
+                    self.search_attributes_size_of_value
+                ));
+            }
+            total += size + key.len() as i64;
+        }
+        if total > self.search_attributes_total_size {
+            return Err(format!(
+                "total size of search attributes {total} exceeds size limit {}",
+                self.search_attributes_total_size
+            ));
+        }
+        Ok(())
+    }
+
     /// Sets the limit a dynamic-config key names; false for a key that is not a limit.
     pub fn set(&mut self, key: &str, value: i64) -> bool {
         let field = match key {
@@ -82,6 +129,13 @@ impl Limits {
             "limit.numPendingCancelRequests.error" => &mut self.pending_cancel_requests,
             "history.maximumSignalsPerExecution" => &mut self.signals_per_execution,
             "limit.maxIDLength" => &mut self.max_id_length,
+            "frontend.searchAttributesNumberOfKeysLimit" => {
+                &mut self.search_attributes_number_of_keys
+            }
+            "frontend.searchAttributesSizeOfValueLimit" => {
+                &mut self.search_attributes_size_of_value
+            }
+            "frontend.searchAttributesTotalSizeLimit" => &mut self.search_attributes_total_size,
             _ => return false,
         };
         *field = value;

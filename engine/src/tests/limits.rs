@@ -96,3 +96,42 @@ fn signal_count_is_capped() {
     });
     assert!(matches!(result, Err(Error::LimitExceeded(_))));
 }
+
+#[test]
+fn search_attribute_limits_fail_the_upsert() {
+    use temporalio_protos::temporal::api::{
+        command::v1::{
+            UpsertWorkflowSearchAttributesCommandAttributes, command::Attributes as Cmd,
+        },
+        common::v1::SearchAttributes,
+        enums::v1::CommandType,
+    };
+    let mut d = Driver::start();
+    d.limits.search_attributes_number_of_keys = 1;
+    d.poll_wft();
+    // The generated message's map type; built from an iterator so no hash map is named here.
+    let fields = [("A", Payload::default()), ("B", Payload::default())]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let upsert = temporalio_protos::temporal::api::command::v1::Command {
+        command_type: CommandType::UpsertWorkflowSearchAttributes as i32,
+        attributes: Some(Cmd::UpsertWorkflowSearchAttributesCommandAttributes(
+            UpsertWorkflowSearchAttributesCommandAttributes {
+                search_attributes: Some(SearchAttributes {
+                    indexed_fields: fields,
+                }),
+            },
+        )),
+        ..Default::default()
+    };
+    let outcome = d.complete_wft(vec![upsert]);
+    let rejected = outcome.rejected.unwrap();
+    assert_eq!(rejected.cause, WorkflowTaskFailedCause::BadSearchAttributes);
+    assert!(!rejected.terminate);
+    assert!(
+        rejected.message.contains("exceeds limit 1"),
+        "{}",
+        rejected.message
+    );
+}

@@ -10,6 +10,23 @@ pub(super) fn start_workflow(
 ) -> Result<StartWorkflow, Status> {
     check_id(&req.workflow_id, "WorkflowId")?;
     check_blob(req.input.as_ref(), limits)?;
+    let too_long = |s: &str| s.len() as i64 > limits.max_id_length;
+    if too_long(&req.workflow_id) {
+        return Err(invalid("WorkflowId length exceeds limit."));
+    }
+    if req
+        .workflow_type
+        .as_ref()
+        .is_some_and(|t| too_long(&t.name))
+    {
+        return Err(invalid("WorkflowType length exceeds limit."));
+    }
+    if req.task_queue.as_ref().is_some_and(|q| too_long(&q.name)) {
+        return Err(invalid("TaskQueue length exceeds limit."));
+    }
+    limits
+        .check_search_attributes(req.search_attributes.as_ref())
+        .map_err(invalid)?;
     if req.memo.as_ref().map_or(0, prost::Message::encoded_len) as i64 > limits.memo_size_error {
         return Err(invalid("Memo size exceeds limit."));
     }
