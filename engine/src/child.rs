@@ -392,39 +392,58 @@ impl Workflow {
         delivered: bool,
         env: &Env,
     ) -> Result<()> {
+        self.resolve_external(initiated_event_id, false, env, |info, execution| {
+            if delivered {
+                Attributes::ExternalWorkflowExecutionSignaledEventAttributes(
+                    ExternalWorkflowExecutionSignaledEventAttributes {
+                        initiated_event_id,
+                        namespace: info.namespace,
+                        namespace_id: info.namespace_id,
+                        workflow_execution: execution,
+                        control: info.control,
+                    },
+                )
+            } else {
+                Attributes::SignalExternalWorkflowExecutionFailedEventAttributes(
+                    SignalExternalWorkflowExecutionFailedEventAttributes {
+                        cause: SignalExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound
+                            as i32,
+                        workflow_task_completed_event_id: info.workflow_task_completed_event_id,
+                        namespace: info.namespace,
+                        namespace_id: info.namespace_id,
+                        workflow_execution: execution,
+                        initiated_event_id,
+                        control: info.control,
+                    },
+                )
+            }
+        })
+    }
+
+    /// Resolves a pending signal (`cancel` false) or cancel request to another workflow: the
+    /// event `build` makes from it, then a workflow task. Unknown ids are ignored (a repeated
+    /// transfer task).
+    fn resolve_external(
+        &mut self,
+        initiated_event_id: i64,
+        cancel: bool,
+        env: &Env,
+        build: impl FnOnce(ExternalInfo, Option<WorkflowExecution>) -> Attributes,
+    ) -> Result<()> {
         self.ensure_open()?;
-        let Some(info) = self.state.pending_signals.remove(&initiated_event_id) else {
+        let pending = if cancel {
+            &mut self.state.pending_cancels
+        } else {
+            &mut self.state.pending_signals
+        };
+        let Some(info) = pending.remove(&initiated_event_id) else {
             return Ok(());
         };
         let execution = Some(WorkflowExecution {
             workflow_id: info.workflow_id.clone(),
             run_id: info.run_id.clone(),
         });
-        let attributes = if delivered {
-            Attributes::ExternalWorkflowExecutionSignaledEventAttributes(
-                ExternalWorkflowExecutionSignaledEventAttributes {
-                    initiated_event_id,
-                    namespace: info.namespace,
-                    namespace_id: info.namespace_id,
-                    workflow_execution: execution,
-                    control: info.control,
-                },
-            )
-        } else {
-            Attributes::SignalExternalWorkflowExecutionFailedEventAttributes(
-                SignalExternalWorkflowExecutionFailedEventAttributes {
-                    cause: SignalExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound
-                        as i32,
-                    workflow_task_completed_event_id: info.workflow_task_completed_event_id,
-                    namespace: info.namespace,
-                    namespace_id: info.namespace_id,
-                    workflow_execution: execution,
-                    initiated_event_id,
-                    control: info.control,
-                },
-            )
-        };
-        self.append(env.now_ms, attributes);
+        self.append(env.now_ms, build(info, execution));
         self.schedule_workflow_task(env);
         Ok(())
     }
@@ -494,40 +513,31 @@ impl Workflow {
         delivered: bool,
         env: &Env,
     ) -> Result<()> {
-        self.ensure_open()?;
-        let Some(info) = self.state.pending_cancels.remove(&initiated_event_id) else {
-            return Ok(());
-        };
-        let execution = Some(WorkflowExecution {
-            workflow_id: info.workflow_id.clone(),
-            run_id: info.run_id.clone(),
-        });
-        let attributes = if delivered {
-            Attributes::ExternalWorkflowExecutionCancelRequestedEventAttributes(
-                ExternalWorkflowExecutionCancelRequestedEventAttributes {
-                    initiated_event_id,
-                    namespace: info.namespace,
-                    namespace_id: info.namespace_id,
-                    workflow_execution: execution,
-                },
-            )
-        } else {
-            Attributes::RequestCancelExternalWorkflowExecutionFailedEventAttributes(
-                RequestCancelExternalWorkflowExecutionFailedEventAttributes {
-                    cause: CancelExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound
-                        as i32,
-                    workflow_task_completed_event_id: info.workflow_task_completed_event_id,
-                    namespace: info.namespace,
-                    namespace_id: info.namespace_id,
-                    workflow_execution: execution,
-                    initiated_event_id,
-                    control: info.control,
-                },
-            )
-        };
-        self.append(env.now_ms, attributes);
-        self.schedule_workflow_task(env);
-        Ok(())
+        self.resolve_external(initiated_event_id, true, env, |info, execution| {
+            if delivered {
+                Attributes::ExternalWorkflowExecutionCancelRequestedEventAttributes(
+                    ExternalWorkflowExecutionCancelRequestedEventAttributes {
+                        initiated_event_id,
+                        namespace: info.namespace,
+                        namespace_id: info.namespace_id,
+                        workflow_execution: execution,
+                    },
+                )
+            } else {
+                Attributes::RequestCancelExternalWorkflowExecutionFailedEventAttributes(
+                    RequestCancelExternalWorkflowExecutionFailedEventAttributes {
+                        cause: CancelExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound
+                            as i32,
+                        workflow_task_completed_event_id: info.workflow_task_completed_event_id,
+                        namespace: info.namespace,
+                        namespace_id: info.namespace_id,
+                        workflow_execution: execution,
+                        initiated_event_id,
+                        control: info.control,
+                    },
+                )
+            }
+        })
     }
 
     /// At close: the parent learns of it (unless the run continues in a new one), and
