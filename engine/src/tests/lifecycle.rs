@@ -472,3 +472,80 @@ fn bad_cron_schedule_is_invalid_argument() {
     let result = crate::Workflow::start(params, &crate::Env::new(T0, ""));
     assert!(matches!(result, Err(Error::InvalidArgument(_))));
 }
+
+/// SignalExternal and RequestCancelExternal: the initiated events, a transfer task each, then
+/// the answer from the target's shard resolves them (delivered, or not found).
+#[test]
+fn external_signal_and_cancel_resolve() {
+    use temporalio_protos::temporal::api::{
+        command::v1::{
+            Command, RequestCancelExternalWorkflowExecutionCommandAttributes,
+            SignalExternalWorkflowExecutionCommandAttributes, command::Attributes as Cmd,
+        },
+        common::v1::WorkflowExecution,
+    };
+    let mut d = Driver::start();
+    d.poll_wft();
+    let signal = Command {
+        attributes: Some(Cmd::SignalExternalWorkflowExecutionCommandAttributes(
+            SignalExternalWorkflowExecutionCommandAttributes {
+                execution: Some(WorkflowExecution {
+                    workflow_id: "other".into(),
+                    run_id: String::new(),
+                }),
+                signal_name: "ping".into(),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    let cancel = Command {
+        attributes: Some(
+            Cmd::RequestCancelExternalWorkflowExecutionCommandAttributes(
+                RequestCancelExternalWorkflowExecutionCommandAttributes {
+                    workflow_id: "gone".into(),
+                    ..Default::default()
+                },
+            ),
+        ),
+        ..Default::default()
+    };
+    d.complete_wft(vec![signal, cancel]);
+    assert_eq!(
+        d.last_types(),
+        vec![
+            E::WorkflowTaskCompleted,
+            E::SignalExternalWorkflowExecutionInitiated,
+            E::RequestCancelExternalWorkflowExecutionInitiated,
+        ]
+    );
+    assert_eq!(d.task(TaskKind::SignalExternal).scheduled_event_id, 5);
+    assert_eq!(d.task(TaskKind::CancelExternal).scheduled_event_id, 6);
+
+    let env = d.env();
+    d.wf.signal_external_done(5, true, &env).unwrap();
+    d.wf.cancel_external_done(6, false, &env).unwrap();
+    // A repeated answer is ignored.
+    d.wf.cancel_external_done(6, true, &env).unwrap();
+    d.collect();
+    assert_eq!(
+        d.types_from(7),
+        vec![
+            E::ExternalWorkflowExecutionSignaled,
+            E::WorkflowTaskScheduled,
+            E::RequestCancelExternalWorkflowExecutionFailed,
+        ]
+    );
+    let failed = attrs!(
+        d.event(9),
+        RequestCancelExternalWorkflowExecutionFailedEventAttributes
+    );
+    assert_eq!(
+        (
+            failed.initiated_event_id,
+            failed.workflow_task_completed_event_id
+        ),
+        (6, 4)
+    );
+    assert!(d.wf.state.pending_signals.is_empty() && d.wf.state.pending_cancels.is_empty());
+}
