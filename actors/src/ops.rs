@@ -115,6 +115,28 @@ pub type ApplyFn = Box<
         + Send,
 >;
 
+/// ResetWorkflowExecution, with the histories the frontend read for it.
+#[derive(Debug, Clone)]
+pub struct ResetWorkflow {
+    /// The current run of the workflow (empty run id); the op is applied where it lives.
+    pub current: RunRef,
+    /// The base run's state as read.
+    pub base: MutableState,
+    /// The base run's history (all of it).
+    pub base_events: Vec<sundial_engine::api::history::v1::HistoryEvent>,
+    /// The histories of the runs that followed the base run (continue-as-new, retries, cron),
+    /// up to the current run, as read: run id, next event id then, events.
+    pub later_runs: Vec<(
+        String,
+        i64,
+        Vec<sundial_engine::api::history::v1::HistoryEvent>,
+    )>,
+    /// Reset point, reason and request id.
+    pub params: sundial_engine::ResetParams,
+    /// False when the request excludes signals from re-application.
+    pub reapply_signals: bool,
+}
+
 /// A request to a history shard.
 pub enum Op {
     /// Start a run.
@@ -239,6 +261,8 @@ pub enum Op {
     /// Workflow updates: UpdateWorkflowExecution, PollWorkflowExecutionUpdate and
     /// update-with-start (`updates.rs`).
     Update(crate::updates::UpdateOp),
+    /// ResetWorkflowExecution: replies with the new run's id.
+    Reset(Box<ResetWorkflow>, Reply<String>),
     /// DeleteWorkflowExecution: terminates a running run, then deletes it with its history.
     Delete(RunRef, Reply<()>),
     /// Applies a function to a run (internal: cross-workflow transfer tasks).
@@ -274,6 +298,7 @@ impl Op {
             | Op::Delete(run, _)
             | Op::Watch { run, .. } => Some(run.clone()),
             Op::Update(op) => Some(op.run()),
+            Op::Reset(r, _) => Some(r.current.clone()),
             Op::Timer(_, _, t) => Some(RunRef {
                 namespace_id: t.namespace_id.clone(),
                 workflow_id: t.workflow_id.clone(),
@@ -298,6 +323,7 @@ impl Op {
             | Op::Delete(_, reply) => drop(reply.send(Err(err))),
             Op::Describe(_, r) | Op::Watch { reply: r, .. } => drop(r.send(Err(err))),
             Op::Update(op) => op.fail(err),
+            Op::Reset(_, r) => drop(r.send(Err(err))),
             Op::Timer(..) => {}
         }
     }

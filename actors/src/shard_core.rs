@@ -17,7 +17,9 @@ use sundial_storage::{
     HistoryAppend, HistoryBatch, ShardBatch, TimerTaskRow, TransferTaskRow,
 };
 
-use crate::ops::{ActivityReport, ActivityTarget, Op, Reply, RunRef, StartOutcome, StartWorkflow};
+use crate::ops::{
+    ActivityReport, ActivityTarget, Op, Reply, ResetWorkflow, RunRef, StartOutcome, StartWorkflow,
+};
 use crate::{Error, Result};
 
 /// A reply waiting for the commit: called with `None` on success, the error otherwise.
@@ -423,6 +425,10 @@ impl ShardCore {
                 Err(e) => self.deferred.push(defer(reply, Err(e))),
             },
             Op::Update(op) => crate::updates::apply(self, op, env),
+            Op::Reset(reset, reply) => {
+                let result = self.reset(*reset, env);
+                self.deferred.push(defer(reply, result));
+            }
             Op::Delete(run, reply) => {
                 let result = self.resolve(&run).and_then(|key| {
                     let open = self.runs.get(&key).is_some_and(|r| r.wf.is_open());
@@ -526,6 +532,63 @@ impl ShardCore {
                 Err(e)
             }
         }
+    }
+
+    /// ResetWorkflowExecution: terminates the current run if it is open and makes the run
+    /// rebuilt from the base run's history current, with the signals received after the reset
+    /// point re-applied.
+    fn reset(&mut self, reset: ResetWorkflow, env: &Env) -> Result<String> {
+        // No dedupe by request id: Temporal (1.32) resets again when a request is repeated.
+        let current = self.resolve(&reset.current)?;
+        let current_state = &self.runs[&current].wf.state;
+        // The histories were read before this op: if the current run moved on since, a signal
+        // could be missed. The caller reads again.
+        let read_next = if current.run_id == reset.base.run_id {
+            Some(reset.base.next_event_id)
+        } else {
+            reset
+                .later_runs
+                .iter()
+                .find(|(run_id, _, _)| *run_id == current.run_id)
+                .map(|(_, next, _)| *next)
+        };
+        if read_next.is_some_and(|n| n != current_state.next_event_id) {
+            return Err(Error::Unavailable(
+                "the workflow changed during the reset; try again".into(),
+            ));
+        }
+        let mut wf = Workflow::reset_from(&reset.base, &reset.base_events, &reset.params, env)?;
+        let mut reapply: Vec<HistoryEvent> = reset
+            .base_events
+            .iter()
+            .filter(|e| e.event_id >= reset.params.workflow_task_finish_event_id)
+            .cloned()
+            .collect();
+        for (_, _, events) in &reset.later_runs {
+            reapply.extend(events.iter().cloned());
+        }
+        if self.runs[&current].wf.is_open() {
+            // Terminating flushes the buffer: signals waiting there are re-applied too.
+            let flushed = self.with_run(&current, env, |old| {
+                old.terminate(
+                    reset.params.reason.clone(),
+                    None,
+                    sundial_engine::RESETTER_IDENTITY.into(),
+                    env,
+                )?;
+                Ok(old.pending_events().to_vec())
+            })?;
+            if read_next.is_some() {
+                reapply.extend(flushed);
+            }
+        }
+        if reset.reapply_signals {
+            wf.reapply_after_reset(&reapply, env);
+        }
+        wf.finish_reset(env);
+        let run_id = wf.state.run_id.clone();
+        self.add_new_run(wf, &current);
+        Ok(run_id)
     }
 
     fn update_current_status(&mut self, key: &ExecutionKey, status: i32) {

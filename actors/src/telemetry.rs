@@ -551,6 +551,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Update(crate::updates::UpdateOp::Poll { .. }) => "PollWorkflowExecutionUpdate",
         Op::Update(crate::updates::UpdateOp::UpdateWithStart { .. }) => "ExecuteMultiOperation",
         Op::Update(..) => "UpdateWorkflowExecution",
+        Op::Reset(..) => "ResetWorkflowExecution",
         _ => "Other",
     }
 }

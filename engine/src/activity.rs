@@ -153,7 +153,7 @@ impl Workflow {
     }
 
     /// Pushes the current attempt to matching and arms its schedule-to-start timer.
-    fn dispatch_activity(&mut self, scheduled_event_id: i64, env: &Env) {
+    pub(crate) fn dispatch_activity(&mut self, scheduled_event_id: i64, env: &Env) {
         let Some(ai) = self.state.activities.get(&scheduled_event_id) else {
             return;
         };

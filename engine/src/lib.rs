@@ -19,6 +19,7 @@ pub mod cron;
 mod error;
 pub mod events;
 mod limits;
+mod reset;
 pub mod retry;
 mod speculative;
 pub mod state;
@@ -35,6 +36,7 @@ mod tests;
 pub use commands::{CommandError, CompletionOutcome};
 pub use error::Error;
 pub use limits::Limits;
+pub use reset::{RESET_IDENTITY, RESETTER_IDENTITY, ResetParams};
 pub use state::{
     ActivityInfo, ChildInfo, CurrentRunInfo, ExternalInfo, MutableState, TaskInfo, TaskKind,
     TaskToken,

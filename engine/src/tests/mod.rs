@@ -8,6 +8,7 @@ mod activity;
 mod lifecycle;
 mod limits;
 mod replay;
+mod reset;
 mod timer;
 mod tokens;
 mod update;

@@ -584,3 +584,26 @@ class CronTickWorkflow:
 
 
 ALL_WORKFLOWS.append(CronTickWorkflow)
+
+
+@workflow.defn
+class CollectSignalsWorkflow:
+    """Greets with an activity, then collects `add` signals until it has `count` of them;
+    returns the greeting and the values (used by the reset tests)."""
+
+    def __init__(self) -> None:
+        self._values: List[str] = []
+
+    @workflow.signal
+    def add(self, value: str) -> None:
+        self._values.append(value)
+
+    @workflow.run
+    async def run(self, count: int) -> str:
+        greeting = await workflow.execute_activity(
+            say_hello, "reset", start_to_close_timeout=timedelta(seconds=10))
+        await workflow.wait_condition(lambda: len(self._values) >= count)
+        return f"{greeting} {','.join(self._values)}"
+
+
+ALL_WORKFLOWS.append(CollectSignalsWorkflow)

@@ -6,6 +6,7 @@ mod history_rpc;
 mod namespaces;
 mod polls;
 mod query;
+mod reset;
 mod responses;
 mod start;
 mod task_queue;
@@ -511,6 +512,13 @@ impl WorkflowService for Frontend {
         let wf = run.workflow_id.clone();
         self.call(&ns, &wf, |reply| Op::Delete(run, reply)).await?;
         Ok(Response::new(DeleteWorkflowExecutionResponse {}))
+    }
+
+    async fn reset_workflow_execution(
+        &self,
+        request: Request<ResetWorkflowExecutionRequest>,
+    ) -> Result<Response<ResetWorkflowExecutionResponse>, Status> {
+        self.reset_workflow_execution_impl(request).await
     }
 
     async fn reset_sticky_task_queue(

@@ -1,0 +1,551 @@
+//! ResetWorkflowExecution: a new run rebuilt from a prefix of another run's history.
+//!
+//! The new run keeps the base run's events before the reset point, then writes a
+//! WorkflowTaskFailed (cause RESET_WORKFLOW) in the server's name for the workflow task pending
+//! there, re-applies the signals the base run received after the point, and schedules a workflow
+//! task on the normal queue. What was pending at the point (activities, timers, children,
+//! external signals and cancels) is pending again, with its tasks made anew.
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+use temporalio_protos::temporal::api::{
+    common::v1::WorkflowExecution,
+    enums::v1::{EventType, WorkflowExecutionStatus, WorkflowTaskFailedCause},
+    failure::v1::{Failure, ResetWorkflowFailureInfo, failure::FailureInfo},
+    history::v1::{
+        HistoryEvent, StartChildWorkflowExecutionInitiatedEventAttributes,
+        WorkflowTaskFailedEventAttributes, WorkflowTaskStartedEventAttributes,
+        history_event::Attributes,
+    },
+};
+
+use crate::state::{
+    ActivityInfo, ChildInfo, ExternalInfo, MutableState, TaskKind, TimerInfo, WorkflowTaskInfo,
+};
+use crate::time::{duration_ms, timestamp_ms};
+use crate::update::UpdateInfo;
+use crate::workflow::{Env, Workflow};
+use crate::{Error, Result};
+
+/// Identity Temporal gives the events the server writes itself during a reset.
+pub const RESET_IDENTITY: &str = "history-service";
+/// Identity on the termination of the run a reset replaces.
+pub const RESETTER_IDENTITY: &str = "history-resetter";
+/// Request id of the WorkflowTaskStarted event a reset writes (Temporal's value).
+const RESET_STARTED_REQUEST_ID: &str = "emptyUuid";
+
+/// What a reset asks for besides the base run's history.
+#[derive(Debug, Clone, Default)]
+pub struct ResetParams {
+    /// Id of the WorkflowTaskCompleted (or Failed, TimedOut, Started) event to reset to; the
+    /// new run keeps the events before it.
+    pub workflow_task_finish_event_id: i64,
+    /// Why; becomes the failure message of the WorkflowTaskFailed event.
+    pub reason: String,
+    /// Request id of the reset (required; Temporal does not dedupe resets by it).
+    pub request_id: String,
+}
+
+/// Pending work found while folding the kept events, to be re-armed in the new run.
+#[derive(Default)]
+struct Pending {
+    /// StartChildWorkflowExecutionInitiated attributes of children not started yet.
+    child_starts: BTreeMap<i64, StartChildWorkflowExecutionInitiatedEventAttributes>,
+    /// Encoded SignalExternalWorkflowExecutionInitiated attributes, by initiated id.
+    signal_payloads: BTreeMap<i64, (Vec<u8>, bool)>,
+    /// Reason and child-only flag of RequestCancelExternal initiated events, by initiated id.
+    cancel_payloads: BTreeMap<i64, (String, bool)>,
+}
+
+impl Workflow {
+    /// Builds the run a reset creates from `base` (its state) and `history` (its events, from
+    /// event 1 at least up to the reset point). The new run's id is `env.new_run_id`.
+    /// Signals to re-apply are added with [`Workflow::reapply_after_reset`]; then
+    /// [`Workflow::finish_reset`] schedules the workflow task.
+    pub fn reset_from(
+        base: &MutableState,
+        history: &[HistoryEvent],
+        params: &ResetParams,
+        env: &Env,
+    ) -> Result<Self> {
+        let finish = params.workflow_task_finish_event_id;
+        if finish <= 1 || finish >= base.next_event_id {
+            return Err(Error::InvalidArgument(
+                "Workflow task finish ID must be > 1 && <= workflow last event ID.".into(),
+            ));
+        }
+        let kept: Vec<&HistoryEvent> = history.iter().filter(|e| e.event_id < finish).collect();
+        if kept.len() as i64 != finish - 1 || kept.iter().zip(1..).any(|(e, i)| e.event_id != i) {
+            return Err(Error::InvalidArgument(format!(
+                "The history of run {} is incomplete before event {finish}.",
+                base.run_id
+            )));
+        }
+        let mut wf = Self::from_state(MutableState {
+            namespace_id: base.namespace_id.clone(),
+            workflow_id: base.workflow_id.clone(),
+            run_id: env.new_run_id.clone(),
+            namespace_name: base.namespace_name.clone(),
+            status: WorkflowExecutionStatus::Running as i32,
+            next_event_id: 1,
+            // As Temporal: the reset run answers to the original start's request id.
+            start_request_id: base.start_request_id.clone(),
+            workflow_task_attempt: 1,
+            ..Default::default()
+        });
+        let mut pending = Pending::default();
+        for event in kept {
+            wf.fold(event, &mut pending)?;
+            wf.keep_event(event.clone());
+        }
+        let Some(task) = wf.state.workflow_task.clone() else {
+            return Err(Error::InvalidArgument(format!(
+                "Can only reset workflow to event ID in range [WorkflowTaskScheduled +1, WorkflowTaskStarted + 1]: {finish}"
+            )));
+        };
+        wf.fail_task_for_reset(&task, &base.run_id, &params.reason, env);
+        wf.rearm_pending(pending, env);
+        Ok(wf)
+    }
+
+    /// Re-applies the signals among `events` (from the base run after the reset point, and
+    /// from the runs that followed it), keeping their attributes.
+    pub fn reapply_after_reset(&mut self, events: &[HistoryEvent], env: &Env) {
+        for event in events {
+            let Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) = &event.attributes
+            else {
+                continue;
+            };
+            if !a.request_id.is_empty() {
+                if self.state.signal_request_ids.contains(&a.request_id) {
+                    continue;
+                }
+                self.state.signal_request_ids.push(a.request_id.clone());
+            }
+            self.state.signal_count += 1;
+            self.append(
+                env.now_ms,
+                Attributes::WorkflowExecutionSignaledEventAttributes(a.clone()),
+            );
+        }
+    }
+
+    /// Schedules the new run's workflow task (on the normal queue).
+    pub fn finish_reset(&mut self, env: &Env) {
+        self.schedule_workflow_task(env);
+    }
+
+    /// The events this request has recorded so far (not yet taken as changes).
+    pub fn pending_events(&self) -> &[HistoryEvent] {
+        &self.events
+    }
+
+    /// Appends a copy of a base-run event with its own id and time.
+    fn keep_event(&mut self, event: HistoryEvent) {
+        self.state.next_event_id = event.event_id + 1;
+        self.state.history_size_bytes += event.encoded_len() as i64;
+        self.events.push(event);
+    }
+
+    /// WorkflowTaskFailed(RESET_WORKFLOW) for the task pending at the reset point, after a
+    /// WorkflowTaskStarted in the server's name if the task had not started. (A started task
+    /// keeps its own started event, as the reference server does when the reset point follows
+    /// it directly.)
+    fn fail_task_for_reset(
+        &mut self,
+        task: &WorkflowTaskInfo,
+        base_run_id: &str,
+        reason: &str,
+        env: &Env,
+    ) {
+        let started_event_id = if task.started_event_id != 0 {
+            task.started_event_id
+        } else {
+            let history_size_bytes = self.state.history_size_bytes;
+            self.append(
+                env.now_ms,
+                Attributes::WorkflowTaskStartedEventAttributes(
+                    WorkflowTaskStartedEventAttributes {
+                        scheduled_event_id: task.scheduled_event_id,
+                        identity: RESET_IDENTITY.into(),
+                        request_id: RESET_STARTED_REQUEST_ID.into(),
+                        history_size_bytes,
+                        ..Default::default()
+                    },
+                ),
+            )
+        };
+        self.append(
+            env.now_ms,
+            Attributes::WorkflowTaskFailedEventAttributes(WorkflowTaskFailedEventAttributes {
+                scheduled_event_id: task.scheduled_event_id,
+                started_event_id,
+                cause: WorkflowTaskFailedCause::ResetWorkflow as i32,
+                failure: Some(Failure {
+                    message: reason.to_string(),
+                    failure_info: Some(FailureInfo::ResetWorkflowFailureInfo(
+                        ResetWorkflowFailureInfo::default(),
+                    )),
+                    ..Default::default()
+                }),
+                identity: RESET_IDENTITY.into(),
+                base_run_id: base_run_id.to_string(),
+                new_run_id: self.state.run_id.clone(),
+                ..Default::default()
+            }),
+        );
+        self.state.workflow_task = None;
+        self.state.workflow_task_attempt = 1;
+    }
+
+    /// Makes the tasks of everything pending at the reset point: activities are scheduled
+    /// anew (now), timers fire at their original time, children not started yet and external
+    /// signals and cancels are sent again, and the run timeout counts from the original start.
+    fn rearm_pending(&mut self, pending: Pending, env: &Env) {
+        let activity_ids: Vec<i64> = self.state.activities.keys().copied().collect();
+        for id in activity_ids {
+            let ai = self.state.activities.get_mut(&id).expect("listed");
+            ai.first_scheduled_time_ms = env.now_ms;
+            ai.scheduled_time_ms = env.now_ms;
+            let s2c = ai
+                .scheduled
+                .as_ref()
+                .map_or(0, |s| duration_ms(s.schedule_to_close_timeout.as_ref()));
+            self.dispatch_activity(id, env);
+            if s2c > 0 {
+                self.push_timer(TaskKind::ActivityTimeout, env.now_ms + s2c, |t| {
+                    t.scheduled_event_id = id;
+                    t.attempt = 1;
+                    t.timeout_type =
+                        temporalio_protos::temporal::api::enums::v1::TimeoutType::ScheduleToClose
+                            as i32;
+                });
+            }
+        }
+        let timers: Vec<TimerInfo> = self.state.timers.values().cloned().collect();
+        for timer in timers {
+            self.push_timer(TaskKind::UserTimer, timer.expiry_time_ms, |t| {
+                t.timer_id = timer.timer_id;
+                t.scheduled_event_id = timer.started_event_id;
+            });
+        }
+        for (id, initiated) in pending.child_starts {
+            let namespace_id = self.state.namespace_id.clone();
+            let workflow_id = initiated.workflow_id.clone();
+            let payload = initiated.encode_to_vec();
+            self.push_transfer(TaskKind::StartChild, |t| {
+                t.scheduled_event_id = id;
+                t.payload = payload;
+                t.target_namespace_id = namespace_id;
+                t.target_workflow_id = workflow_id;
+            });
+        }
+        let externals: Vec<(i64, TaskKind, ExternalInfo, Vec<u8>, bool)> =
+            pending
+                .signal_payloads
+                .into_iter()
+                .filter_map(|(id, (payload, child_only))| {
+                    let info = self.state.pending_signals.get(&id)?.clone();
+                    Some((id, TaskKind::SignalExternal, info, payload, child_only))
+                })
+                .chain(pending.cancel_payloads.into_iter().filter_map(
+                    |(id, (reason, child_only))| {
+                        let info = self.state.pending_cancels.get(&id)?.clone();
+                        Some((
+                            id,
+                            TaskKind::CancelExternal,
+                            info,
+                            reason.into_bytes(),
+                            child_only,
+                        ))
+                    },
+                ))
+                .collect();
+        for (id, kind, info, payload, child_only) in externals {
+            let namespace_id = self.state.namespace_id.clone();
+            self.push_transfer(kind, |t| {
+                t.scheduled_event_id = id;
+                t.payload = payload;
+                t.target_namespace_id = namespace_id;
+                t.target_workflow_id = info.workflow_id;
+                t.target_run_id = info.run_id;
+                t.child_workflow_only = child_only;
+            });
+        }
+        let run_timeout = duration_ms(self.started_attributes().workflow_run_timeout.as_ref());
+        if run_timeout > 0 {
+            self.push_timer(
+                TaskKind::WorkflowRunTimeout,
+                self.state.start_time_ms + run_timeout,
+                |_| {},
+            );
+        }
+    }
+
+    /// Applies one kept event to the state being rebuilt.
+    fn fold(&mut self, event: &HistoryEvent, pending: &mut Pending) -> Result<()> {
+        let time_ms = event.event_time.as_ref().map_or(0, timestamp_ms);
+        let id = event.event_id;
+        let Some(attributes) = &event.attributes else {
+            return Ok(());
+        };
+        let state = &mut self.state;
+        match attributes {
+            Attributes::WorkflowExecutionStartedEventAttributes(a) => {
+                let backoff = duration_ms(a.first_workflow_task_backoff.as_ref());
+                state.started = Some(a.clone());
+                state.start_time_ms = time_ms;
+                state.execution_time_ms = time_ms + backoff.max(0);
+            }
+            Attributes::WorkflowTaskScheduledEventAttributes(a) => {
+                let queue = a.task_queue.clone().unwrap_or_default();
+                state.workflow_task = Some(WorkflowTaskInfo {
+                    scheduled_event_id: id,
+                    attempt: a.attempt.max(1),
+                    sticky: queue.kind == 2,
+                    task_queue: queue.name,
+                    timeout_ms: duration_ms(a.start_to_close_timeout.as_ref()),
+                    scheduled_time_ms: time_ms,
+                    ..Default::default()
+                });
+            }
+            Attributes::WorkflowTaskStartedEventAttributes(a) => {
+                if let Some(task) = state.workflow_task.as_mut() {
+                    task.started_event_id = id;
+                    task.started_time_ms = time_ms;
+                    task.request_id = a.request_id.clone();
+                    task.identity = a.identity.clone();
+                }
+            }
+            Attributes::WorkflowTaskCompletedEventAttributes(a) => {
+                state.last_completed_wft_started_event_id = a.started_event_id;
+                state.workflow_task = None;
+            }
+            Attributes::WorkflowTaskFailedEventAttributes(_)
+            | Attributes::WorkflowTaskTimedOutEventAttributes(_) => {
+                state.workflow_task = None;
+            }
+            Attributes::ActivityTaskScheduledEventAttributes(a) => {
+                state.activities.insert(
+                    id,
+                    ActivityInfo {
+                        scheduled_event_id: id,
+                        scheduled: Some(a.clone()),
+                        attempt: 1,
+                        first_scheduled_time_ms: time_ms,
+                        scheduled_time_ms: time_ms,
+                        ..Default::default()
+                    },
+                );
+            }
+            Attributes::ActivityTaskCancelRequestedEventAttributes(a) => {
+                if let Some(ai) = state.activities.get_mut(&a.scheduled_event_id) {
+                    ai.cancel_requested = true;
+                    ai.cancel_requested_event_id = id;
+                }
+            }
+            Attributes::ActivityTaskCompletedEventAttributes(a) => {
+                state.activities.remove(&a.scheduled_event_id);
+            }
+            Attributes::ActivityTaskFailedEventAttributes(a) => {
+                state.activities.remove(&a.scheduled_event_id);
+            }
+            Attributes::ActivityTaskTimedOutEventAttributes(a) => {
+                state.activities.remove(&a.scheduled_event_id);
+            }
+            Attributes::ActivityTaskCanceledEventAttributes(a) => {
+                state.activities.remove(&a.scheduled_event_id);
+            }
+            Attributes::TimerStartedEventAttributes(a) => {
+                state.timers.insert(
+                    a.timer_id.clone(),
+                    TimerInfo {
+                        timer_id: a.timer_id.clone(),
+                        started_event_id: id,
+                        expiry_time_ms: time_ms + duration_ms(a.start_to_fire_timeout.as_ref()),
+                    },
+                );
+            }
+            Attributes::TimerFiredEventAttributes(a) => {
+                state.timers.remove(&a.timer_id);
+            }
+            Attributes::TimerCanceledEventAttributes(a) => {
+                state.timers.remove(&a.timer_id);
+            }
+            Attributes::WorkflowExecutionSignaledEventAttributes(a) => {
+                state.signal_count += 1;
+                if !a.request_id.is_empty() {
+                    state.signal_request_ids.push(a.request_id.clone());
+                }
+            }
+            Attributes::WorkflowExecutionCancelRequestedEventAttributes(_) => {
+                state.cancel_requested = true;
+            }
+            Attributes::UpsertWorkflowSearchAttributesEventAttributes(a) => {
+                if let (Some(new), Some(started)) = (&a.search_attributes, state.started.as_mut()) {
+                    let current = started
+                        .search_attributes
+                        .get_or_insert_with(Default::default);
+                    for (k, v) in &new.indexed_fields {
+                        current.indexed_fields.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            Attributes::WorkflowPropertiesModifiedEventAttributes(a) => {
+                if let (Some(new), Some(started)) = (&a.upserted_memo, state.started.as_mut()) {
+                    let current = started.memo.get_or_insert_with(Default::default);
+                    for (k, v) in &new.fields {
+                        current.fields.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a) => {
+                state.children.insert(
+                    id,
+                    ChildInfo {
+                        initiated_event_id: id,
+                        workflow_id: a.workflow_id.clone(),
+                        namespace: a.namespace.clone(),
+                        namespace_id: a.namespace_id.clone(),
+                        workflow_type: a
+                            .workflow_type
+                            .as_ref()
+                            .map(|t| t.name.clone())
+                            .unwrap_or_default(),
+                        parent_close_policy: a.parent_close_policy,
+                        workflow_task_completed_event_id: a.workflow_task_completed_event_id,
+                        control: a.control.clone(),
+                        ..Default::default()
+                    },
+                );
+                pending.child_starts.insert(id, a.clone());
+            }
+            Attributes::ChildWorkflowExecutionStartedEventAttributes(a) => {
+                pending.child_starts.remove(&a.initiated_event_id);
+                if let Some(child) = state.children.get_mut(&a.initiated_event_id) {
+                    child.started_event_id = id;
+                    child.run_id = a
+                        .workflow_execution
+                        .as_ref()
+                        .map(|e| e.run_id.clone())
+                        .unwrap_or_default();
+                }
+            }
+            Attributes::StartChildWorkflowExecutionFailedEventAttributes(a) => {
+                pending.child_starts.remove(&a.initiated_event_id);
+                state.children.remove(&a.initiated_event_id);
+            }
+            Attributes::ChildWorkflowExecutionCompletedEventAttributes(a) => {
+                state.children.remove(&a.initiated_event_id);
+            }
+            Attributes::ChildWorkflowExecutionFailedEventAttributes(a) => {
+                state.children.remove(&a.initiated_event_id);
+            }
+            Attributes::ChildWorkflowExecutionCanceledEventAttributes(a) => {
+                state.children.remove(&a.initiated_event_id);
+            }
+            Attributes::ChildWorkflowExecutionTimedOutEventAttributes(a) => {
+                state.children.remove(&a.initiated_event_id);
+            }
+            Attributes::ChildWorkflowExecutionTerminatedEventAttributes(a) => {
+                state.children.remove(&a.initiated_event_id);
+            }
+            Attributes::SignalExternalWorkflowExecutionInitiatedEventAttributes(a) => {
+                let info = external_info(
+                    id,
+                    (&a.namespace, &a.namespace_id),
+                    a.workflow_execution.clone(),
+                    &a.control,
+                    a.workflow_task_completed_event_id,
+                );
+                state.pending_signals.insert(id, info);
+                pending
+                    .signal_payloads
+                    .insert(id, (a.encode_to_vec(), a.child_workflow_only));
+            }
+            Attributes::ExternalWorkflowExecutionSignaledEventAttributes(a) => {
+                state.pending_signals.remove(&a.initiated_event_id);
+            }
+            Attributes::SignalExternalWorkflowExecutionFailedEventAttributes(a) => {
+                state.pending_signals.remove(&a.initiated_event_id);
+            }
+            Attributes::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(a) => {
+                let info = external_info(
+                    id,
+                    (&a.namespace, &a.namespace_id),
+                    a.workflow_execution.clone(),
+                    &a.control,
+                    a.workflow_task_completed_event_id,
+                );
+                state.pending_cancels.insert(id, info);
+                pending
+                    .cancel_payloads
+                    .insert(id, (a.reason.clone(), a.child_workflow_only));
+            }
+            Attributes::ExternalWorkflowExecutionCancelRequestedEventAttributes(a) => {
+                state.pending_cancels.remove(&a.initiated_event_id);
+            }
+            Attributes::RequestCancelExternalWorkflowExecutionFailedEventAttributes(a) => {
+                state.pending_cancels.remove(&a.initiated_event_id);
+            }
+            Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(a) => {
+                state.updates.insert(
+                    a.protocol_instance_id.clone(),
+                    UpdateInfo {
+                        accepted_event_id: id,
+                        completed_event_id: 0,
+                    },
+                );
+            }
+            Attributes::WorkflowExecutionUpdateCompletedEventAttributes(a) => {
+                let update_id = a
+                    .meta
+                    .as_ref()
+                    .map(|m| m.update_id.clone())
+                    .unwrap_or_default();
+                if let Some(info) = state.updates.get_mut(&update_id) {
+                    info.completed_event_id = id;
+                }
+            }
+            _ => {
+                let kind = EventType::try_from(event.event_type).unwrap_or(EventType::Unspecified);
+                let closes_run = matches!(
+                    kind,
+                    EventType::WorkflowExecutionCompleted
+                        | EventType::WorkflowExecutionFailed
+                        | EventType::WorkflowExecutionTimedOut
+                        | EventType::WorkflowExecutionCanceled
+                        | EventType::WorkflowExecutionTerminated
+                        | EventType::WorkflowExecutionContinuedAsNew
+                );
+                if closes_run {
+                    return Err(Error::InvalidArgument(format!(
+                        "Cannot reset to event {id}: the run had closed by then."
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pending record of a SignalExternal or RequestCancelExternal initiated event.
+fn external_info(
+    initiated_event_id: i64,
+    (namespace, namespace_id): (&str, &str),
+    target: Option<WorkflowExecution>,
+    control: &str,
+    workflow_task_completed_event_id: i64,
+) -> ExternalInfo {
+    let target = target.unwrap_or_default();
+    ExternalInfo {
+        initiated_event_id,
+        namespace: namespace.to_string(),
+        namespace_id: namespace_id.to_string(),
+        workflow_id: target.workflow_id,
+        run_id: target.run_id,
+        control: control.to_string(),
+        workflow_task_completed_event_id,
+    }
+}
