@@ -34,6 +34,9 @@ pub enum Error {
     /// The component is shutting down or lost ownership; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// The workflow cannot answer yet (Temporal's WorkflowNotReady).
+    #[error("{0}")]
+    WorkflowNotReady(String),
     /// A limit was hit.
     #[error("{0}")]
     ResourceExhausted(String),

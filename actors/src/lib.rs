@@ -14,6 +14,7 @@ pub mod matching_stats;
 pub mod namespaces;
 pub mod ops;
 pub mod queries;
+pub mod query_buffer;
 pub mod shard;
 pub mod shard_core;
 pub mod telemetry;

@@ -88,6 +88,8 @@ pub struct WorkflowTaskStarted {
     pub start: WorkflowTaskStart,
     /// The run's state after the start.
     pub state: MutableState,
+    /// Buffered queries the task carries, by query id.
+    pub queries: std::collections::HashMap<String, sundial_engine::api::query::v1::WorkflowQuery>,
 }
 
 /// The outcome of a workflow-task completion.
@@ -97,6 +99,8 @@ pub struct CompletedWorkflowTask {
     pub outcome: CompletionOutcome,
     /// The run's state after the completion.
     pub state: MutableState,
+    /// Buffered queries the new workflow task (if any) carries.
+    pub queries: std::collections::HashMap<String, sundial_engine::api::query::v1::WorkflowQuery>,
 }
 
 /// A started activity with its run's state.
@@ -261,6 +265,17 @@ pub enum Op {
     /// Workflow updates: UpdateWorkflowExecution, PollWorkflowExecutionUpdate and
     /// update-with-start (`updates.rs`).
     Update(crate::updates::UpdateOp),
+    /// QueryWorkflow: how the query reaches the worker (`query_buffer.rs`).
+    Query {
+        /// The run.
+        run: RunRef,
+        /// The query.
+        query: sundial_engine::api::query::v1::WorkflowQuery,
+        /// `QueryRejectCondition` wire value.
+        reject_condition: i32,
+        /// Reply.
+        reply: Reply<crate::query_buffer::QueryRoute>,
+    },
     /// ResetWorkflowExecution: replies with the new run's id.
     Reset(Box<ResetWorkflow>, Reply<String>),
     /// DeleteWorkflowExecution: terminates a running run, then deletes it with its history.
@@ -299,6 +314,7 @@ impl Op {
             | Op::Watch { run, .. } => Some(run.clone()),
             Op::Update(op) => Some(op.run()),
             Op::Reset(r, _) => Some(r.current.clone()),
+            Op::Query { run, .. } => Some(run.clone()),
             Op::Timer(_, _, t) => Some(RunRef {
                 namespace_id: t.namespace_id.clone(),
                 workflow_id: t.workflow_id.clone(),
@@ -324,6 +340,7 @@ impl Op {
             Op::Describe(_, r) | Op::Watch { reply: r, .. } => drop(r.send(Err(err))),
             Op::Update(op) => op.fail(err),
             Op::Reset(_, r) => drop(r.send(Err(err))),
+            Op::Query { reply, .. } => drop(reply.send(Err(err))),
             Op::Timer(..) => {}
         }
     }

@@ -94,6 +94,8 @@ pub struct ShardCore {
     pub cache_limit: usize,
     /// Callers waiting for workflow updates (`updates.rs`).
     pub(crate) update_waiters: crate::updates::UpdateWaiters,
+    /// Queries waiting for a workflow task (`query_buffer.rs`).
+    pub(crate) query_buffers: crate::query_buffer::QueryBuffers,
 }
 
 fn key_of(wf: &Workflow) -> ExecutionKey {
@@ -128,6 +130,7 @@ impl ShardCore {
             transfer_acks: Vec::new(),
             cache_limit: 10_000,
             update_waiters: Default::default(),
+            query_buffers: Default::default(),
         }
     }
 
@@ -265,6 +268,7 @@ impl ShardCore {
                 reply,
             } => {
                 let result = self.resolve(&run).and_then(|key| {
+                    let queries = self.buffered_queries(&key);
                     self.with_run(&key, env, |wf| {
                         let start = wf.record_workflow_task_started(
                             scheduled_event_id,
@@ -278,6 +282,7 @@ impl ShardCore {
                             run_id: wf.state.run_id.clone(),
                             start,
                             state: wf.state.clone(),
+                            queries,
                         })
                     })
                 });
@@ -287,18 +292,27 @@ impl ShardCore {
                 run,
                 scheduled_event_id,
                 attempt,
-                request,
+                mut request,
                 reply,
             } => {
+                let query_results = std::mem::take(&mut request.query_results);
                 let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, env, |wf| {
+                    let mut completed = self.with_run(&key, env, |wf| {
                         let outcome =
                             wf.complete_workflow_task(scheduled_event_id, attempt, *request, env)?;
                         Ok(crate::ops::CompletedWorkflowTask {
                             outcome,
                             state: wf.state.clone(),
+                            queries: Default::default(),
                         })
-                    })
+                    })?;
+                    if completed.outcome.rejected.is_none() {
+                        self.answer_queries(&key, query_results);
+                        if completed.outcome.new_workflow_task.is_some() {
+                            completed.queries = self.buffered_queries(&key);
+                        }
+                    }
+                    Ok(completed)
                 });
                 self.deferred.push(defer(reply, result));
             }
@@ -425,6 +439,17 @@ impl ShardCore {
                 Err(e) => self.deferred.push(defer(reply, Err(e))),
             },
             Op::Update(op) => crate::updates::apply(self, op, env),
+            Op::Query {
+                run,
+                query,
+                reject_condition,
+                reply,
+            } => {
+                let result = self
+                    .resolve(&run)
+                    .and_then(|key| self.route_query(&key, query, reject_condition, env));
+                self.deferred.push(defer(reply, result));
+            }
             Op::Reset(reset, reply) => {
                 let result = self.reset(*reset, env);
                 self.deferred.push(defer(reply, result));
@@ -736,6 +761,7 @@ impl ShardCore {
                 run_id: wf.state.run_id.clone(),
                 start,
                 state: wf.state.clone(),
+                queries: Default::default(),
             }))
         });
         let previous = ExecutionKey {
@@ -765,6 +791,7 @@ impl ShardCore {
     /// Builds the batch of everything applied since the last one, plus the effects to carry
     /// out once it commits.
     pub fn build_batch(&mut self) -> (ShardBatch, Effects, Vec<ExecutionKey>) {
+        self.settle_queries();
         let mut batch = ShardBatch::default();
         let mut effects = Effects::default();
         let touched = std::mem::take(&mut self.touched);

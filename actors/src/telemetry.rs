@@ -552,6 +552,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Update(crate::updates::UpdateOp::UpdateWithStart { .. }) => "ExecuteMultiOperation",
         Op::Update(..) => "UpdateWorkflowExecution",
         Op::Reset(..) => "ResetWorkflowExecution",
+        Op::Query { .. } => "QueryWorkflow",
         _ => "Other",
     }
 }

@@ -9,5 +9,6 @@ mod errors;
 mod lifecycle;
 mod metrics;
 mod paging;
+mod queries;
 mod signals;
 mod traces;

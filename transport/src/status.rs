@@ -6,6 +6,7 @@ use prost_wkt_types::Any;
 use sundial_actors::Error;
 use sundial_engine::api::errordetails::v1::{
     NamespaceNotFoundFailure, NotFoundFailure, WorkflowExecutionAlreadyStartedFailure,
+    WorkflowNotReadyFailure,
 };
 use temporalio_protos::google::rpc::Status as RpcStatus;
 use tonic::{Code, Status};
@@ -78,5 +79,11 @@ pub fn to_status(err: Error) -> Status {
         Error::StickyWorkerUnavailable => Status::unavailable("sticky worker unavailable"),
         Error::Unavailable(m) => Status::unavailable(m),
         Error::ResourceExhausted(m) => Status::resource_exhausted(m),
+        Error::WorkflowNotReady(m) => with_detail(
+            Code::FailedPrecondition,
+            m,
+            "temporal.api.errordetails.v1.WorkflowNotReadyFailure",
+            WorkflowNotReadyFailure::default(),
+        ),
     }
 }

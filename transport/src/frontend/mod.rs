@@ -28,8 +28,7 @@ use sundial_engine::api::{
     common::v1::WorkflowExecution,
     enums::v1::{
         EventType, HistoryEventFilterType, PendingActivityState, PendingWorkflowTaskState,
-        QueryRejectCondition, QueryResultType, TaskQueueKind, WorkflowExecutionStatus,
-        WorkflowTaskFailedCause,
+        QueryResultType, TaskQueueKind, WorkflowExecutionStatus, WorkflowTaskFailedCause,
     },
     history::v1::{History as HistoryMessage, WorkflowExecutionStartedEventAttributes},
     query::v1::QueryRejected,

@@ -236,6 +236,7 @@ impl Frontend {
                 run_id: completed.state.run_id.clone(),
                 start,
                 state: completed.state.clone(),
+                queries: completed.queries.clone(),
             };
             response.workflow_task = Some(
                 responses::workflow_task(&self.node.history, started, sticky_poll)

@@ -1,6 +1,20 @@
-//! QueryWorkflow: legacy queries dispatched to the workflow worker and answered through RespondQueryTaskCompleted.
+//! QueryWorkflow. The shard decides the route (`query_buffer.rs`): a query that would overtake
+//! pending events waits for the next workflow task and is answered in its completion; otherwise
+//! (or once unblocked) it goes straight to the worker as a legacy query task, answered through
+//! RespondQueryTaskCompleted.
+
+use sundial_actors::query_buffer::{QueryOutcome, QueryRoute};
+use sundial_engine::api::query::v1::WorkflowQuery;
 
 use super::*;
+
+/// What the worker said, by either route.
+struct Answer {
+    answered: bool,
+    result: Option<sundial_engine::api::common::v1::Payloads>,
+    error_message: String,
+    failure: Option<sundial_engine::api::failure::v1::Failure>,
+}
 
 impl Frontend {
     pub(super) async fn query_workflow_impl(
@@ -8,6 +22,7 @@ impl Frontend {
         request: Request<QueryWorkflowRequest>,
     ) -> Result<Response<QueryWorkflowResponse>, Status> {
         let timeout = poll_timeout(&request).min(Duration::from_secs(30));
+        let deadline = tokio::time::Instant::now() + timeout;
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
         let run = execution_ref(&ns, &req.execution)?;
@@ -17,30 +32,81 @@ impl Frontend {
         if query.query_type.is_empty() {
             return Err(invalid("QueryType is not set on request."));
         }
-        let state = self.describe_state(run).await?;
-        let status = WorkflowExecutionStatus::try_from(state.status).unwrap_or_default();
-        let reject =
-            match QueryRejectCondition::try_from(req.query_reject_condition).unwrap_or_default() {
-                QueryRejectCondition::NotOpen => status != WorkflowExecutionStatus::Running,
-                QueryRejectCondition::NotCompletedCleanly => !matches!(
-                    status,
-                    WorkflowExecutionStatus::Running | WorkflowExecutionStatus::Completed
-                ),
-                _ => false,
-            };
-        if reject {
+        let wf = run.workflow_id.clone();
+        let routed = query.clone();
+        let route = self
+            .call(&ns, &wf, |reply| Op::Query {
+                run: run.clone(),
+                query: routed,
+                reject_condition: req.query_reject_condition,
+                reply,
+            })
+            .await?;
+        let answer = match route {
+            QueryRoute::Rejected(status) => {
+                return Ok(Response::new(QueryWorkflowResponse {
+                    query_rejected: Some(QueryRejected { status }),
+                    ..Default::default()
+                }));
+            }
+            QueryRoute::Direct(state) => self.query_directly(&ns, &state, query, deadline).await?,
+            QueryRoute::Buffered(outcome) => {
+                match tokio::time::timeout_at(deadline, outcome).await {
+                    Ok(Ok(QueryOutcome::Answered(result))) => {
+                        let result = *result;
+                        Answer {
+                            answered: result.result_type == QueryResultType::Answered as i32,
+                            result: result.answer,
+                            error_message: result.error_message,
+                            failure: result.failure,
+                        }
+                    }
+                    // Unblocked, or dropped with the run's cached state: go straight to the
+                    // worker now.
+                    Ok(_) => {
+                        let state = self.describe_state(run).await?;
+                        self.query_directly(&ns, &state, query, deadline).await?
+                    }
+                    Err(_) => return Err(Status::deadline_exceeded("query timed out")),
+                }
+            }
+        };
+        if answer.answered {
             return Ok(Response::new(QueryWorkflowResponse {
-                query_rejected: Some(QueryRejected {
-                    status: state.status,
-                }),
+                query_result: answer.result,
                 ..Default::default()
             }));
         }
+        let message = if answer.error_message.is_empty() {
+            answer
+                .failure
+                .as_ref()
+                .map(|f| f.message.clone())
+                .unwrap_or_default()
+        } else {
+            answer.error_message.clone()
+        };
+        Err(Status::with_details(
+            tonic::Code::InvalidArgument,
+            message.clone(),
+            query_failed_details(&message, answer.failure),
+        ))
+    }
+
+    /// A legacy query task to the run's sticky worker if it has one, else to its queue; waits
+    /// for RespondQueryTaskCompleted.
+    async fn query_directly(
+        &self,
+        ns: &str,
+        state: &MutableState,
+        query: WorkflowQuery,
+        deadline: tokio::time::Instant,
+    ) -> Result<Answer, Status> {
         let query_id = uuid::Uuid::new_v4().to_string();
         let answer = self.node.queries.register(&query_id);
         let item = QueueItem::Query(QueryTask {
             query_id: query_id.clone(),
-            namespace_id: ns.clone(),
+            namespace_id: ns.to_string(),
             workflow_id: state.workflow_id.clone(),
             run_id: state.run_id.clone(),
             query,
@@ -56,7 +122,7 @@ impl Frontend {
                 .node
                 .matching
                 .add(
-                    &Matching::key(&ns, &state.sticky_task_queue, WORKFLOW_QUEUE),
+                    &Matching::key(ns, &state.sticky_task_queue, WORKFLOW_QUEUE),
                     item.clone(),
                     true,
                 )
@@ -65,37 +131,21 @@ impl Frontend {
         if !sticky_added {
             self.node
                 .matching
-                .add(&Matching::key(&ns, &normal, WORKFLOW_QUEUE), item, false)
+                .add(&Matching::key(ns, &normal, WORKFLOW_QUEUE), item, false)
                 .await
                 .map_err(to_status)?;
         }
-        let answer = match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(a)) => a,
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(a)) => Ok(Answer {
+                answered: a.completed_type == QueryResultType::Answered as i32,
+                result: a.query_result,
+                error_message: a.error_message,
+                failure: a.failure,
+            }),
             _ => {
                 self.node.queries.forget(&query_id);
-                return Err(Status::deadline_exceeded("query timed out"));
+                Err(Status::deadline_exceeded("query timed out"))
             }
-        };
-        if answer.completed_type == QueryResultType::Answered as i32 {
-            Ok(Response::new(QueryWorkflowResponse {
-                query_result: answer.query_result,
-                ..Default::default()
-            }))
-        } else {
-            let message = if answer.error_message.is_empty() {
-                answer
-                    .failure
-                    .as_ref()
-                    .map(|f| f.message.clone())
-                    .unwrap_or_default()
-            } else {
-                answer.error_message.clone()
-            };
-            Err(Status::with_details(
-                tonic::Code::InvalidArgument,
-                message.clone(),
-                query_failed_details(&message, answer.failure),
-            ))
         }
     }
 }

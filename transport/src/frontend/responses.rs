@@ -84,6 +84,7 @@ pub async fn workflow_task(
         scheduled_time: Some(timestamp(start.scheduled_time_ms)),
         started_time: Some(timestamp(start.started_time_ms)),
         messages: start.messages.clone(),
+        queries: started.queries.clone(),
         ..Default::default()
     })
 }
