@@ -40,6 +40,11 @@ pub struct Limits {
     pub search_attributes_size_of_value: i64,
     /// `frontend.searchAttributesTotalSizeLimit` (bytes).
     pub search_attributes_total_size: i64,
+    /// `history.maxInFlightUpdates`: updates admitted or accepted and not completed, per run
+    /// (0: no limit).
+    pub max_in_flight_updates: i64,
+    /// `history.maxTotalUpdates`: updates a run may receive, rejections excluded (0: no limit).
+    pub max_total_updates: i64,
 }
 
 impl Default for Limits {
@@ -64,6 +69,8 @@ impl Default for Limits {
             search_attributes_number_of_keys: 100,
             search_attributes_size_of_value: 2 * 1024,
             search_attributes_total_size: 40 * 1024,
+            max_in_flight_updates: 10,
+            max_total_updates: 2_000,
         }
     }
 }
@@ -136,6 +143,8 @@ impl Limits {
                 &mut self.search_attributes_size_of_value
             }
             "frontend.searchAttributesTotalSizeLimit" => &mut self.search_attributes_total_size,
+            "history.maxInFlightUpdates" => &mut self.max_in_flight_updates,
+            "history.maxTotalUpdates" => &mut self.max_total_updates,
             _ => return false,
         };
         *field = value;

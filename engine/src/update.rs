@@ -24,11 +24,6 @@ use crate::workflow_task::WorkflowTaskStart;
 
 mod protocol;
 
-/// Most updates in flight (admitted or accepted, not completed) per run
-/// (`history.maxInFlightUpdates`).
-pub const MAX_IN_FLIGHT_UPDATES: usize = 10;
-/// Most updates per run, rejections excluded (`history.maxTotalUpdates`).
-pub const MAX_TOTAL_UPDATES: usize = 2_000;
 /// A workflow task on this attempt or later refuses new updates (Temporal fails them fast).
 pub const FAIL_UPDATE_WORKFLOW_TASK_ATTEMPT: i32 = 3;
 
@@ -157,10 +152,10 @@ pub enum UpdateRefusal {
     WorkflowCompleted,
     /// The workflow task keeps failing (attempt >= 3).
     WorkflowTaskFailing,
-    /// [`MAX_IN_FLIGHT_UPDATES`] reached.
-    TooManyInFlight,
-    /// [`MAX_TOTAL_UPDATES`] reached.
-    TooManyTotal,
+    /// `history.maxInFlightUpdates` (the limit) reached.
+    TooManyInFlight(i64),
+    /// `history.maxTotalUpdates` (the limit) reached.
+    TooManyTotal(i64),
 }
 
 /// An update the server holds in memory: admitted, sent, or rejected/aborted and waiting to be
@@ -369,11 +364,15 @@ impl Workflow {
             .values()
             .filter(|i| i.completed_event_id == 0)
             .count();
-        if self.updates.pending() + accepted >= MAX_IN_FLIGHT_UPDATES {
-            return Err(UpdateRefusal::TooManyInFlight);
+        // A limit of zero disables it, as in Temporal.
+        let limits = &env.limits;
+        let in_flight = (self.updates.pending() + accepted) as i64;
+        if limits.max_in_flight_updates > 0 && in_flight >= limits.max_in_flight_updates {
+            return Err(UpdateRefusal::TooManyInFlight(limits.max_in_flight_updates));
         }
-        if self.updates.pending() + self.state.updates.len() >= MAX_TOTAL_UPDATES {
-            return Err(UpdateRefusal::TooManyTotal);
+        let total = (self.updates.pending() + self.state.updates.len()) as i64;
+        if limits.max_total_updates > 0 && total >= limits.max_total_updates {
+            return Err(UpdateRefusal::TooManyTotal(limits.max_total_updates));
         }
         self.updates.in_flight.push(InFlight {
             id: update_id,

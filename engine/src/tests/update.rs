@@ -790,7 +790,17 @@ fn admission_refusals() {
     for i in 2..=10 {
         admit(&mut d, &format!("u{i}")).unwrap();
     }
-    assert_eq!(admit(&mut d, "u11"), Err(UpdateRefusal::TooManyInFlight));
+    assert_eq!(
+        admit(&mut d, "u11"),
+        Err(UpdateRefusal::TooManyInFlight(10))
+    );
+    // The limits are dynamic config (0 disables one).
+    d.limits.max_in_flight_updates = 0;
+    admit(&mut d, "u11").unwrap();
+    d.limits.max_total_updates = 11;
+    assert_eq!(admit(&mut d, "u12"), Err(UpdateRefusal::TooManyTotal(11)));
+    d.limits.max_total_updates = 12;
+    admit(&mut d, "u12").unwrap();
 
     // A workflow task that keeps failing refuses updates.
     let mut d = idle_run();

@@ -98,3 +98,47 @@ async def test_blob_size_limit_is_dynamic_config(workdir):
         await _start_with_input(client, 500)
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("kind", ["reference", "target"])
+async def test_max_id_length_is_dynamic_config(workdir, kind):
+    """`limit.maxIDLength` bounds the ids and names of starts and signals, with Temporal's
+    messages; other requests do not check it (a long workflow id is simply not found)."""
+    kind = "reference" if kind == "reference" else harness.target()
+    srv = harness.ServerProcess(kind, workdir, unique(f"idlen-{kind}"),
+                                extra_args=["--dynamic-config-value", "limit.maxIDLength=40"])
+    await srv.astart()
+    try:
+        client = await within(Client.connect(srv.address, namespace="default"))
+        long_id = "w" * 41
+
+        async def refused(call, message: str, code=RPCStatusCode.INVALID_ARGUMENT) -> None:
+            with pytest.raises(RPCError) as err:
+                await within(call)
+            assert (err.value.status, err.value.message) == (code, message)
+
+        too_long = "WorkflowId exceeds maximum allowed length (41/40)"
+        await refused(client.start_workflow(
+            HelloActivityWorkflow.run, "x", id=long_id, task_queue="q"), too_long)
+        await refused(client.start_workflow(
+            HelloActivityWorkflow.run, "x", id=long_id, task_queue="q", start_signal="s"),
+            too_long)
+        await refused(client.start_workflow(
+            HelloActivityWorkflow.run, "x", id=unique("ok"), task_queue="q" * 41),
+            "taskQueue length exceeds limit")
+        await refused(client.start_workflow(
+            "T" * 41, id=unique("ok"), task_queue="q"), "WorkflowType length exceeds limit.")
+        await refused(client.get_workflow_handle(unique("ok")).signal("s" * 41),
+                      "SignalName length exceeds limit.")
+        not_found = f"workflow not found for ID: {long_id}"
+        await refused(client.get_workflow_handle(long_id).signal("s"), not_found,
+                      RPCStatusCode.NOT_FOUND)
+        await refused(client.get_workflow_handle(long_id).terminate(), not_found,
+                      RPCStatusCode.NOT_FOUND)
+        # Within the limit all is well.
+        tq = unique("tq")[:40]
+        async with new_worker(client, tq):
+            assert await within(client.execute_workflow(
+                HelloActivityWorkflow.run, "x", id="w" * 40, task_queue=tq)) == "Hello, x!"
+    finally:
+        srv.stop()

@@ -12,7 +12,7 @@ impl Frontend {
             crate::telemetry::note_operation("PollWorkflowExecutionHistory");
         }
         let ns = self.namespace_id(&req.namespace).await?;
-        let mut run = execution_ref(&ns, &req.execution)?;
+        let mut run = self.execution_ref(&ns, &req.execution)?;
         let token = if req.next_page_token.is_empty() {
             None
         } else {

@@ -55,8 +55,6 @@ const MAX_POLL: Duration = Duration::from_secs(60);
 const MAX_HISTORY_WAIT: Duration = Duration::from_secs(20);
 /// Events per history page.
 const HISTORY_PAGE_SIZE: i64 = 256;
-/// Longest id Temporal accepts.
-const MAX_ID_LENGTH: usize = 1000;
 
 /// The frontend service.
 #[derive(Clone)]
@@ -377,10 +375,8 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<SignalWorkflowExecutionResponse>, Status> {
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
-        let run = execution_ref(&ns, &req.workflow_execution)?;
-        if req.signal_name.is_empty() {
-            return Err(invalid("SignalName is not set on request."));
-        }
+        let run = self.execution_ref(&ns, &req.workflow_execution)?;
+        self.check_id(&req.signal_name, "SignalName")?;
         check_blob(req.input.as_ref(), &self.node.history.limits())?;
         let signal = Signal {
             name: req.signal_name,
@@ -402,7 +398,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<RequestCancelWorkflowExecutionResponse>, Status> {
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
-        let run = execution_ref(&ns, &req.workflow_execution)?;
+        let run = self.execution_ref(&ns, &req.workflow_execution)?;
         let wf = run.workflow_id.clone();
         self.call(&ns, &wf, |reply| Op::RequestCancel {
             run,
@@ -420,7 +416,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<TerminateWorkflowExecutionResponse>, Status> {
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
-        let run = execution_ref(&ns, &req.workflow_execution)?;
+        let run = self.execution_ref(&ns, &req.workflow_execution)?;
         let wf = run.workflow_id.clone();
         self.call(&ns, &wf, |reply| Op::Terminate {
             run,
@@ -446,7 +442,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<DescribeWorkflowExecutionResponse>, Status> {
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
-        let run = execution_ref(&ns, &req.execution)?;
+        let run = self.execution_ref(&ns, &req.execution)?;
         let state = self.describe_state(run).await?;
         Ok(Response::new(describe(&state)))
     }
@@ -507,7 +503,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<DeleteWorkflowExecutionResponse>, Status> {
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
-        let run = execution_ref(&ns, &req.workflow_execution)?;
+        let run = self.execution_ref(&ns, &req.workflow_execution)?;
         let wf = run.workflow_id.clone();
         self.call(&ns, &wf, |reply| Op::Delete(run, reply)).await?;
         Ok(Response::new(DeleteWorkflowExecutionResponse {}))
@@ -526,7 +522,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<ResetStickyTaskQueueResponse>, Status> {
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
-        let run = execution_ref(&ns, &req.execution)?;
+        let run = self.execution_ref(&ns, &req.execution)?;
         let wf = run.workflow_id.clone();
         self.call(&ns, &wf, |reply| Op::Apply {
             run,
@@ -644,8 +640,8 @@ impl Frontend {
         identity: String,
     ) -> Result<bool, Status> {
         let ns = self.namespace_id(namespace).await?;
-        check_id(workflow_id, "WorkflowId")?;
-        check_id(activity_id, "ActivityId")?;
+        self.check_id(workflow_id, "WorkflowId")?;
+        self.check_id(activity_id, "ActivityId")?;
         let run = RunRef {
             namespace_id: ns.clone(),
             workflow_id: workflow_id.to_string(),

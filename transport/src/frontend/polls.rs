@@ -11,7 +11,7 @@ impl Frontend {
         let timeout = poll_timeout(&request);
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
-        let queue = task_queue_name(&req.task_queue)?;
+        let queue = self.task_queue_name(&req.task_queue)?;
         let sticky = req
             .task_queue
             .as_ref()
@@ -131,7 +131,7 @@ impl Frontend {
         let timeout = poll_timeout(&request);
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
-        let queue = task_queue_name(&req.task_queue)?;
+        let queue = self.task_queue_name(&req.task_queue)?;
         let key = Matching::key(&ns, &queue, ACTIVITY_QUEUE);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

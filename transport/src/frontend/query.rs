@@ -25,7 +25,7 @@ impl Frontend {
         let deadline = tokio::time::Instant::now() + timeout;
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
-        let run = execution_ref(&ns, &req.execution)?;
+        let run = self.execution_ref(&ns, &req.execution)?;
         let query = req
             .query
             .ok_or_else(|| invalid("Query is not set on request."))?;

@@ -20,9 +20,9 @@ impl Frontend {
         if req.request_id.is_empty() {
             return Err(invalid("RequestId is not set on request."));
         }
-        check_id(&req.request_id, "RequestId")?;
+        self.check_id(&req.request_id, "RequestId")?;
         let ns = self.namespace_id(&req.namespace).await?;
-        let base = execution_ref(&ns, &req.workflow_execution)?;
+        let base = self.execution_ref(&ns, &req.workflow_execution)?;
         // The deprecated reapply type is still sent by older clients; NONE excludes signals.
         #[allow(deprecated)]
         let reapply_signals = req.reset_reapply_type != ResetReapplyType::None as i32

@@ -8,21 +8,24 @@ pub(super) fn start_workflow(
     req: StartWorkflowExecutionRequest,
     limits: &sundial_engine::Limits,
 ) -> Result<StartWorkflow, Status> {
-    check_id(&req.workflow_id, "WorkflowId")?;
+    if req.workflow_id.is_empty() {
+        return Err(invalid("WorkflowId is not set on request."));
+    }
+    if req.workflow_id.len() as i64 > limits.max_id_length {
+        return Err(invalid(format!(
+            "WorkflowId exceeds maximum allowed length ({}/{})",
+            req.workflow_id.len(),
+            limits.max_id_length
+        )));
+    }
     check_blob(req.input.as_ref(), limits)?;
     let too_long = |s: &str| s.len() as i64 > limits.max_id_length;
-    if too_long(&req.workflow_id) {
-        return Err(invalid("WorkflowId length exceeds limit."));
-    }
     if req
         .workflow_type
         .as_ref()
         .is_some_and(|t| too_long(&t.name))
     {
         return Err(invalid("WorkflowType length exceeds limit."));
-    }
-    if req.task_queue.as_ref().is_some_and(|q| too_long(&q.name)) {
-        return Err(invalid("TaskQueue length exceeds limit."));
     }
     limits
         .check_search_attributes(req.search_attributes.as_ref())
@@ -33,7 +36,7 @@ pub(super) fn start_workflow(
     if req.workflow_type.as_ref().is_none_or(|t| t.name.is_empty()) {
         return Err(invalid("WorkflowType is not set on request."));
     }
-    task_queue_name(&req.task_queue)?;
+    task_queue_within(&req.task_queue, limits.max_id_length)?;
     check_timeouts(&[
         req.workflow_execution_timeout.as_ref(),
         req.workflow_run_timeout.as_ref(),
@@ -113,6 +116,13 @@ impl Frontend {
         let ns = self.namespace_id(&req.namespace).await?;
         if req.signal_name.is_empty() {
             return Err(invalid("SignalName is not set on request."));
+        }
+        let max_id_length = self.max_id_length();
+        if req.signal_name.len() as i64 > max_id_length {
+            return Err(invalid(format!(
+                "signal name exceeds maximum allowed length ({}/{max_id_length})",
+                req.signal_name.len()
+            )));
         }
         check_blob(req.signal_input.as_ref(), &self.node.history.limits())?;
         let signal = Signal {

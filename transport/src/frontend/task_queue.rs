@@ -27,7 +27,7 @@ impl Frontend {
     ) -> Result<Response<DescribeTaskQueueResponse>, Status> {
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
-        let queue = task_queue_name(&req.task_queue)?;
+        let queue = self.task_queue_name(&req.task_queue)?;
         let now = self.node.clock.now_ms();
         let mut response = DescribeTaskQueueResponse::default();
         if req.api_mode == DescribeTaskQueueMode::Enhanced as i32 {

@@ -27,7 +27,7 @@ use sundial_engine::api::{
         },
     },
 };
-use sundial_engine::{AbortReason, UpdateRefusal, UpdateStatus, update};
+use sundial_engine::{AbortReason, UpdateRefusal, UpdateStatus};
 use temporalio_protos::google::rpc::Status as RpcStatus;
 use tonic::Code;
 
@@ -60,33 +60,29 @@ fn refused(refusal: UpdateRefusal) -> Status {
             "temporal.api.errordetails.v1.WorkflowNotReadyFailure",
             WorkflowNotReadyFailure {},
         ),
-        UpdateRefusal::TooManyInFlight => with_detail(
+        UpdateRefusal::TooManyInFlight(limit) => with_detail(
             Code::ResourceExhausted,
-            &format!(
-                "limit on number of concurrent in-flight updates has been reached ({})",
-                update::MAX_IN_FLIGHT_UPDATES
-            ),
+            &format!("limit on number of concurrent in-flight updates has been reached ({limit})"),
             "temporal.api.errordetails.v1.ResourceExhaustedFailure",
             ResourceExhaustedFailure {
                 cause: ResourceExhaustedCause::ConcurrentLimit as i32,
                 scope: ResourceExhaustedScope::Namespace as i32,
             },
         ),
-        UpdateRefusal::TooManyTotal => Status::failed_precondition(format!(
-            "limit on number of total updates has been reached ({})",
-            update::MAX_TOTAL_UPDATES
+        UpdateRefusal::TooManyTotal(limit) => Status::failed_precondition(format!(
+            "limit on number of total updates has been reached ({limit})"
         )),
     }
 }
 
 /// The update request of UpdateWorkflowExecution, checked and completed as Temporal's frontend
 /// does (an empty update id gets a fresh one; an unspecified stage means COMPLETED).
-fn prepare_update(req: &mut UpdateWorkflowExecutionRequest) -> Result<(), Status> {
+fn prepare_update(req: &mut UpdateWorkflowExecutionRequest, max_id_len: i64) -> Result<(), Status> {
     let execution = req
         .workflow_execution
         .as_ref()
         .ok_or_else(|| invalid("Execution is not set on request."))?;
-    check_id(&execution.workflow_id, "WorkflowId")?;
+    check_id_within(&execution.workflow_id, "WorkflowId", max_id_len)?;
     let request = req
         .request
         .as_mut()
@@ -95,7 +91,7 @@ fn prepare_update(req: &mut UpdateWorkflowExecutionRequest) -> Result<(), Status
         .meta
         .as_mut()
         .ok_or_else(|| invalid("Update meta is not set on request."))?;
-    if meta.update_id.len() > MAX_ID_LENGTH {
+    if meta.update_id.len() as i64 > max_id_len {
         return Err(invalid("UpdateId length exceeds limit."));
     }
     if meta.update_id.is_empty() {
@@ -309,7 +305,7 @@ impl Frontend {
         let wait = Wait::of(&request);
         let mut req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
-        prepare_update(&mut req)?;
+        prepare_update(&mut req, self.max_id_length())?;
         check_blob(
             req.request
                 .as_ref()
@@ -317,7 +313,7 @@ impl Frontend {
                 .and_then(|i| i.args.as_ref()),
             &self.node.history.limits(),
         )?;
-        let run = execution_ref(&ns, &req.workflow_execution)?;
+        let run = self.execution_ref(&ns, &req.workflow_execution)?;
         let update_id = update_id_of(&req);
         let stage = stage_of(&req);
         let request = req.request.clone().unwrap_or_default();
@@ -364,7 +360,7 @@ impl Frontend {
         let update_ref = req
             .update_ref
             .ok_or_else(|| invalid("UpdateRef is not set on request."))?;
-        let run = execution_ref(&ns, &update_ref.workflow_execution)?;
+        let run = self.execution_ref(&ns, &update_ref.workflow_execution)?;
         let update_id = update_ref.update_id.clone();
         let stage = req.wait_policy.map_or(0, |p| p.lifecycle_stage);
         let (r, id) = (run.clone(), update_id.clone());
@@ -412,7 +408,12 @@ impl Frontend {
         let workflow_id = start_req.workflow_id.clone();
         let limits = self.node.history.limits();
         let start_check = start_operation(&ns, &req.namespace, start_req, &limits);
-        let update_check = update_operation(&req.namespace, &workflow_id, &mut update_req);
+        let update_check = update_operation(
+            &req.namespace,
+            &workflow_id,
+            &mut update_req,
+            self.max_id_length(),
+        );
         let start = match (start_check, update_check) {
             (Ok(start), Ok(())) => start,
             (start, update) => {
@@ -512,13 +513,14 @@ fn update_operation(
     namespace: &str,
     workflow_id: &str,
     req: &mut UpdateWorkflowExecutionRequest,
+    max_id_len: i64,
 ) -> Result<(), Status> {
     if !req.namespace.is_empty() && req.namespace != namespace {
         return Err(invalid(
             "Operation namespace did not match request's namespace.",
         ));
     }
-    prepare_update(req)?;
+    prepare_update(req, max_id_len)?;
     if !req.first_execution_run_id.is_empty() {
         return Err(invalid("FirstExecutionRunId is not allowed."));
     }

@@ -28,25 +28,64 @@ pub(super) fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     })
 }
 
-pub(super) fn check_id(value: &str, what: &str) -> Result<(), Status> {
+/// Checks a required id against `limit.maxIDLength`.
+pub(super) fn check_id_within(value: &str, what: &str, max_len: i64) -> Result<(), Status> {
     if value.is_empty() {
         return Err(invalid(format!("{what} is not set on request.")));
     }
-    if value.len() > MAX_ID_LENGTH {
-        return Err(invalid(format!("{what} exceeds length limit.")));
+    if value.len() as i64 > max_len {
+        return Err(invalid(format!("{what} length exceeds limit.")));
     }
     Ok(())
 }
 
-pub(super) fn task_queue_name(q: &Option<TaskQueue>) -> Result<String, Status> {
+/// The task queue name of a request, required and at most `max_len` long.
+pub(super) fn task_queue_within(q: &Option<TaskQueue>, max_len: i64) -> Result<String, Status> {
     match q {
         Some(q) if !q.name.is_empty() => {
-            if q.name.len() > MAX_ID_LENGTH {
-                return Err(invalid("TaskQueue length exceeds limit."));
+            if q.name.len() as i64 > max_len {
+                return Err(invalid("taskQueue length exceeds limit"));
             }
             Ok(q.name.clone())
         }
         _ => Err(invalid("TaskQueue is not set on request.")),
+    }
+}
+
+impl Frontend {
+    /// The longest id the server accepts now (`limit.maxIDLength`).
+    pub(super) fn max_id_length(&self) -> i64 {
+        self.node.history.limits().max_id_length
+    }
+
+    /// Checks a required id against `limit.maxIDLength`.
+    pub(super) fn check_id(&self, value: &str, what: &str) -> Result<(), Status> {
+        check_id_within(value, what, self.max_id_length())
+    }
+
+    /// The task queue name of a request, required and within `limit.maxIDLength`.
+    pub(super) fn task_queue_name(&self, q: &Option<TaskQueue>) -> Result<String, Status> {
+        task_queue_within(q, self.max_id_length())
+    }
+
+    /// The run a request names, its workflow id required. (Its length is not checked: Temporal
+    /// checks `limit.maxIDLength` on starts only and answers NotFound elsewhere.)
+    pub(super) fn execution_ref(
+        &self,
+        namespace_id: &str,
+        execution: &Option<WorkflowExecution>,
+    ) -> Result<RunRef, Status> {
+        let e = execution
+            .as_ref()
+            .ok_or_else(|| invalid("Execution is not set on request."))?;
+        if e.workflow_id.is_empty() {
+            return Err(invalid("WorkflowId is not set on request."));
+        }
+        Ok(RunRef {
+            namespace_id: namespace_id.to_string(),
+            workflow_id: e.workflow_id.clone(),
+            run_id: e.run_id.clone(),
+        })
     }
 }
 
@@ -63,21 +102,6 @@ pub(super) fn run_of(token: &TaskToken) -> RunRef {
         workflow_id: token.workflow_id.clone(),
         run_id: token.run_id.clone(),
     }
-}
-
-pub(super) fn execution_ref(
-    namespace_id: &str,
-    execution: &Option<WorkflowExecution>,
-) -> Result<RunRef, Status> {
-    let e = execution
-        .as_ref()
-        .ok_or_else(|| invalid("Execution is not set on request."))?;
-    check_id(&e.workflow_id, "WorkflowId")?;
-    Ok(RunRef {
-        namespace_id: namespace_id.to_string(),
-        workflow_id: e.workflow_id.clone(),
-        run_id: e.run_id.clone(),
-    })
 }
 
 #[allow(clippy::too_many_arguments)]
