@@ -172,6 +172,8 @@ pub enum Op {
         scheduled_event_id: i64,
         /// From the token.
         attempt: i32,
+        /// From the token: (started event id, started time ms) of the start it was issued for.
+        started: (i64, i64),
         /// The request.
         request: Box<RespondWorkflowTaskCompletedRequest>,
         /// Reply.
@@ -185,6 +187,8 @@ pub enum Op {
         scheduled_event_id: i64,
         /// From the token.
         attempt: i32,
+        /// From the token: (started event id, started time ms) of the start it was issued for.
+        started: (i64, i64),
         /// Cause.
         cause: WorkflowTaskFailedCause,
         /// Failure.

@@ -292,12 +292,14 @@ impl ShardCore {
                 run,
                 scheduled_event_id,
                 attempt,
+                started,
                 mut request,
                 reply,
             } => {
                 let query_results = std::mem::take(&mut request.query_results);
                 let result = self.resolve(&run).and_then(|key| {
                     let mut completed = self.with_run(&key, env, |wf| {
+                        wf.check_workflow_task_start(started.0, started.1)?;
                         let outcome =
                             wf.complete_workflow_task(scheduled_event_id, attempt, *request, env)?;
                         Ok(crate::ops::CompletedWorkflowTask {
@@ -320,6 +322,7 @@ impl ShardCore {
                 run,
                 scheduled_event_id,
                 attempt,
+                started,
                 cause,
                 failure,
                 identity,
@@ -327,6 +330,7 @@ impl ShardCore {
             } => {
                 let result = self.resolve(&run).and_then(|key| {
                     self.with_run(&key, env, |wf| {
+                        wf.check_workflow_task_start(started.0, started.1)?;
                         wf.fail_workflow_task(
                             scheduled_event_id,
                             attempt,

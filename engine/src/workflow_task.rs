@@ -181,6 +181,28 @@ impl Workflow {
         }
     }
 
+    /// Refuses a completion or failure whose task token names an earlier start of the pending
+    /// task (same scheduled id and attempt, another started event or start time: a speculative
+    /// task dropped and made again, or a task that timed out and was started again), as
+    /// Temporal does. Zero in the token means "not recorded" and matches anything.
+    pub fn check_workflow_task_start(
+        &self,
+        started_event_id: i64,
+        started_time_ms: i64,
+    ) -> Result<()> {
+        let Some(task) = self.state.workflow_task.as_ref() else {
+            return Ok(());
+        };
+        let other_event = started_event_id != 0 && started_event_id != task.started_event_id;
+        let other_time = started_time_ms != 0
+            && task.started_time_ms != 0
+            && started_time_ms != task.started_time_ms;
+        if task.started_event_id != 0 && (other_event || other_time) {
+            return Err(Error::NotFound("Workflow task not found.".into()));
+        }
+        Ok(())
+    }
+
     /// The pending workflow task, if `scheduled_event_id` and `attempt` name it.
     fn matching_workflow_task(
         &self,

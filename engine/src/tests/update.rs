@@ -362,6 +362,43 @@ fn rejected_update_discards_the_speculative_task() {
     assert_eq!(status(&d, "u1"), Some(UpdateStatus::Admitted));
 }
 
+/// A dropped speculative task is made again with the same scheduled id, started event id and
+/// attempt: only the start time tells a stale token's completion (or failure) from the new
+/// task's, and it is refused as Temporal refuses it.
+#[test]
+fn a_stale_token_cannot_answer_a_remade_speculative_task() {
+    let mut d = idle_run();
+    admit(&mut d, "u1").unwrap();
+    let first = d.poll_wft();
+    d.complete_wft_with(with_messages(vec![], vec![rejection("u1")]));
+    d.advance(1_000);
+    admit(&mut d, "u2").unwrap();
+    let second = d.poll_wft();
+    assert_eq!(
+        (
+            first.scheduled_event_id,
+            first.started_event_id,
+            first.attempt
+        ),
+        (
+            second.scheduled_event_id,
+            second.started_event_id,
+            second.attempt
+        )
+    );
+    let err =
+        d.wf.check_workflow_task_start(first.started_event_id, first.started_time_ms)
+            .unwrap_err();
+    assert_eq!(
+        err,
+        crate::Error::NotFound("Workflow task not found.".into())
+    );
+    d.wf.check_workflow_task_start(second.started_event_id, second.started_time_ms)
+        .unwrap();
+    // A token without the start (zero) is not refused on that ground.
+    d.wf.check_workflow_task_start(0, 0).unwrap();
+}
+
 #[test]
 fn rejection_with_commands_keeps_the_speculative_task() {
     let mut d = idle_run();

@@ -218,6 +218,7 @@ impl WorkflowService for Frontend {
                 run,
                 scheduled_event_id: token.scheduled_event_id,
                 attempt: token.attempt,
+                started: (token.started_event_id, token.started_time_ms),
                 cause,
                 failure: req.failure,
                 identity: req.identity,

@@ -211,6 +211,7 @@ impl Frontend {
                     run,
                     scheduled_event_id: token.scheduled_event_id,
                     attempt: token.attempt,
+                    started: (token.started_event_id, token.started_time_ms),
                     request: Box::new(req),
                     reply,
                 }
