@@ -399,6 +399,34 @@ fn a_stale_token_cannot_answer_a_remade_speculative_task() {
     d.wf.check_workflow_task_start(0, 0).unwrap();
 }
 
+/// Work that writes no event (an activity starting, a heartbeat) leaves a speculative task
+/// speculative, as in Temporal; the stored state never has it.
+#[test]
+fn activity_start_and_heartbeat_leave_a_speculative_task_alone() {
+    let mut d = Driver::start();
+    d.poll_wft();
+    d.complete_wft(vec![schedule_activity("a"), schedule_activity("b")]);
+    d.start_activity(5);
+    admit(&mut d, "u1").unwrap();
+    assert!(d.wf.state.has_speculative_task());
+    d.start_activity(6);
+    d.heartbeat(5, "still going");
+    assert!(d.last_events.is_empty());
+    assert!(d.wf.state.has_speculative_task());
+    assert!(
+        d.last_tasks.iter().all(|t| t.speculative),
+        "nothing durable for the speculative task"
+    );
+    let stored = d.wf.state.clone().without_speculative_task();
+    assert_eq!(stored.workflow_task, None);
+    assert!(stored.activities[&5].heartbeat_details.is_some());
+    // The worker takes it and rejects the update: nothing of it is written.
+    d.poll_wft();
+    d.complete_wft_with(with_messages(vec![], vec![rejection("u1")]));
+    assert!(d.last_events.is_empty());
+    assert_eq!(d.wf.state.workflow_task, None);
+}
+
 #[test]
 fn rejection_with_commands_keeps_the_speculative_task() {
     let mut d = idle_run();
