@@ -611,6 +611,17 @@ impl ShardCore {
                 reapply.extend(flushed);
             }
         }
+        let base_key = ExecutionKey {
+            run_id: reset.base.run_id.clone(),
+            ..current.clone()
+        };
+        if self.runs.contains_key(&base_key) {
+            let new_run_id = wf.state.run_id.clone();
+            self.with_run(&base_key, env, |base| {
+                base.state.reset_run_id = new_run_id;
+                Ok(())
+            })?;
+        }
         if reset.reapply_signals {
             wf.reapply_after_reset(&reapply, env);
         }

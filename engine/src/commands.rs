@@ -12,11 +12,12 @@ use temporalio_protos::temporal::api::{
         WorkflowExecutionFailedEventAttributes, WorkflowPropertiesModifiedEventAttributes,
         WorkflowTaskCompletedEventAttributes, history_event::Attributes,
     },
+    workflow::v1::ResetPointInfo,
     workflowservice::v1::RespondWorkflowTaskCompletedRequest,
 };
 
 use crate::state::{ActivityInfo, TaskKind};
-use crate::time::duration_ms;
+use crate::time::{duration_ms, timestamp};
 use crate::workflow::{Env, Workflow};
 use crate::workflow_task::WorkflowTaskStart;
 use crate::{Error, Result};
@@ -179,6 +180,7 @@ impl Workflow {
         self.state.workflow_task = None;
         self.state.workflow_task_attempt = 1;
         self.state.last_completed_wft_started_event_id = task.started_event_id;
+        self.add_reset_point(&request, completed_id, env);
         match request
             .sticky_attributes
             .as_ref()
@@ -272,6 +274,38 @@ impl Workflow {
     }
 
     /// Applies one command; returns true when it needs a new workflow task.
+    /// The first workflow task a worker build (or binary checksum) completes is a point the run
+    /// can be reset to (describe's `auto_reset_points`); Temporal keeps the last 20.
+    fn add_reset_point(
+        &mut self,
+        request: &RespondWorkflowTaskCompletedRequest,
+        completed_id: i64,
+        env: &Env,
+    ) {
+        const MAX_RESET_POINTS: usize = 20;
+        let build_id = request
+            .worker_version_stamp
+            .as_ref()
+            .map(|v| v.build_id.clone())
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| request.binary_checksum.clone());
+        let points = &mut self.state.auto_reset_points;
+        if points.iter().any(|p| p.build_id == build_id) {
+            return;
+        }
+        if points.len() >= MAX_RESET_POINTS {
+            points.remove(0);
+        }
+        points.push(ResetPointInfo {
+            build_id,
+            run_id: self.state.run_id.clone(),
+            first_workflow_task_completed_id: completed_id,
+            create_time: Some(timestamp(env.now_ms)),
+            resettable: self.state.children.is_empty(),
+            ..Default::default()
+        });
+    }
+
     fn apply_command(
         &mut self,
         command: Command,

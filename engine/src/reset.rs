@@ -92,6 +92,7 @@ impl Workflow {
             // As Temporal: the reset run answers to the original start's request id.
             start_request_id: base.start_request_id.clone(),
             workflow_task_attempt: 1,
+            last_reset_time_ms: env.now_ms,
             ..Default::default()
         });
         let mut pending = Pending::default();
@@ -104,6 +105,15 @@ impl Workflow {
                 "Can only reset workflow to event ID in range [WorkflowTaskScheduled +1, WorkflowTaskStarted + 1]: {finish}"
             )));
         };
+        // As Temporal: the new run starts now (its run timeout counts from here); the original
+        // start is remembered.
+        wf.state.original_start_time_ms = if base.original_start_time_ms > 0 {
+            base.original_start_time_ms
+        } else {
+            wf.state.start_time_ms
+        };
+        wf.state.execution_time_ms += env.now_ms - wf.state.start_time_ms;
+        wf.state.start_time_ms = env.now_ms;
         wf.fail_task_for_reset(&task, &base.run_id, &params.reason, env);
         wf.rearm_pending(pending, env);
         Ok(wf)
@@ -201,7 +211,7 @@ impl Workflow {
 
     /// Makes the tasks of everything pending at the reset point: activities are scheduled
     /// anew (now), timers fire at their original time, children not started yet and external
-    /// signals and cancels are sent again, and the run timeout counts from the original start.
+    /// signals and cancels are sent again, and the run timeout counts from the reset.
     fn rearm_pending(&mut self, pending: Pending, env: &Env) {
         let activity_ids: Vec<i64> = self.state.activities.keys().copied().collect();
         for id in activity_ids {

@@ -105,6 +105,19 @@ pub struct MutableState {
     /// (admitted updates live only in memory, see `update.rs`).
     #[prost(btree_map = "string, message", tag = "40")]
     pub updates: BTreeMap<String, crate::update::UpdateInfo>,
+    /// The run a reset of this run created (describe's `reset_run_id`).
+    #[prost(string, tag = "41")]
+    pub reset_run_id: String,
+    /// When this run was made by a reset, unix millis (0 otherwise).
+    #[prost(int64, tag = "42")]
+    pub last_reset_time_ms: i64,
+    /// Where the run can be reset to: the first workflow task each worker build completed.
+    #[prost(message, repeated, tag = "43")]
+    pub auto_reset_points: Vec<temporalio_protos::temporal::api::workflow::v1::ResetPointInfo>,
+    /// Start time of the run this one was reset from (or its original), unix millis; 0 when
+    /// the run was not made by a reset (its own start time is the original).
+    #[prost(int64, tag = "44")]
+    pub original_start_time_ms: i64,
 }
 
 /// A pending child workflow.

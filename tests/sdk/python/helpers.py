@@ -24,6 +24,13 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4()}"
 
 
+async def connect_either(kind: str, reference_server, server) -> Client:
+    """A client of the reference server (kind "reference") or of the server under test, for
+    tests that run the same assertions on both."""
+    srv = reference_server if kind == "reference" else server
+    return await within(Client.connect(srv.address, namespace="default"))
+
+
 def new_worker(client: Client, task_queue: str) -> Worker:
     return Worker(client, task_queue=task_queue, workflows=ALL_WORKFLOWS + UPDATE_WORKFLOWS,
                   activities=ALL_ACTIVITIES)

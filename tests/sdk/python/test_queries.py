@@ -8,19 +8,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from temporalio.client import Client, WorkflowQueryRejectedError
+from temporalio.client import WorkflowQueryRejectedError
 from temporalio.common import QueryRejectCondition
 from temporalio.service import RPCError, RPCStatusCode
 
-from helpers import new_worker, unique, wait_until_waiting, within
+from helpers import connect_either, new_worker, unique, wait_until_waiting, within
 from sundial_workflows import SignalWorkflow
 
 SERVERS = ["reference", "target"]
-
-
-async def connect(kind: str, reference_server, server) -> Client:
-    srv = reference_server if kind == "reference" else server
-    return await within(Client.connect(srv.address, namespace="default"))
 
 
 async def still_waiting(query: asyncio.Task, seconds: float = 1.0) -> None:
@@ -31,7 +26,7 @@ async def still_waiting(query: asyncio.Task, seconds: float = 1.0) -> None:
 
 @pytest.mark.parametrize("kind", SERVERS)
 async def test_query_before_first_task_waits_for_it(kind, reference_server, server):
-    client = await connect(kind, reference_server, server)
+    client = await connect_either(kind, reference_server, server)
     tq = unique("query-tq")
     handle = await within(client.start_workflow(
         SignalWorkflow.run, id=unique("query-first"), task_queue=tq))
@@ -49,7 +44,7 @@ async def test_query_before_first_task_waits_for_it(kind, reference_server, serv
 
 @pytest.mark.parametrize("kind", SERVERS)
 async def test_query_after_pending_signal_sees_it(kind, reference_server, server):
-    client = await connect(kind, reference_server, server)
+    client = await connect_either(kind, reference_server, server)
     tq = unique("query-tq")
     async with new_worker(client, tq):
         handle = await within(client.start_workflow(
@@ -70,7 +65,7 @@ async def test_query_after_pending_signal_sees_it(kind, reference_server, server
 
 @pytest.mark.parametrize("kind", SERVERS)
 async def test_query_reject_conditions(kind, reference_server, server):
-    client = await connect(kind, reference_server, server)
+    client = await connect_either(kind, reference_server, server)
     tq = unique("query-tq")
     async with new_worker(client, tq):
         handle = await within(client.start_workflow(
@@ -104,7 +99,7 @@ async def test_query_reject_conditions(kind, reference_server, server):
 
 @pytest.mark.parametrize("kind", SERVERS)
 async def test_query_of_run_closed_before_first_task(kind, reference_server, server):
-    client = await connect(kind, reference_server, server)
+    client = await connect_either(kind, reference_server, server)
     handle = await within(client.start_workflow(
         SignalWorkflow.run, id=unique("query-closed"), task_queue=unique("no-worker")))
     await within(handle.terminate("never ran"))

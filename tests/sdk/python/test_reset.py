@@ -20,15 +20,11 @@ from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from helpers import event_type_name, new_worker, unique, wait_for_event, within
+from helpers import connect_either, event_type_name, new_worker, unique, wait_for_event, within
 from sundial_workflows import CollectSignalsWorkflow
 from test_cli import temporal
 
 SERVERS = ["reference", "target"]
-
-
-def pick(kind: str, reference_server, server):
-    return reference_server if kind == "reference" else server
 
 
 async def reset(client: Client, wf_id: str, run_id: str, finish_event_id: int, *,
@@ -92,8 +88,7 @@ def check_reset_prefix(base: List[HistoryEvent], new: List[HistoryEvent], finish
 
 @pytest.mark.parametrize("kind", SERVERS)
 async def test_reset_running_workflow(kind, reference_server, server):
-    srv = pick(kind, reference_server, server)
-    client = await within(Client.connect(srv.address, namespace="default"))
+    client = await connect_either(kind, reference_server, server)
     tq = unique("reset-tq")
     async with new_worker(client, tq):
         handle = await waiting_with_signal(client, tq)
@@ -131,8 +126,7 @@ async def test_reset_running_workflow(kind, reference_server, server):
 
 @pytest.mark.parametrize("kind", SERVERS)
 async def test_reset_closed_workflow_without_signals(kind, reference_server, server):
-    srv = pick(kind, reference_server, server)
-    client = await within(Client.connect(srv.address, namespace="default"))
+    client = await connect_either(kind, reference_server, server)
     tq = unique("reset-tq")
     async with new_worker(client, tq):
         handle = await waiting_with_signal(client, tq)
@@ -160,8 +154,7 @@ async def test_reset_closed_workflow_without_signals(kind, reference_server, ser
 
 @pytest.mark.parametrize("kind", SERVERS)
 async def test_reset_rejects_bad_requests(kind, reference_server, server):
-    srv = pick(kind, reference_server, server)
-    client = await within(Client.connect(srv.address, namespace="default"))
+    client = await connect_either(kind, reference_server, server)
     tq = unique("reset-tq")
     async with new_worker(client, tq):
         handle = await waiting_with_signal(client, tq)
