@@ -159,6 +159,8 @@ pub enum Op {
         request_id: String,
         /// Poller identity.
         identity: String,
+        /// Build id from the poll's worker-version capabilities ("" when none).
+        build_id: String,
         /// Queue the poller polled.
         polled_queue: String,
         /// Reply.
@@ -210,6 +212,8 @@ pub enum Op {
         request_id: String,
         /// Poller identity.
         identity: String,
+        /// Build id from the poll's worker-version capabilities ("" when none).
+        build_id: String,
         /// Reply.
         reply: Reply<ActivityStarted>,
     },

@@ -264,6 +264,7 @@ impl ShardCore {
                 attempt,
                 request_id,
                 identity,
+                build_id,
                 polled_queue,
                 reply,
             } => {
@@ -275,6 +276,7 @@ impl ShardCore {
                             attempt,
                             &request_id,
                             &identity,
+                            &build_id,
                             &polled_queue,
                             env,
                         )?;
@@ -350,6 +352,7 @@ impl ShardCore {
                 attempt,
                 request_id,
                 identity,
+                build_id,
                 reply,
             } => {
                 let result = self.resolve(&run).and_then(|key| {
@@ -359,6 +362,7 @@ impl ShardCore {
                             attempt,
                             &request_id,
                             &identity,
+                            &build_id,
                             env,
                         )?;
                         Ok(crate::ops::ActivityStarted {

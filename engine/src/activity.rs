@@ -18,7 +18,7 @@ use temporalio_protos::temporal::api::{
 use crate::commands::CommandError;
 use crate::retry::{self, Decision};
 use crate::state::{ActivityInfo, TaskInfo, TaskKind};
-use crate::time::{duration_ms, opt_duration};
+use crate::time::{duration, duration_ms};
 use crate::workflow::{Env, Workflow};
 use crate::{Error, Result};
 
@@ -115,10 +115,11 @@ impl Workflow {
             task_queue: Some(task_queue),
             header: attrs.header,
             input: attrs.input,
-            schedule_to_close_timeout: opt_duration(s2c),
-            schedule_to_start_timeout: opt_duration(s2s),
-            start_to_close_timeout: opt_duration(st2c),
-            heartbeat_timeout: opt_duration(hb),
+            // Temporal writes every timeout, zero ones as 0s.
+            schedule_to_close_timeout: Some(duration(s2c)),
+            schedule_to_start_timeout: Some(duration(s2s)),
+            start_to_close_timeout: Some(duration(st2c)),
+            heartbeat_timeout: Some(duration(hb)),
             workflow_task_completed_event_id: completed_event_id,
             retry_policy: Some(retry::with_defaults(attrs.retry_policy)),
             use_workflow_build_id: attrs.use_workflow_build_id,
@@ -201,6 +202,7 @@ impl Workflow {
         attempt: i32,
         request_id: &str,
         identity: &str,
+        build_id: &str,
         env: &Env,
     ) -> Result<ActivityInfo> {
         let mut ai = self.pending_activity(scheduled_event_id, attempt)?;
@@ -214,6 +216,7 @@ impl Workflow {
         ai.last_heartbeat_time_ms = env.now_ms;
         ai.request_id = request_id.to_string();
         ai.started_identity = identity.to_string();
+        ai.started_build_id = build_id.to_string();
         let scheduled = ai.scheduled.clone().unwrap_or_default();
         let st2c = duration_ms(scheduled.start_to_close_timeout.as_ref());
         let hb = duration_ms(scheduled.heartbeat_timeout.as_ref());
@@ -248,6 +251,7 @@ impl Workflow {
                 request_id: ai.request_id.clone(),
                 attempt: ai.attempt,
                 last_failure: ai.last_failure.clone(),
+                worker_version: crate::events::worker_stamp(&ai.started_build_id),
                 ..Default::default()
             }),
         )
@@ -559,6 +563,10 @@ impl Workflow {
                     _ => RetryState::Timeout,
                 };
                 let id = ai.scheduled_event_id;
+                // The started event the server writes for a timed-out attempt carries no
+                // worker stamp (checked against the reference).
+                let mut ai = ai;
+                ai.started_build_id.clear();
                 self.close_activity(&ai, env, |started_event_id| {
                     Attributes::ActivityTaskTimedOutEventAttributes(
                         ActivityTaskTimedOutEventAttributes {

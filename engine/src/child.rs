@@ -38,6 +38,7 @@ use temporalio_protos::temporal::api::{
 use crate::Result;
 use crate::commands::CommandError;
 use crate::state::{ChildInfo, ExternalInfo, TaskKind};
+use crate::time::{duration, duration_ms};
 use crate::workflow::{Env, Workflow};
 
 impl Workflow {
@@ -109,8 +110,14 @@ impl Workflow {
             task_queue: Some(task_queue),
             input: attrs.input,
             workflow_execution_timeout: attrs.workflow_execution_timeout,
-            workflow_run_timeout: attrs.workflow_run_timeout,
-            workflow_task_timeout: attrs.workflow_task_timeout,
+            // As Temporal: an unset run timeout is written as 0s and the task timeout defaults.
+            workflow_run_timeout: attrs.workflow_run_timeout.or(Some(duration(0))),
+            workflow_task_timeout: attrs
+                .workflow_task_timeout
+                .filter(|t| duration_ms(Some(t)) > 0)
+                .or(Some(duration(
+                    crate::workflow::DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
+                ))),
             parent_close_policy,
             control: attrs.control,
             workflow_task_completed_event_id: completed_event_id,
@@ -118,7 +125,8 @@ impl Workflow {
             retry_policy: attrs.retry_policy,
             cron_schedule: attrs.cron_schedule,
             header: attrs.header,
-            memo: attrs.memo,
+            // An empty memo is no memo.
+            memo: attrs.memo.filter(|m| !m.fields.is_empty()),
             search_attributes: attrs.search_attributes,
             inherit_build_id: attrs.inherit_build_id,
             priority: attrs.priority,
@@ -191,7 +199,7 @@ impl Workflow {
                     initiated_event_id,
                     workflow_execution: Some(execution),
                     workflow_type: Some(workflow_type),
-                    header: None,
+                    header: Some(Default::default()),
                 },
             ),
         );

@@ -22,6 +22,9 @@ use crate::workflow::{Env, Workflow};
 use crate::workflow_task::WorkflowTaskStart;
 use crate::{Error, Result};
 
+/// Request id Temporal gives a workflow task started in the completion that scheduled it.
+pub(crate) const NEXT_TASK_REQUEST_ID: &str = "request-from-RespondWorkflowTaskCompleted";
+
 /// A command the server refuses: the workflow task fails with `cause`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandError {
@@ -198,6 +201,7 @@ impl Workflow {
         }
         let mut new_task_needed = request.force_create_new_workflow_task;
         let mut eager = Vec::new();
+        let build_id = crate::events::build_id_of(&request);
         self.updates.receive_messages(&request.messages);
         self.applying_commands = true;
         let mut applied = Ok(());
@@ -249,7 +253,7 @@ impl Workflow {
                 !(t.task_kind() == TaskKind::DispatchWorkflowTask
                     && t.scheduled_event_id == next.scheduled_event_id)
             });
-            let request_id = format!("eager-{}-{}", next.scheduled_event_id, env.now_ms);
+            let request_id = NEXT_TASK_REQUEST_ID.to_string();
             let queue = next.task_queue.clone();
             outcome.new_workflow_task = self
                 .record_workflow_task_started(
@@ -257,6 +261,7 @@ impl Workflow {
                     next.attempt,
                     &request_id,
                     &request.identity,
+                    &build_id,
                     &queue,
                     env,
                 )
@@ -264,9 +269,14 @@ impl Workflow {
         }
         for id in eager {
             let request_id = format!("eager-activity-{id}");
-            if let Ok(ai) =
-                self.record_activity_task_started(id, 1, &request_id, &request.identity, env)
-            {
+            if let Ok(ai) = self.record_activity_task_started(
+                id,
+                1,
+                &request_id,
+                &request.identity,
+                &build_id,
+                env,
+            ) {
                 outcome.eager_activities.push(ai);
             }
         }

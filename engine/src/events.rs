@@ -182,6 +182,30 @@ pub fn attributes_mut(event: &mut HistoryEvent) -> Option<&mut Attributes> {
     event.attributes.as_mut()
 }
 
+/// The worker-version stamp Temporal writes on started events for a worker that sent a build
+/// id (its poll's `worker_version_capabilities`, or the completion's stamp).
+pub fn worker_stamp(
+    build_id: &str,
+) -> Option<temporalio_protos::temporal::api::common::v1::WorkerVersionStamp> {
+    (!build_id.is_empty()).then(|| {
+        temporalio_protos::temporal::api::common::v1::WorkerVersionStamp {
+            build_id: build_id.to_string(),
+            use_versioning: false,
+        }
+    })
+}
+
+/// The build id a workflow-task completion reports.
+pub fn build_id_of(
+    request: &temporalio_protos::temporal::api::workflowservice::v1::RespondWorkflowTaskCompletedRequest,
+) -> String {
+    request
+        .worker_version_stamp
+        .as_ref()
+        .map(|v| v.build_id.clone())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -271,8 +271,9 @@ impl Workflow {
         if self.updates.has_unsent() {
             self.schedule_speculative_workflow_task(env);
             if request.return_new_workflow_task {
+                let build_id = crate::events::build_id_of(request);
                 outcome.new_workflow_task =
-                    self.start_pending_workflow_task(&request.identity, env);
+                    self.start_pending_workflow_task(&request.identity, &build_id, env);
             }
         }
         Some(outcome)
@@ -303,6 +304,7 @@ impl Workflow {
     fn start_pending_workflow_task(
         &mut self,
         identity: &str,
+        build_id: &str,
         env: &Env,
     ) -> Option<WorkflowTaskStart> {
         let next = self.state.workflow_task.clone()?;
@@ -313,12 +315,13 @@ impl Workflow {
             !(t.task_kind() == TaskKind::DispatchWorkflowTask
                 && t.scheduled_event_id == next.scheduled_event_id)
         });
-        let request_id = format!("eager-{}-{}", next.scheduled_event_id, env.now_ms);
+        let request_id = crate::commands::NEXT_TASK_REQUEST_ID;
         self.record_workflow_task_started(
             next.scheduled_event_id,
             next.attempt,
-            &request_id,
+            request_id,
             identity,
+            build_id,
             &next.task_queue,
             env,
         )

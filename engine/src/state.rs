@@ -224,6 +224,9 @@ pub struct WorkflowTaskInfo {
     /// it is kept (see `speculative.rs`); never stored.
     #[prost(bool, tag = "20")]
     pub speculative: bool,
+    /// Build id of the worker that started it ("" when it sent none).
+    #[prost(string, tag = "13")]
+    pub worker_build_id: String,
 }
 
 /// A pending activity.
@@ -271,6 +274,9 @@ pub struct ActivityInfo {
     /// Identity of the last failed attempt's worker.
     #[prost(string, tag = "14")]
     pub last_worker_identity: String,
+    /// Build id of the worker running this attempt ("" when it sent none).
+    #[prost(string, tag = "15")]
+    pub started_build_id: String,
 }
 
 /// A pending user timer.

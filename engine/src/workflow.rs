@@ -154,7 +154,12 @@ impl Workflow {
             (r, 0) => r,
             (r, e) => r.min(e),
         };
-        attrs.workflow_run_timeout = (run_timeout > 0).then(|| duration(run_timeout));
+        // An explicit zero stays written as 0s (a continued run's), an absent one stays absent.
+        attrs.workflow_run_timeout = if run_timeout > 0 {
+            Some(duration(run_timeout))
+        } else {
+            attrs.workflow_run_timeout.map(|_| duration(0))
+        };
         let mut task_timeout = duration_ms(attrs.workflow_task_timeout.as_ref());
         if task_timeout <= 0 {
             task_timeout = DEFAULT_WORKFLOW_TASK_TIMEOUT_MS;
@@ -188,6 +193,8 @@ impl Workflow {
             attrs.initiator = ContinueAsNewInitiator::CronSchedule as i32;
         }
         let backoff = duration_ms(attrs.first_workflow_task_backoff.as_ref());
+        // Temporal writes the backoff on every run, 0s when there is none.
+        attrs.first_workflow_task_backoff = Some(duration(backoff.max(0)));
         let state = MutableState {
             namespace_id: params.namespace_id,
             workflow_id: params.workflow_id,
@@ -201,6 +208,12 @@ impl Workflow {
             workflow_task_attempt: 1,
             namespace_name: params.namespace_name,
             first_workflow_task_deferred: params.defer_first_workflow_task,
+            // A continued run keeps the chain's reset points; its builds add only new ones.
+            auto_reset_points: attrs
+                .prev_auto_reset_points
+                .as_ref()
+                .map(|p| p.points.clone())
+                .unwrap_or_default(),
             ..Default::default()
         };
         let mut wf = Self::from_state(state);
@@ -602,7 +615,7 @@ impl Workflow {
             attrs.task_queue = current.task_queue.clone();
         }
         if attrs.workflow_run_timeout.is_none() {
-            attrs.workflow_run_timeout = current.workflow_run_timeout;
+            attrs.workflow_run_timeout = current.workflow_run_timeout.or(Some(duration(0)));
         }
         if attrs.workflow_task_timeout.is_none() {
             attrs.workflow_task_timeout = current.workflow_task_timeout;
@@ -611,6 +624,8 @@ impl Workflow {
             0 => ContinueAsNewInitiator::Workflow as i32,
             i => i,
         };
+        let backoff =
+            self.continue_as_new_backoff(duration_ms(attrs.backoff_start_interval.as_ref()), env);
         let new_run_id = env.new_run_id.clone();
         let next = StartParams {
             namespace_id: self.state.namespace_id.clone(),
@@ -628,13 +643,14 @@ impl Workflow {
                 initiator,
                 continued_failure: attrs.failure.clone(),
                 last_completion_result: attrs.last_completion_result.clone(),
-                identity: current.identity.clone(),
                 first_execution_run_id: current.first_execution_run_id.clone(),
                 retry_policy: attrs.retry_policy.clone().or(current.retry_policy.clone()),
                 attempt: 1,
                 workflow_execution_expiration_time: current.workflow_execution_expiration_time,
                 cron_schedule: attrs.cron_schedule.clone(),
-                first_workflow_task_backoff: attrs.backoff_start_interval,
+                first_workflow_task_backoff: Some(duration(backoff)),
+                prev_auto_reset_points: self.rolled_over_reset_points(env),
+                priority: current.priority.clone().or(Some(Default::default())),
                 memo: attrs.memo.clone().or(current.memo.clone()),
                 search_attributes: attrs
                     .search_attributes
@@ -670,8 +686,10 @@ impl Workflow {
                     workflow_task_timeout: attrs.workflow_task_timeout,
                     workflow_task_completed_event_id: completed_event_id,
                     backoff_start_interval: attrs.backoff_start_interval,
-                    initiator,
+                    // The command's own initiator (unset for a workflow's continue-as-new).
+                    initiator: attrs.initiator,
                     failure: attrs.failure,
+                    inherit_build_id: attrs.inherit_build_id,
                     last_completion_result: attrs.last_completion_result,
                     header: attrs.header,
                     memo: attrs.memo,

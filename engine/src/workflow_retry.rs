@@ -6,13 +6,21 @@ use temporalio_protos::temporal::api::{
     enums::v1::{ContinueAsNewInitiator, RetryState},
     failure::v1::Failure,
     history::v1::WorkflowExecutionStartedEventAttributes,
+    workflow::v1::ResetPoints,
 };
 
 use crate::Result;
 use crate::cron::Cron;
 use crate::retry::{self, Decision};
-use crate::time::{duration, timestamp_ms};
+use crate::time::{duration, timestamp, timestamp_ms};
 use crate::workflow::{Env, StartParams, Workflow};
+
+/// Least time between a run's start and the first task of the run that continues it
+/// (`history.workflowIdReuseMinimalInterval`, 1 s in Temporal).
+pub const MIN_RUN_INTERVAL_MS: i64 = 1_000;
+/// How long a rolled-over reset point stays usable: the retention of `server start-dev`'s
+/// namespace (one day), which the engine does not know per namespace.
+const RESET_POINT_RETENTION_MS: i64 = 24 * 3_600_000;
 
 /// How the next run of a chain starts.
 pub(crate) struct NextRun {
@@ -106,6 +114,40 @@ impl Workflow {
         }
     }
 
+    /// The first-task backoff of the run that continues this one: at least
+    /// [`MIN_RUN_INTERVAL_MS`] between this run's start and the next run's first task, so a
+    /// workflow that continues as new at once does not spin (Temporal's
+    /// `ContinueAsNewMinBackoff`).
+    pub(crate) fn continue_as_new_backoff(&self, backoff_ms: i64, env: &Env) -> i64 {
+        let lifetime = env.now_ms - self.state.execution_time_ms.max(self.state.start_time_ms);
+        if lifetime + backoff_ms < MIN_RUN_INTERVAL_MS {
+            MIN_RUN_INTERVAL_MS - lifetime
+        } else {
+            backoff_ms
+        }
+    }
+
+    /// This run's reset points as the next run's `prev_auto_reset_points`, expiring with the
+    /// history they point into ([`RESET_POINT_RETENTION_MS`] after now).
+    pub(crate) fn rolled_over_reset_points(&self, env: &Env) -> Option<ResetPoints> {
+        if self.state.auto_reset_points.is_empty() {
+            return None;
+        }
+        let points = self
+            .state
+            .auto_reset_points
+            .iter()
+            .cloned()
+            .map(|mut p| {
+                if p.run_id == self.state.run_id {
+                    p.expire_time = Some(timestamp(env.now_ms + RESET_POINT_RETENTION_MS));
+                }
+                p
+            })
+            .collect();
+        Some(ResetPoints { points })
+    }
+
     /// Creates the next run of this workflow id from the current run's start attributes.
     pub(crate) fn chain_next_run(&mut self, next: NextRun, env: &Env) -> Result<String> {
         let current = self.started_attributes().clone();
@@ -126,14 +168,15 @@ impl Workflow {
                 initiator: next.initiator as i32,
                 continued_failure: next.continued_failure,
                 last_completion_result: next.last_completion_result,
-                identity: current.identity,
                 first_execution_run_id: current.first_execution_run_id,
                 retry_policy: current.retry_policy,
                 attempt: next.attempt,
                 workflow_execution_expiration_time: current.workflow_execution_expiration_time,
                 cron_schedule: current.cron_schedule,
-                first_workflow_task_backoff: (next.backoff_ms > 0)
-                    .then(|| duration(next.backoff_ms)),
+                first_workflow_task_backoff: Some(duration(
+                    self.continue_as_new_backoff(next.backoff_ms, env),
+                )),
+                prev_auto_reset_points: self.rolled_over_reset_points(env),
                 memo: current.memo,
                 search_attributes: current.search_attributes,
                 header: current.header,

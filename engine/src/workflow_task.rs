@@ -102,6 +102,7 @@ impl Workflow {
             task.attempt,
             request_id,
             identity,
+            "",
             &queue,
             env,
         )
@@ -217,12 +218,15 @@ impl Workflow {
 
     /// Hands the pending workflow task to a poller of `polled_queue`. Idempotent for the same
     /// poll request id; a task already started by another poll is [`Error::TaskAlreadyStarted`].
+    // The poll's facts, one argument each, as the RPC gives them.
+    #[allow(clippy::too_many_arguments)]
     pub fn record_workflow_task_started(
         &mut self,
         scheduled_event_id: i64,
         attempt: i32,
         request_id: &str,
         identity: &str,
+        build_id: &str,
         polled_queue: &str,
         env: &Env,
     ) -> Result<WorkflowTaskStart> {
@@ -269,6 +273,7 @@ impl Workflow {
         task.suggest_continue_as_new_reasons = self.suggest_continue_as_new(env);
         task.request_id = request_id.to_string();
         task.identity = identity.to_string();
+        task.worker_build_id = build_id.to_string();
         task.started_event_id = if task.transient || task.speculative {
             task.scheduled_event_id + 1
         } else {
@@ -305,6 +310,7 @@ impl Workflow {
             history_size_bytes: self.state.history_size_bytes,
             suggest_continue_as_new: !task.suggest_continue_as_new_reasons.is_empty(),
             suggest_continue_as_new_reasons: task.suggest_continue_as_new_reasons.clone(),
+            worker_version: crate::events::worker_stamp(&task.worker_build_id),
             ..Default::default()
         }
     }

@@ -39,6 +39,8 @@ pub const TASK_QUEUE: &str = "tq";
 pub const STICKY_QUEUE: &str = "tq-sticky-worker-1";
 /// Identity of the test worker.
 pub const WORKER: &str = "worker-1";
+/// Build id the test worker reports in its polls.
+pub const WORKER_BUILD_ID: &str = "build-1";
 
 /// The attributes of an event as the named variant; panics (with the event) otherwise.
 macro_rules! attrs {
@@ -346,6 +348,7 @@ impl Driver {
             attempt,
             request_id,
             WORKER,
+            WORKER_BUILD_ID,
             queue,
             &env,
         );
@@ -424,6 +427,7 @@ impl Driver {
             attempt,
             request_id,
             WORKER,
+            WORKER_BUILD_ID,
             &env,
         );
         self.collect();

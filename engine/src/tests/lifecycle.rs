@@ -148,6 +148,8 @@ fn continue_as_new_creates_the_next_run() {
         p.attributes.workflow_run_timeout = Some(duration(60_000));
     });
     d.poll_wft();
+    // A run older than a second continues without delay (see the next test).
+    d.advance(1_500);
     d.complete_wft(vec![continue_as_new()]);
     assert_eq!(
         d.last_types(),
@@ -156,7 +158,8 @@ fn continue_as_new_creates_the_next_run() {
     let continued = attrs!(d.event(5), WorkflowExecutionContinuedAsNewEventAttributes);
     assert_eq!(continued.new_execution_run_id, "run-2");
     assert_eq!(continued.workflow_task_completed_event_id, 4);
-    assert_eq!(continued.initiator, ContinueAsNewInitiator::Workflow as i32);
+    // The event keeps the command's initiator (unset), as Temporal's does.
+    assert_eq!(continued.initiator, 0);
     assert_eq!(continued.workflow_type.as_ref().unwrap().name, "Wf");
     assert_eq!(continued.task_queue.as_ref().unwrap().name, TASK_QUEUE);
     assert_eq!(
@@ -186,6 +189,37 @@ fn continue_as_new_creates_the_next_run() {
     n.poll_wft();
     n.complete_wft(vec![complete_workflow()]);
     assert_eq!(n.wf.state.status, WorkflowExecutionStatus::Completed as i32);
+}
+
+/// A run that continues as new within a second of its start: the next run's first task waits
+/// out the rest of the second (Temporal's ContinueAsNewMinBackoff), and the next run carries
+/// this run's reset points.
+#[test]
+fn quick_continue_as_new_waits_out_the_minimal_interval() {
+    let mut d = Driver::start();
+    d.poll_wft();
+    d.advance(300);
+    d.complete_wft(vec![continue_as_new()]);
+    let mut n = Driver::from_workflow(d.new_run.take().unwrap(), d.now_ms);
+    assert_eq!(n.types(), vec![E::WorkflowExecutionStarted]);
+    let started = attrs!(n.event(1), WorkflowExecutionStartedEventAttributes);
+    assert_eq!(
+        duration_ms(started.first_workflow_task_backoff.as_ref()),
+        700
+    );
+    assert_eq!(
+        started.identity, "",
+        "a continued run has no starter identity"
+    );
+    let points = started.prev_auto_reset_points.as_ref().unwrap();
+    assert_eq!(points.points.len(), 1);
+    assert_eq!(points.points[0].run_id, "run-1");
+    assert_eq!(points.points[0].first_workflow_task_completed_id, 4);
+    assert!(points.points[0].expire_time.is_some());
+    let backoff = n.task(TaskKind::WorkflowBackoff);
+    assert_eq!(backoff.fire_time_ms, d.now_ms + 700);
+    n.fire(&backoff);
+    assert_eq!(n.last_types(), vec![E::WorkflowTaskScheduled]);
 }
 
 /// Continue-as-new is a closing command: vetoed while events are buffered.
@@ -382,12 +416,14 @@ fn failing_run_retries_under_its_retry_policy() {
         started.continued_failure.as_ref().unwrap().message,
         "workflow failed"
     );
+    // The 500 ms backoff is raised so the runs start at least a second apart (Temporal's
+    // ContinueAsNewMinBackoff: this run lived no time at all).
     assert_eq!(
         duration_ms(started.first_workflow_task_backoff.as_ref()),
-        500
+        1_000
     );
     let backoff = n.task(TaskKind::WorkflowBackoff);
-    assert_eq!(backoff.fire_time_ms, d.now_ms + 500);
+    assert_eq!(backoff.fire_time_ms, d.now_ms + 1_000);
     n.fire(&backoff);
     assert_eq!(n.last_types(), vec![E::WorkflowTaskScheduled]);
 

@@ -7,6 +7,7 @@ use temporalio_protos::temporal::api::enums::v1::{
 
 use super::driver::*;
 use crate::TaskKind;
+use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
 
 /// Reference §2.3, "plain flow": one activity, one timer, 16 events.
 #[test]
@@ -626,6 +627,38 @@ fn eager_next_workflow_task() {
         ]
     );
     assert_eq!(d.last_task_kinds(), vec![TaskKind::WorkflowTaskTimeout]);
+    // Temporal's request id for such a task, and the completing worker's build id.
+    let Some(Attributes::WorkflowTaskStartedEventAttributes(started)) = &d.event(6).attributes
+    else {
+        panic!("event 6 is not WorkflowTaskStarted");
+    };
+    assert_eq!(
+        started.request_id,
+        "request-from-RespondWorkflowTaskCompleted"
+    );
+    assert_eq!(started.worker_version, None, "the completion sent no stamp");
+}
+
+/// The build id a poller reports is stamped on the started events of its tasks.
+#[test]
+fn started_events_carry_the_workers_build_id() {
+    let mut d = Driver::start();
+    d.poll_wft();
+    d.complete_wft(vec![schedule_activity("a")]);
+    d.start_activity(5);
+    d.complete_activity(5);
+    let stamp = |id: i64| match &d.event(id).attributes {
+        Some(Attributes::WorkflowTaskStartedEventAttributes(a)) => a.worker_version.clone(),
+        Some(Attributes::ActivityTaskStartedEventAttributes(a)) => a.worker_version.clone(),
+        other => panic!("event {id}: {other:?}"),
+    };
+    for id in [3, 6] {
+        assert_eq!(
+            stamp(id).map(|s| (s.build_id, s.use_versioning)),
+            Some((WORKER_BUILD_ID.to_string(), false)),
+            "event {id}"
+        );
+    }
 }
 
 /// A completion with no commands and nothing new closes the task and schedules nothing.

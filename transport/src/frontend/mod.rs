@@ -109,7 +109,9 @@ impl WorkflowService for Frontend {
                 activity_failure_include_heartbeat: true,
                 supports_schedules: false,
                 encoded_failure_attributes: true,
-                build_id_based_versioning: false,
+                // Build ids are recorded on task events (as Temporal does for an unversioned
+                // worker); the versioning APIs themselves answer Unimplemented.
+                build_id_based_versioning: true,
                 upsert_memo: true,
                 eager_workflow_start: true,
                 sdk_metadata: true,

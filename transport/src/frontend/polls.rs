@@ -33,6 +33,8 @@ impl Frontend {
                         run_id: task.run_id.clone(),
                     };
                     let identity = req.identity.clone();
+                    #[allow(deprecated)]
+                    let build_id = poller_build_id(req.worker_version_capabilities.as_ref());
                     let polled = queue.clone();
                     let result: Result<WorkflowTaskStarted, Error> = self
                         .node
@@ -44,6 +46,7 @@ impl Frontend {
                                 attempt: task.attempt,
                                 request_id,
                                 identity,
+                                build_id,
                                 polled_queue: polled,
                                 reply,
                             }
@@ -150,6 +153,8 @@ impl Frontend {
                 run_id: task.run_id.clone(),
             };
             let identity = req.identity.clone();
+            #[allow(deprecated)]
+            let build_id = poller_build_id(req.worker_version_capabilities.as_ref());
             let request_id = uuid::Uuid::new_v4().to_string();
             let result = self
                 .node
@@ -161,6 +166,7 @@ impl Frontend {
                         attempt: task.attempt,
                         request_id,
                         identity,
+                        build_id,
                         reply,
                     }
                 })
@@ -247,4 +253,12 @@ impl Frontend {
         }
         Ok(Response::new(response))
     }
+}
+
+/// The build id a poller reports (Temporal stamps it on the task's started event).
+#[allow(deprecated)]
+fn poller_build_id(
+    capabilities: Option<&sundial_engine::api::common::v1::WorkerVersionCapabilities>,
+) -> String {
+    capabilities.map(|c| c.build_id.clone()).unwrap_or_default()
 }

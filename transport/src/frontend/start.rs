@@ -130,7 +130,8 @@ impl Frontend {
             input: req.signal_input,
             header: req.header.clone(),
             identity: req.identity.clone(),
-            request_id: String::new(),
+            // As Temporal: the signal carries the request's id (a retried request is one signal).
+            request_id: req.request_id.clone(),
             skip_generate_workflow_task: false,
             external_workflow_execution: None,
         };
