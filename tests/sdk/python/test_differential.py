@@ -1,5 +1,7 @@
 """Differential tests: the same workflows on the reference server and on the server under test
-must produce the same sequence of history event types (and the same outcome).
+must produce the same sequence of history event types (and the same outcome); for the scenarios
+in ATTRIBUTE_SCENARIOS also the same event attributes, once times and random ids are normalised
+(history_attributes.py). Each scenario runs once per session; both tests share its result.
 
 With SUNDIAL_TARGET=sundial this compares reference vs Sundial; with SUNDIAL_TARGET=reference it
 compares two separate reference processes (which must trivially agree). These tests never skip:
@@ -11,15 +13,20 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Awaitable, Callable, Dict, List, Tuple
 
 import pytest
 from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCause
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import RetryPolicy
 
+import harness
 import sundial_flags
+from history_attributes import history_differences, normalise_chain, render_differences
+from known_divergences import ALL, KNOWN_DIVERGENCES, KnownDivergences, classify, xfail_reason
 from helpers import (
     event_type_name,
     new_worker,
@@ -35,6 +42,7 @@ from sundial_workflows import (
     ActivityTimeoutWorkflow,
     AwaitActivityWorkflow,
     BufferedSignalsWorkflow,
+    CollectSignalsWorkflow,
     ContinueAsNewWorkflow,
     CounterInput,
     FailingWorkflow,
@@ -522,6 +530,49 @@ async def update_with_start(client: Client, tq: str):
     return f"updates {first}, {second}; {await outcome_of(h)}", h.id, h.first_execution_run_id
 
 
+async def _reset_to_first_task(client: Client, tq: str, reapply_signals: bool):
+    """A CollectSignalsWorkflow(2) that ran its activity and got `x` is reset to its first
+    completed workflow task; the compared history is the new run's (the base run's prefix, the
+    RESET_WORKFLOW failure, the re-applied signal unless excluded, and the run to its end)."""
+    import uuid
+
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.enums.v1 import ResetReapplyExcludeType
+    from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+
+    h = await within(client.start_workflow(
+        CollectSignalsWorkflow.run, 2, id=unique("reset"), task_queue=tq))
+    await wait_for_event(h, "WorkflowTaskCompleted", 2)
+    await within(h.signal(CollectSignalsWorkflow.add, "x"))
+    await wait_for_event(h, "WorkflowTaskCompleted", 3)
+    exclude = [] if reapply_signals else [ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL]
+    response = await within(client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace="default",
+            workflow_execution=WorkflowExecution(workflow_id=h.id, run_id=h.result_run_id),
+            reason="differential reset", workflow_task_finish_event_id=4,
+            request_id=str(uuid.uuid4()), reset_reapply_exclude_types=exclude)))
+    new = client.get_workflow_handle(h.id, run_id=response.run_id)
+    await wait_for_event(new, "WorkflowTaskCompleted", 2)
+    values = ["z"] if reapply_signals else ["y", "z"]
+    for i, value in enumerate(values):
+        # One at a time, each after the last one's task: no racy buffering.
+        await within(new.signal(CollectSignalsWorkflow.add, value))
+        if i + 1 < len(values):
+            await wait_for_event(new, "WorkflowTaskCompleted", 3 + i)
+    return await outcome_of(new), h.id, response.run_id
+
+
+@scenario
+async def reset_reapplying_signals(client: Client, tq: str):
+    return await _reset_to_first_task(client, tq, reapply_signals=True)
+
+
+@scenario
+async def reset_excluding_signals(client: Client, tq: str):
+    return await _reset_to_first_task(client, tq, reapply_signals=False)
+
+
 def describe_event(event) -> str:
     """The event type name; workflow-task failures and timeouts also carry their cause/type,
     e.g. WorkflowTaskFailed(UNHANDLED_COMMAND)."""
@@ -535,14 +586,14 @@ def describe_event(event) -> str:
     return name
 
 
-async def run_histories(client: Client, wf_id: str, run_id: str) -> List[List[str]]:
-    """Event types of every run of the chain that starts at run_id (following continue-as-new
+async def fetch_runs(client: Client, wf_id: str, run_id: str) -> List[List[HistoryEvent]]:
+    """Full history of every run of the chain that starts at run_id (following continue-as-new
     and workflow retries)."""
-    runs: List[List[str]] = []
+    runs: List[List[HistoryEvent]] = []
     next_run = run_id
     while next_run:
         history = await within(client.get_workflow_handle(wf_id, run_id=next_run).fetch_history())
-        runs.append([describe_event(e) for e in history.events])
+        runs.append(list(history.events))
         last = history.events[-1]
         next_run = ""
         if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
@@ -555,12 +606,37 @@ async def run_histories(client: Client, wf_id: str, run_id: str) -> List[List[st
     return runs
 
 
-async def run_on(address: str, name: str) -> Tuple[str, List[List[str]]]:
+@dataclass
+class ScenarioResult:
+    """One scenario on one server: its outcome and the full history of every run."""
+    outcome: str
+    runs: List[List[HistoryEvent]]
+
+    def event_types(self) -> List[List[str]]:
+        return [[describe_event(e) for e in run] for run in self.runs]
+
+
+async def run_on(address: str, name: str) -> ScenarioResult:
     client = await within(Client.connect(address, namespace="default"))
     tq = unique("diff-tq")
     async with new_worker(client, tq):
         outcome, wf_id, run_id = await within(SCENARIOS[name](client, tq), 60)
-    return outcome, await run_histories(client, wf_id, run_id)
+    return ScenarioResult(outcome, await fetch_runs(client, wf_id, run_id))
+
+
+# Results per (reference address, server address, scenario), so that the event-type test and
+# the attribute test compare the same run instead of running each scenario twice.
+_RESULTS: Dict[Tuple[str, str, str], Tuple[ScenarioResult, ScenarioResult]] = {}
+
+
+async def run_on_both(name: str, reference_server, server) -> Tuple[ScenarioResult, ScenarioResult]:
+    """(reference result, server-under-test result), run once per session."""
+    key = (reference_server.address, server.address, name)
+    if key not in _RESULTS:
+        ref, sut = await asyncio.gather(
+            run_on(reference_server.address, name), run_on(server.address, name))
+        _RESULTS[key] = (ref, sut)
+    return _RESULTS[key]
 
 
 def render(runs: List[List[str]]) -> List[str]:
@@ -573,8 +649,9 @@ def render(runs: List[List[str]]) -> List[str]:
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 async def test_same_history(name: str, reference_server, server, workdir):
-    (ref_outcome, ref_runs), (sut_outcome, sut_runs) = await asyncio.gather(
-        run_on(reference_server.address, name), run_on(server.address, name))
+    ref, sut = await run_on_both(name, reference_server, server)
+    ref_outcome, ref_runs = ref.outcome, ref.event_types()
+    sut_outcome, sut_runs = sut.outcome, sut.event_types()
 
     record = {"scenario": name, "reference": {"outcome": ref_outcome, "runs": ref_runs},
               server.kind: {"outcome": sut_outcome, "runs": sut_runs}}
@@ -591,3 +668,76 @@ async def test_same_history(name: str, reference_server, server, workdir):
             render(ref_runs), render(sut_runs), "reference", server.kind, lineterm=""))
         pytest.fail(f"event type sequences differ for {name}:\n{diff}")
     assert sut_outcome == ref_outcome
+
+
+# --- event attributes -----------------------------------------------------------------------
+
+# Scenarios whose event attributes (not only types) are compared, after normalising times and
+# ids (see history_attributes.py).
+ATTRIBUTE_SCENARIOS = [
+    "hello_activity_timer",
+    "activity_retries",
+    "activity_non_retryable_error",
+    "activity_retries_exhausted",
+    "activity_schedule_to_start_timeout",
+    "activity_start_to_close_timeout",
+    # (Not "timer": its result is the elapsed workflow-clock time, which depends on how late the
+    # timer fired. hello_activity_timer covers TimerStarted/TimerFired.)
+    "timer_cancelled_by_signal",
+    "signal",
+    "signal_with_start",
+    "cancel",
+    "terminate",
+    "continue_as_new",
+    "workflow_failure",
+    "local_activity",
+    "patch_and_memo",
+    "child_workflow",
+    "workflow_retry",
+    "run_timeout",
+    "update_accepted_and_completed",
+    "update_rejected_by_validator",
+    "reset_reapplying_signals",
+]
+
+
+def attribute_params():
+    """One param per scenario; against Sundial, those with known divergences are expected to
+    fail with exactly those (see known_divergences.py)."""
+    for name in ATTRIBUTE_SCENARIOS:
+        reason = xfail_reason(name) if harness.target() == "sundial" else ""
+        marks = ([pytest.mark.xfail(strict=True, raises=KnownDivergences, reason=reason)]
+                 if reason else [])
+        yield pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", list(attribute_params()))
+async def test_same_attributes(name: str, reference_server, server, workdir):
+    ref, sut = await run_on_both(name, reference_server, server)
+    ref_chain, sut_chain = normalise_chain(ref.runs), normalise_chain(sut.runs)
+    record = {"scenario": name, "reference": asdict(ref_chain), "under_test": asdict(sut_chain)}
+    (workdir / f"differential-attributes-{name}.json").write_text(json.dumps(record, indent=2))
+
+    differences = history_differences(ref_chain, sut_chain)
+    if server.kind != "sundial":
+        unexplained, stale = differences, []
+    else:
+        unexplained, stale = classify(name, differences)
+    if unexplained:
+        pytest.fail(f"event attributes differ for {name} ({len(unexplained)} fields not "
+                    "explained by known_divergences.py):\n"
+                    + render_differences(unexplained, server.name))
+    if stale:
+        pytest.fail(f"known divergences {stale} no longer occur in {name}: update their "
+                    "entries in known_divergences.py (drop the scenario, or the whole entry)")
+    if differences:
+        raise KnownDivergences(f"{name}: only known divergences ({len(differences)} fields):\n"
+                               + render_differences(differences, server.name))
+
+
+def test_attribute_scenarios_exist():
+    """The attribute subset and the known divergences name real scenarios (no servers needed)."""
+    assert set(ATTRIBUTE_SCENARIOS) <= set(SCENARIOS)
+    for name, divergence in KNOWN_DIVERGENCES.items():
+        assert divergence.scenarios == ALL or set(divergence.scenarios) <= set(
+            ATTRIBUTE_SCENARIOS), name

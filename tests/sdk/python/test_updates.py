@@ -18,7 +18,6 @@ from helpers import (
     history_event_types,
     new_worker,
     unique,
-    wait_for_event,
     wait_until_waiting,
     within,
 )
