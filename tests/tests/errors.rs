@@ -191,6 +191,17 @@ async fn system_info_and_unimplemented_rpcs() -> Result<()> {
     let status = client.create_schedule(rpc(req)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
 
+    // Nexus is not advertised: a start asking for completion callbacks is refused, not started
+    // without them.
+    assert!(!capabilities.nexus);
+    let mut start = Worker::new(client.clone()).start_request("with-callbacks");
+    start.completion_callbacks = vec![Default::default()];
+    let status = client
+        .start_workflow_execution(rpc(start))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+
     // Workflow update is advertised, and checks its request as Temporal does.
     let ns = client
         .describe_namespace(rpc(DescribeNamespaceRequest {

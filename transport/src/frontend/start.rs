@@ -11,6 +11,12 @@ pub(super) fn start_workflow(
     if req.workflow_id.is_empty() {
         return Err(invalid("WorkflowId is not set on request."));
     }
+    if !req.completion_callbacks.is_empty() {
+        // Nothing would ever call them back: refused rather than dropped.
+        return Err(Status::unimplemented(
+            "Workflow completion callbacks (Nexus) are not supported by this server.",
+        ));
+    }
     if req.workflow_id.len() as i64 > limits.max_id_length {
         return Err(invalid(format!(
             "WorkflowId exceeds maximum allowed length ({}/{})",
