@@ -137,8 +137,8 @@ pub struct ResetWorkflow {
     )>,
     /// Reset point, reason and request id.
     pub params: sundial_engine::ResetParams,
-    /// False when the request excludes signals from re-application.
-    pub reapply_signals: bool,
+    /// What is re-applied from after the reset point.
+    pub reapply: sundial_engine::Reapply,
 }
 
 /// A request to a history shard.

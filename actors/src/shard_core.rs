@@ -626,9 +626,7 @@ impl ShardCore {
                 Ok(())
             })?;
         }
-        if reset.reapply_signals {
-            wf.reapply_after_reset(&reapply, env);
-        }
+        wf.reapply_after_reset(&reapply, reset.reapply, env);
         wf.finish_reset(env);
         let run_id = wf.state.run_id.clone();
         self.add_new_run(wf, &current);

@@ -36,7 +36,7 @@ mod tests;
 pub use commands::{CommandError, CompletionOutcome};
 pub use error::Error;
 pub use limits::Limits;
-pub use reset::{RESET_IDENTITY, RESETTER_IDENTITY, ResetParams};
+pub use reset::{RESET_IDENTITY, RESETTER_IDENTITY, Reapply, ResetParams};
 pub use state::{
     ActivityInfo, ChildInfo, CurrentRunInfo, ExternalInfo, MutableState, TaskInfo, TaskKind,
     TaskToken,

@@ -2,22 +2,26 @@
 //!
 //! The new run keeps the base run's events before the reset point, then writes a
 //! WorkflowTaskFailed (cause RESET_WORKFLOW) in the server's name for the workflow task pending
-//! there, re-applies the signals the base run received after the point, and schedules a workflow
-//! task on the normal queue. What was pending at the point (activities, timers, children,
-//! external signals and cancels) is pending again, with its tasks made anew.
+//! there, re-applies the signals and updates the base run received after the point, and
+//! schedules a workflow task on the normal queue. What was pending at the point (activities,
+//! timers, children, external signals and cancels) is pending again, with its tasks made anew.
 
 use std::collections::BTreeMap;
 
 use prost::Message;
 use temporalio_protos::temporal::api::{
     common::v1::WorkflowExecution,
-    enums::v1::{EventType, WorkflowExecutionStatus, WorkflowTaskFailedCause},
+    enums::v1::{
+        EventType, UpdateAdmittedEventOrigin, WorkflowExecutionStatus, WorkflowTaskFailedCause,
+    },
     failure::v1::{Failure, ResetWorkflowFailureInfo, failure::FailureInfo},
     history::v1::{
         HistoryEvent, StartChildWorkflowExecutionInitiatedEventAttributes,
+        WorkflowExecutionSignaledEventAttributes, WorkflowExecutionUpdateAdmittedEventAttributes,
         WorkflowTaskFailedEventAttributes, WorkflowTaskStartedEventAttributes,
         history_event::Attributes,
     },
+    update::v1::Request,
 };
 
 use crate::state::{
@@ -35,6 +39,24 @@ pub const RESETTER_IDENTITY: &str = "history-resetter";
 /// Request id of the WorkflowTaskStarted event a reset writes (Temporal's value).
 const RESET_STARTED_REQUEST_ID: &str = "emptyUuid";
 
+/// What a reset re-applies from after its point (Temporal's reset reapply exclude types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reapply {
+    /// Signals.
+    pub signals: bool,
+    /// Updates.
+    pub updates: bool,
+}
+
+impl Default for Reapply {
+    fn default() -> Self {
+        Self {
+            signals: true,
+            updates: true,
+        }
+    }
+}
+
 /// What a reset asks for besides the base run's history.
 #[derive(Debug, Clone, Default)]
 pub struct ResetParams {
@@ -45,6 +67,14 @@ pub struct ResetParams {
     pub reason: String,
     /// Request id of the reset (required; Temporal does not dedupe resets by it).
     pub request_id: String,
+}
+
+/// The update id of an update request.
+fn update_id_of(request: Option<&Request>) -> String {
+    request
+        .and_then(|r| r.meta.as_ref())
+        .map(|m| m.update_id.clone())
+        .unwrap_or_default()
 }
 
 /// Pending work found while folding the kept events, to be re-armed in the new run.
@@ -119,26 +149,72 @@ impl Workflow {
         Ok(wf)
     }
 
-    /// Re-applies the signals among `events` (from the base run after the reset point, and
-    /// from the runs that followed it), keeping their attributes.
-    pub fn reapply_after_reset(&mut self, events: &[HistoryEvent], env: &Env) {
+    /// Re-applies what `events` (from the base run after the reset point, and from the runs
+    /// that followed it) received from outside: signals, keeping their attributes, and
+    /// updates, as WorkflowExecutionUpdateAdmitted (origin REAPPLY) for the worker to run again
+    /// (an update accepted without its request follows its own admitted event).
+    pub fn reapply_after_reset(&mut self, events: &[HistoryEvent], reapply: Reapply, env: &Env) {
         for event in events {
-            let Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) = &event.attributes
-            else {
-                continue;
-            };
-            if !a.request_id.is_empty() {
-                if self.state.signal_request_ids.contains(&a.request_id) {
-                    continue;
+            match &event.attributes {
+                Some(Attributes::WorkflowExecutionSignaledEventAttributes(a))
+                    if reapply.signals =>
+                {
+                    self.reapply_signal(a, env)
                 }
-                self.state.signal_request_ids.push(a.request_id.clone());
+                Some(Attributes::WorkflowExecutionUpdateAdmittedEventAttributes(a))
+                    if reapply.updates =>
+                {
+                    self.reapply_update(a.request.clone(), env)
+                }
+                Some(Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(a))
+                    if reapply.updates =>
+                {
+                    self.reapply_update(a.accepted_request.clone(), env)
+                }
+                _ => {}
             }
-            self.state.signal_count += 1;
-            self.append(
-                env.now_ms,
-                Attributes::WorkflowExecutionSignaledEventAttributes(a.clone()),
-            );
         }
+    }
+
+    fn reapply_update(&mut self, request: Option<Request>, env: &Env) {
+        let Some(request) = request else {
+            return;
+        };
+        let update_id = update_id_of(Some(&request));
+        if self.state.updates.contains_key(&update_id) {
+            return;
+        }
+        let admitted_event_id = self.append(
+            env.now_ms,
+            Attributes::WorkflowExecutionUpdateAdmittedEventAttributes(
+                WorkflowExecutionUpdateAdmittedEventAttributes {
+                    request: Some(request),
+                    origin: UpdateAdmittedEventOrigin::Reapply as i32,
+                },
+            ),
+        );
+        self.state.updates.insert(
+            update_id,
+            UpdateInfo {
+                accepted_event_id: 0,
+                completed_event_id: 0,
+                admitted_event_id,
+            },
+        );
+    }
+
+    fn reapply_signal(&mut self, a: &WorkflowExecutionSignaledEventAttributes, env: &Env) {
+        if !a.request_id.is_empty() {
+            if self.state.signal_request_ids.contains(&a.request_id) {
+                return;
+            }
+            self.state.signal_request_ids.push(a.request_id.clone());
+        }
+        self.state.signal_count += 1;
+        self.append(
+            env.now_ms,
+            Attributes::WorkflowExecutionSignaledEventAttributes(a.clone()),
+        );
     }
 
     /// Schedules the new run's workflow task (on the normal queue).
@@ -505,8 +581,17 @@ impl Workflow {
                     UpdateInfo {
                         accepted_event_id: id,
                         completed_event_id: 0,
+                        admitted_event_id: 0,
                     },
                 );
+            }
+            Attributes::WorkflowExecutionUpdateAdmittedEventAttributes(a) => {
+                let update_id = update_id_of(a.request.as_ref());
+                state.updates.entry(update_id).or_insert(UpdateInfo {
+                    accepted_event_id: 0,
+                    completed_event_id: 0,
+                    admitted_event_id: id,
+                });
             }
             Attributes::WorkflowExecutionUpdateCompletedEventAttributes(a) => {
                 let update_id = a

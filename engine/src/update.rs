@@ -42,6 +42,10 @@ pub struct UpdateInfo {
     /// Its WorkflowExecutionUpdateCompleted event id (0 while in flight).
     #[prost(int64, tag = "2")]
     pub completed_event_id: i64,
+    /// Its WorkflowExecutionUpdateAdmitted event id, for an update admitted in history (one a
+    /// reset re-applied): the worker reads it from there and answers it; 0 otherwise.
+    #[prost(int64, tag = "3")]
+    pub admitted_event_id: i64,
 }
 
 /// Where an update is in its life.
@@ -279,8 +283,11 @@ impl Workflow {
         self.state.updates.get(update_id).map(|info| {
             if info.completed_event_id != 0 {
                 UpdateState::Completed
-            } else {
+            } else if info.accepted_event_id != 0 {
                 UpdateState::Accepted
+            } else {
+                // Admitted in history: every task the worker gets carries it.
+                UpdateState::Sent
             }
         })
     }
@@ -299,6 +306,12 @@ impl Workflow {
         let info = self.state.updates.get(update_id)?;
         Some(if info.completed_event_id != 0 {
             UpdateStatus::CompletedAt(info.completed_event_id)
+        } else if info.accepted_event_id == 0 {
+            if self.is_open() {
+                UpdateStatus::Admitted
+            } else {
+                UpdateStatus::Aborted(self.abort_reason())
+            }
         } else if self.is_open() {
             UpdateStatus::Accepted
         } else {

@@ -42,7 +42,7 @@ fn reapply_from(wf: &mut Workflow, base: &Driver, from: i64) {
         .filter(|e| e.event_id >= from)
         .cloned()
         .collect();
-    wf.reapply_after_reset(&later, &env);
+    wf.reapply_after_reset(&later, crate::Reapply::default(), &env);
 }
 
 fn failed_attributes(d: &Driver, id: i64) -> (i64, i64, i32, String, String, String) {

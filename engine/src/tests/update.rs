@@ -17,7 +17,7 @@ use super::driver::*;
 use crate::update::{
     AbortReason, InvalidTransition, UpdateInput, UpdateRefusal, UpdateState, UpdateStatus,
 };
-use crate::{TaskInfo, TaskKind};
+use crate::{Env, TaskInfo, TaskKind, Workflow};
 
 // ---- requests and messages ----
 
@@ -949,4 +949,85 @@ fn terminating_a_run_drops_its_unstarted_speculative_task() {
             E::WorkflowExecutionTerminated,
         ]
     );
+}
+
+// ---- updates re-applied by a reset ----
+
+/// A reset re-applies an update accepted after its point as WorkflowExecutionUpdateAdmitted
+/// (origin REAPPLY); the worker reads it from history and answers it (its acceptance carries no
+/// request), and the update is accepted and completed again in the new run. An update the
+/// worker rejects this time leaves nothing.
+#[test]
+fn a_reset_readmits_updates_in_history() {
+    use temporalio_protos::temporal::api::enums::v1::UpdateAdmittedEventOrigin;
+
+    let mut base = idle_run();
+    for id in ["u1", "u2"] {
+        admit(&mut base, id).unwrap();
+        base.poll_wft();
+        base.complete_wft_with(accept_and_complete(id));
+    }
+    let params = crate::ResetParams {
+        workflow_task_finish_event_id: 4,
+        reason: "again".into(),
+        request_id: "reset-1".into(),
+    };
+    let env = Env::new(base.now_ms, "run-reset");
+    let mut wf = Workflow::reset_from(&base.wf.state, &base.history, &params, &env).unwrap();
+    let later: Vec<_> = base.history[4..].to_vec();
+    wf.reapply_after_reset(&later, crate::Reapply::default(), &env);
+    // Offered twice (a later run's copy): admitted once.
+    wf.reapply_after_reset(&later, crate::Reapply::default(), &env);
+    wf.finish_reset(&env);
+    let mut d = Driver::from_workflow(wf, base.now_ms);
+    assert_eq!(
+        d.types_from(4),
+        vec![
+            E::WorkflowTaskFailed,
+            E::WorkflowExecutionUpdateAdmitted,
+            E::WorkflowExecutionUpdateAdmitted,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+    let admitted = attrs!(d.event(5), WorkflowExecutionUpdateAdmittedEventAttributes);
+    assert_eq!(admitted.origin, UpdateAdmittedEventOrigin::Reapply as i32);
+    assert_eq!(admitted.request, Some(request("u1")));
+    assert_eq!(status(&d, "u1"), Some(UpdateStatus::Admitted));
+    // The task carries no update messages: they are in history.
+    let start = d.poll_wft();
+    assert!(start.messages.is_empty());
+    // (sdk-core sends the request in the acceptance anyway.)
+    let (accept, done) = (acceptance_with_request("u1"), response("u1"));
+    d.complete_wft_with(with_messages(
+        vec![protocol(&accept.id), protocol(&done.id)],
+        vec![accept, done, rejection("u2")],
+    ));
+    assert_eq!(
+        d.last_types(),
+        vec![
+            E::WorkflowTaskCompleted,
+            E::WorkflowExecutionUpdateAccepted,
+            E::WorkflowExecutionUpdateCompleted,
+        ]
+    );
+    let accepted = attrs!(d.event(10), WorkflowExecutionUpdateAcceptedEventAttributes);
+    assert_eq!(
+        accepted.accepted_request, None,
+        "the request is in the admitted event"
+    );
+    assert!(matches!(
+        status(&d, "u1"),
+        Some(UpdateStatus::CompletedAt(11))
+    ));
+    assert_eq!(status(&d, "u2"), None, "rejected: gone");
+
+    // With updates excluded, nothing is admitted.
+    let mut wf = Workflow::reset_from(&base.wf.state, &base.history, &params, &env).unwrap();
+    let only_signals = crate::Reapply {
+        signals: true,
+        updates: false,
+    };
+    wf.reapply_after_reset(&later, only_signals, &env);
+    let d = Driver::from_workflow(wf, base.now_ms);
+    assert_eq!(d.types_from(4), vec![E::WorkflowTaskFailed]);
 }

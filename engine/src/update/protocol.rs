@@ -158,11 +158,18 @@ impl Workflow {
     ) -> Result<(), CommandError> {
         let state = self.answered_update_state(update_id, acceptance.accepted_request.clone())?;
         state.next(update_id, UpdateInput::Accept)?;
+        // An update admitted in history has its request there: the accepted event omits it.
+        let admitted_in_history = self
+            .state
+            .updates
+            .get(update_id)
+            .is_some_and(|i| i.admitted_event_id != 0);
         let request = self
             .updates
             .remove(update_id)
             .map(|u| u.request)
-            .or(acceptance.accepted_request);
+            .or(acceptance.accepted_request)
+            .filter(|_| !admitted_in_history);
         let accepted_event_id = self.append(
             env.now_ms,
             Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(
@@ -180,6 +187,7 @@ impl Workflow {
             UpdateInfo {
                 accepted_event_id,
                 completed_event_id: 0,
+                admitted_event_id: 0,
             },
         );
         Ok(())
@@ -191,6 +199,14 @@ impl Workflow {
         if let Some(u) = self.updates.get_mut(update_id) {
             u.state = next;
             u.failure = rejection.failure;
+        } else if self
+            .state
+            .updates
+            .get(update_id)
+            .is_some_and(|i| i.accepted_event_id == 0)
+        {
+            // Admitted in history and rejected by the worker: nothing more is written.
+            self.state.updates.remove(update_id);
         }
         Ok(())
     }

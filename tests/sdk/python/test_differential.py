@@ -573,6 +573,32 @@ async def reset_excluding_signals(client: Client, tq: str):
     return await _reset_to_first_task(client, tq, reapply_signals=False)
 
 
+@scenario
+async def reset_reapplying_updates(client: Client, tq: str):
+    """Two updates after the reset point are admitted again in the new run (origin REAPPLY)
+    and run again by the worker."""
+    import uuid
+
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+
+    h = await within(client.start_workflow(
+        CounterUpdateWorkflow.run, id=unique("reset-upd"), task_queue=tq))
+    await wait_until_waiting(h)
+    first = await within(h.execute_update(CounterUpdateWorkflow.add, 5))
+    second = await within(h.execute_update(CounterUpdateWorkflow.add, 2))
+    response = await within(client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace="default",
+            workflow_execution=WorkflowExecution(workflow_id=h.id, run_id=h.result_run_id),
+            reason="differential reset", workflow_task_finish_event_id=4,
+            request_id=str(uuid.uuid4()))))
+    new = client.get_workflow_handle(h.id, run_id=response.run_id)
+    await wait_for_event(new, "WorkflowExecutionUpdateCompleted", 2)
+    await within(new.signal(CounterUpdateWorkflow.finish))
+    return f"updates {first}, {second}; {await outcome_of(new)}", h.id, response.run_id
+
+
 def describe_event(event) -> str:
     """The event type name; workflow-task failures and timeouts also carry their cause/type,
     e.g. WorkflowTaskFailed(UNHANDLED_COMMAND)."""
@@ -698,6 +724,7 @@ ATTRIBUTE_SCENARIOS = [
     "update_accepted_and_completed",
     "update_rejected_by_validator",
     "reset_reapplying_signals",
+    "reset_reapplying_updates",
 ]
 
 

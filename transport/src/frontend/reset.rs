@@ -3,8 +3,8 @@
 
 use super::*;
 use sundial_actors::ops::ResetWorkflow;
-use sundial_engine::ResetParams;
 use sundial_engine::api::enums::v1::{ResetReapplyExcludeType, ResetReapplyType};
+use sundial_engine::{Reapply, ResetParams};
 
 /// How often a reset is retried when the workflow moved on while its history was read.
 const RESET_ATTEMPTS: usize = 5;
@@ -23,12 +23,19 @@ impl Frontend {
         self.check_id(&req.request_id, "RequestId")?;
         let ns = self.namespace_id(&req.namespace).await?;
         let base = self.execution_ref(&ns, &req.workflow_execution)?;
-        // The deprecated reapply type is still sent by older clients; NONE excludes signals.
+        // The deprecated reapply type is still sent by older clients: SIGNAL leaves updates
+        // out, NONE both.
         #[allow(deprecated)]
-        let reapply_signals = req.reset_reapply_type != ResetReapplyType::None as i32
-            && !req
-                .reset_reapply_exclude_types
-                .contains(&(ResetReapplyExcludeType::Signal as i32));
+        let reapply_type = req.reset_reapply_type;
+        let excluded =
+            |t: ResetReapplyExcludeType| req.reset_reapply_exclude_types.contains(&(t as i32));
+        let reapply = Reapply {
+            signals: reapply_type != ResetReapplyType::None as i32
+                && !excluded(ResetReapplyExcludeType::Signal),
+            updates: reapply_type != ResetReapplyType::None as i32
+                && reapply_type != ResetReapplyType::Signal as i32
+                && !excluded(ResetReapplyExcludeType::Update),
+        };
         let params = ResetParams {
             workflow_task_finish_event_id: req.workflow_task_finish_event_id,
             reason: req.reason,
@@ -37,7 +44,7 @@ impl Frontend {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let reset = self.read_for_reset(&base, &params, reapply_signals).await?;
+            let reset = self.read_for_reset(&base, &params, reapply).await?;
             let wf = base.workflow_id.clone();
             match self
                 .node
@@ -59,7 +66,7 @@ impl Frontend {
         &self,
         base: &RunRef,
         params: &ResetParams,
-        reapply_signals: bool,
+        reapply: Reapply,
     ) -> Result<ResetWorkflow, Status> {
         let state = self.describe_state(base.clone()).await?;
         let finish = params.workflow_task_finish_event_id;
@@ -95,7 +102,7 @@ impl Frontend {
             base_events,
             later_runs,
             params: params.clone(),
-            reapply_signals,
+            reapply,
         })
     }
 
