@@ -55,6 +55,11 @@ struct StartDev {
     /// Namespaces to create besides `default` (repeatable).
     #[arg(short = 'n', long)]
     namespace: Vec<String>,
+    /// Search attributes to register in those namespaces, as `KEY=TYPE` (repeatable; TYPE is
+    /// Text, Keyword, Int, Double, Bool, Datetime or KeywordList), as `temporal server
+    /// start-dev` accepts them.
+    #[arg(long = "search-attribute", value_name = "KEY=TYPE")]
+    search_attributes: Vec<String>,
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -116,11 +121,38 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// The namespaces a node creates at startup, with the search attributes to register in each.
+#[derive(Default)]
+struct NamespaceSetup {
+    names: Vec<String>,
+    search_attributes: std::collections::HashMap<String, i32>,
+}
+
+/// `KEY=TYPE` search-attribute flags to a map of name → `IndexedValueType`.
+fn parse_search_attributes(flags: &[String]) -> Result<std::collections::HashMap<String, i32>> {
+    use sundial_engine::api::enums::v1::IndexedValueType;
+    use sundial_engine::search_attributes::{FIELDS_PER_TYPE, type_name};
+    flags
+        .iter()
+        .map(|flag| {
+            let (key, kind) = flag
+                .split_once('=')
+                .with_context(|| format!("--search-attribute {flag:?}: expected KEY=TYPE"))?;
+            let value_type: IndexedValueType = FIELDS_PER_TYPE
+                .iter()
+                .map(|(t, _)| *t)
+                .find(|t| type_name(*t).eq_ignore_ascii_case(kind.trim()))
+                .with_context(|| format!("--search-attribute {flag:?}: unknown type {kind:?}"))?;
+            Ok((key.trim().to_string(), value_type as i32))
+        })
+        .collect()
+}
+
 async fn run(
     store: DynStore,
     shards: i32,
     addr: String,
-    namespaces: Vec<String>,
+    namespaces: NamespaceSetup,
     log: Logger,
     observe: telemetry::Settings,
     dynamic_config: dynamic::Source,
@@ -129,10 +161,16 @@ async fn run(
     let store = telemetry.instrument_store(store);
     let node = Node::start_observed(store, shards, log.clone(), Arc::new(SystemClock), telemetry);
     dynamic::watch(dynamic_config, node.history.clone(), log.clone())?;
-    for ns in std::iter::once("default".to_string()).chain(namespaces) {
+    for ns in std::iter::once("default".to_string()).chain(namespaces.names) {
         sundial_transport::ensure_namespace(&node.namespaces, &ns)
             .await
             .with_context(|| format!("creating namespace {ns}"))?;
+        if !namespaces.search_attributes.is_empty() {
+            node.namespaces
+                .add_search_attributes(&ns, &namespaces.search_attributes)
+                .await
+                .with_context(|| format!("registering search attributes in {ns}"))?;
+        }
     }
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -163,7 +201,11 @@ async fn main() -> Result<()> {
                     .map(|port| telemetry::metrics_address(&args.ip, port)),
                 otlp_endpoint: telemetry::otlp_endpoint(None),
             };
-            let (shards, namespaces) = (args.num_history_shards, args.namespace);
+            let shards = args.num_history_shards;
+            let namespaces = NamespaceSetup {
+                names: args.namespace,
+                search_attributes: parse_search_attributes(&args.search_attributes)?,
+            };
             let dynamic_config = dynamic::Source {
                 file: args.dynamic_config_file,
                 overrides: args.dynamic_config_values,
@@ -239,7 +281,7 @@ async fn main() -> Result<()> {
                 store,
                 config.persistence.num_history_shards as i32,
                 addr,
-                Vec::new(),
+                NamespaceSetup::default(),
                 log,
                 observe,
                 dynamic_config,

@@ -79,6 +79,8 @@ pub struct History {
     pub store: DynStore,
     /// The platform limits in force (dynamic config; replaced on reload).
     limits: Arc<std::sync::RwLock<sundial_engine::Limits>>,
+    /// Custom search attributes by namespace id (kept by the namespace registry).
+    search_attributes: namespaces::SearchAttributeRegistry,
     telemetry: Telemetry,
 }
 
@@ -91,6 +93,18 @@ impl History {
     /// Replaces the platform limits (a dynamic-config reload).
     pub fn set_limits(&self, limits: sundial_engine::Limits) {
         *self.limits.write().unwrap_or_else(|p| p.into_inner()) = limits;
+    }
+
+    /// The custom search attributes of a namespace, if the namespace registry has read it.
+    pub fn search_attributes(
+        &self,
+        namespace_id: &str,
+    ) -> Option<Arc<sundial_engine::search_attributes::SearchAttributeTypes>> {
+        self.search_attributes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(namespace_id)
+            .cloned()
     }
 
     /// Number of shards.
@@ -193,9 +207,11 @@ impl Node {
                 })
             })
             .collect();
+        let search_attributes = namespaces::SearchAttributeRegistry::default();
         let history = History {
             shards: Arc::new(shards),
             limits: Arc::default(),
+            search_attributes: search_attributes.clone(),
             store: store.clone(),
             telemetry: telemetry.clone(),
         };
@@ -205,7 +221,7 @@ impl Node {
         Node {
             history,
             matching,
-            namespaces: Namespaces::new(store),
+            namespaces: Namespaces::new(store).with_registry(search_attributes),
             queries: Queries::default(),
             clock,
             telemetry,

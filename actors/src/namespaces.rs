@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use prost::Message;
+use sundial_engine::api::enums::v1::IndexedValueType;
 use sundial_engine::api::workflowservice::v1::DescribeNamespaceResponse;
+use sundial_engine::search_attributes::{self as sa, SearchAttributeTypes};
 use sundial_storage::{DynStore, NamespaceRow};
 
 use crate::{Error, Result};
@@ -23,11 +25,34 @@ pub struct Namespace {
     pub description: DescribeNamespaceResponse,
 }
 
+/// Custom search attributes by namespace id, shared with the history shards (which check
+/// upserts against them).
+pub type SearchAttributeRegistry = Arc<RwLock<HashMap<String, Arc<SearchAttributeTypes>>>>;
+
+impl Namespace {
+    /// Its custom search attributes: alias → type (from the preallocated field it aliases).
+    pub fn search_attributes(&self) -> SearchAttributeTypes {
+        self.description
+            .config
+            .as_ref()
+            .map(|c| {
+                c.custom_search_attribute_aliases
+                    .iter()
+                    .filter_map(|(field, alias)| {
+                        Some((alias.clone(), sa::field_type(field)? as i32))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// Namespaces, cached.
 #[derive(Clone)]
 pub struct Namespaces {
     store: DynStore,
     by_name: Arc<RwLock<HashMap<String, Namespace>>>,
+    search_attributes: SearchAttributeRegistry,
 }
 
 impl Namespaces {
@@ -36,7 +61,91 @@ impl Namespaces {
         Self {
             store,
             by_name: Arc::default(),
+            search_attributes: Arc::default(),
         }
+    }
+
+    /// The same registry publishing each namespace's custom search attributes to `registry`.
+    pub fn with_registry(mut self, registry: SearchAttributeRegistry) -> Self {
+        self.search_attributes = registry;
+        self
+    }
+
+    fn publish(&self, ns: &Namespace) {
+        self.search_attributes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ns.id.clone(), Arc::new(ns.search_attributes()));
+    }
+
+    /// Registers custom search attributes (OperatorService.AddSearchAttributes): each name is
+    /// an alias of the next free preallocated field of its type, as in Temporal's SQL
+    /// visibility. A name already registered is left as it is.
+    pub async fn add_search_attributes(
+        &self,
+        name: &str,
+        attributes: &HashMap<String, i32>,
+    ) -> Result<()> {
+        let ns = self.get(name).await?;
+        let mut description = ns.description.clone();
+        let config = description.config.get_or_insert_with(Default::default);
+        let aliases = &mut config.custom_search_attribute_aliases;
+        let mut sorted: Vec<_> = attributes.iter().collect();
+        sorted.sort();
+        let mut added = false;
+        for (alias, value_type) in sorted {
+            if sa::is_system(alias) || sa::PREDEFINED.iter().any(|(n, _)| n == alias) {
+                return Err(Error::InvalidArgument(format!(
+                    "Search attribute {alias} is reserved by system."
+                )));
+            }
+            if aliases.values().any(|a| a == alias) {
+                continue;
+            }
+            let value_type = IndexedValueType::try_from(*value_type).unwrap_or_default();
+            let Some(&(_, count)) = sa::FIELDS_PER_TYPE.iter().find(|(t, _)| *t == value_type)
+            else {
+                return Err(Error::InvalidArgument(format!(
+                    "Unable to create search attributes: unknown type {value_type:?}."
+                )));
+            };
+            let type_name = sa::type_name(value_type);
+            let field = (1..=count)
+                .map(|i| format!("{type_name}{i:02}"))
+                .find(|f| !aliases.contains_key(f))
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "Unable to create search attributes: cannot have more than {count} search attribute of type {type_name}."
+                    ))
+                })?;
+            aliases.insert(field, alias.clone());
+            added = true;
+        }
+        if added {
+            self.update(&ns, description).await?;
+            self.get(name).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes custom search attributes (OperatorService.RemoveSearchAttributes).
+    pub async fn remove_search_attributes(&self, name: &str, names: &[String]) -> Result<()> {
+        let ns = self.get(name).await?;
+        let mut description = ns.description.clone();
+        let config = description.config.get_or_insert_with(Default::default);
+        for alias in names {
+            let before = config.custom_search_attribute_aliases.len();
+            config
+                .custom_search_attribute_aliases
+                .retain(|_, a| a != alias);
+            if config.custom_search_attribute_aliases.len() == before {
+                return Err(Error::InvalidArgument(format!(
+                    "Search attribute {alias} doesn't exist."
+                )));
+            }
+        }
+        self.update(&ns, description).await?;
+        self.get(name).await.map(|_| ())
     }
 
     fn decode(row: NamespaceRow) -> Result<Namespace> {
@@ -66,6 +175,7 @@ impl Namespaces {
             .await?
             .ok_or_else(|| Error::NamespaceNotFound(name.to_string()))?;
         let ns = Self::decode(row)?;
+        self.publish(&ns);
         self.by_name
             .write()
             .unwrap_or_else(|p| p.into_inner())

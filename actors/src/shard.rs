@@ -435,7 +435,11 @@ impl Handler<Loaded> for HistoryShard {
         let mut trace = msg.trace;
         let ops = msg.ops.len();
         for (i, op) in msg.ops.into_iter().enumerate() {
+            let search_attributes = op
+                .run()
+                .and_then(|r| self.history.as_ref()?.search_attributes(&r.namespace_id));
             let env = Env {
+                search_attributes,
                 now_ms: now,
                 new_run_id: uuid::Uuid::new_v4().to_string(),
                 limits: self

@@ -124,7 +124,12 @@ pub async fn carry_out(history: &History, task: TaskInfo) -> Result<()> {
             };
             let initiated_id = task.scheduled_event_id;
             let delivered = match apply(history, target_run(&task), move |wf, env| {
-                wf.request_cancel_from(reason, String::new(), Some((source, initiated_id)), env)
+                wf.request_cancel_from(
+                    reason,
+                    SERVER_IDENTITY.into(),
+                    Some((source, initiated_id)),
+                    env,
+                )
             })
             .await
             {
@@ -143,10 +148,16 @@ pub async fn carry_out(history: &History, task: TaskInfo) -> Result<()> {
             let policy = ParentClosePolicy::try_from(task.timeout_type).unwrap_or_default();
             let result = match policy {
                 ParentClosePolicy::RequestCancel => {
+                    // As Temporal: no reason, the parent named as the requester.
+                    let parent = WorkflowExecution {
+                        workflow_id: task.workflow_id.clone(),
+                        run_id: task.run_id.clone(),
+                    };
                     apply(history, target_run(&task), |wf, env| {
-                        wf.request_cancel(
-                            "by parent close policy".into(),
+                        wf.request_cancel_from(
+                            String::new(),
                             SERVER_IDENTITY.into(),
+                            Some((parent, 0)),
                             env,
                         )
                     })
@@ -201,6 +212,7 @@ async fn start_child(history: &History, task: TaskInfo) -> Result<()> {
                 run_id: task.run_id.clone(),
             }),
             parent_initiated_event_id: initiated_id,
+            root_workflow_execution: task.root_execution.clone(),
             task_queue: initiated.task_queue.clone(),
             input: initiated.input.clone(),
             workflow_execution_timeout: initiated.workflow_execution_timeout,

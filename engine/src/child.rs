@@ -152,13 +152,26 @@ impl Workflow {
             },
         );
         let namespace_id = self.state.namespace_id.clone();
+        let root = self.root_execution();
         self.push_transfer(TaskKind::StartChild, |t| {
             t.scheduled_event_id = id;
             t.payload = payload;
             t.target_namespace_id = namespace_id;
             t.target_workflow_id = attrs.workflow_id;
+            t.root_execution = Some(root);
         });
         Ok(())
+    }
+
+    /// The root of this run's tree of workflows: its root's, or itself for a top-level run.
+    pub(crate) fn root_execution(&self) -> WorkflowExecution {
+        self.started_attributes()
+            .root_workflow_execution
+            .clone()
+            .unwrap_or_else(|| WorkflowExecution {
+                workflow_id: self.state.workflow_id.clone(),
+                run_id: self.state.run_id.clone(),
+            })
     }
 
     fn child_execution(child: &ChildInfo) -> (WorkflowExecution, WorkflowType) {
@@ -229,7 +242,8 @@ impl Workflow {
                     cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists as i32,
                     control: child.control,
                     initiated_event_id,
-                    workflow_task_completed_event_id: child.workflow_task_completed_event_id,
+                    // Temporal leaves the command's task id off the failure event.
+                    workflow_task_completed_event_id: 0,
                 },
             ),
         );
@@ -416,7 +430,8 @@ impl Workflow {
                     SignalExternalWorkflowExecutionFailedEventAttributes {
                         cause: SignalExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound
                             as i32,
-                        workflow_task_completed_event_id: info.workflow_task_completed_event_id,
+                        // Temporal leaves the command's task id off the failure event.
+                        workflow_task_completed_event_id: 0,
                         namespace: info.namespace,
                         namespace_id: info.namespace_id,
                         workflow_execution: execution,
@@ -536,7 +551,8 @@ impl Workflow {
                     RequestCancelExternalWorkflowExecutionFailedEventAttributes {
                         cause: CancelExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound
                             as i32,
-                        workflow_task_completed_event_id: info.workflow_task_completed_event_id,
+                        // Temporal leaves the command's task id off the failure event.
+                        workflow_task_completed_event_id: 0,
                         namespace: info.namespace,
                         namespace_id: info.namespace_id,
                         workflow_execution: execution,

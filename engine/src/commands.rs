@@ -99,7 +99,7 @@ impl Workflow {
         if !self.state.buffered_events.is_empty() && request.commands.iter().any(is_closing) {
             let err = CommandError::new(
                 WorkflowTaskFailedCause::UnhandledCommand,
-                "UnhandledCommand: new events arrived while the workflow task was running.",
+                "new events arrived while the workflow task was running.",
             );
             self.reject(&task, err.clone(), identity, env);
             return Ok(CompletionOutcome {
@@ -123,7 +123,7 @@ impl Workflow {
                     self.append_workflow_task_failed(
                         &task,
                         err.cause,
-                        Some(server_failure(&err.message)),
+                        Some(server_failure(&err)),
                         identity,
                         env,
                     );
@@ -152,7 +152,7 @@ impl Workflow {
         identity: String,
         env: &Env,
     ) {
-        let failure = server_failure(&err.message);
+        let failure = server_failure(&err);
         self.record_workflow_task_failure(task, err.cause, Some(failure), identity, env);
     }
 
@@ -611,9 +611,21 @@ impl Workflow {
                 "ContinueAsNewWorkflowExecutionCommandAttributes.Input",
                 WorkflowTaskFailedCause::BadContinueAsNewAttributes,
             ),
-            Cmd::UpsertWorkflowSearchAttributesCommandAttributes(a) => limits
-                .check_search_attributes(a.search_attributes.as_ref())
-                .map_err(|m| CommandError::new(WorkflowTaskFailedCause::BadSearchAttributes, &m)),
+            Cmd::UpsertWorkflowSearchAttributesCommandAttributes(a) => {
+                let bad =
+                    |m: String| CommandError::new(WorkflowTaskFailedCause::BadSearchAttributes, &m);
+                if let Some(custom) = env.search_attributes.as_deref() {
+                    crate::search_attributes::check_names(
+                        a.search_attributes.as_ref(),
+                        custom,
+                        &self.state.namespace_name,
+                    )
+                    .map_err(bad)?;
+                }
+                limits
+                    .check_search_attributes(a.search_attributes.as_ref())
+                    .map_err(bad)
+            }
             Cmd::ModifyWorkflowPropertiesCommandAttributes(a) => {
                 let size = a.upserted_memo.as_ref().map_or(0, Message::encoded_len);
                 if size as i64 > limits.memo_size_error {
@@ -655,10 +667,23 @@ impl Workflow {
     }
 }
 
-/// The failure Temporal records on a workflow task the server refused.
-fn server_failure(message: &str) -> Failure {
+/// The failure Temporal records on a workflow task the server refused: the message is
+/// `"{Cause}: {message}"`, the cause as Temporal spells it (`BadSearchAttributes`).
+fn server_failure(err: &CommandError) -> Failure {
+    let cause = err
+        .cause
+        .as_str_name()
+        .trim_start_matches("WORKFLOW_TASK_FAILED_CAUSE_")
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_string() + &chars.as_str().to_ascii_lowercase()
+            })
+        })
+        .collect::<String>();
     Failure {
-        message: message.to_string(),
+        message: format!("{cause}: {}", err.message),
         failure_info: Some(FailureInfo::ServerFailureInfo(ServerFailureInfo {
             non_retryable: false,
         })),

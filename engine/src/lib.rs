@@ -21,6 +21,7 @@ pub mod events;
 mod limits;
 mod reset;
 pub mod retry;
+pub mod search_attributes;
 mod speculative;
 pub mod state;
 pub mod time;

@@ -320,11 +320,13 @@ impl Workflow {
             let namespace_id = self.state.namespace_id.clone();
             let workflow_id = initiated.workflow_id.clone();
             let payload = initiated.encode_to_vec();
+            let root = self.root_execution();
             self.push_transfer(TaskKind::StartChild, |t| {
                 t.scheduled_event_id = id;
                 t.payload = payload;
                 t.target_namespace_id = namespace_id;
                 t.target_workflow_id = workflow_id;
+                t.root_execution = Some(root);
             });
         }
         let externals: Vec<(i64, TaskKind, ExternalInfo, Vec<u8>, bool)> =

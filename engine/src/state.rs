@@ -386,6 +386,9 @@ pub struct TaskInfo {
     /// Only act if the target is a child of this run.
     #[prost(bool, tag = "18")]
     pub child_workflow_only: bool,
+    /// For a child start: the root of the parent's tree of workflows (the child's root too).
+    #[prost(message, optional, tag = "19")]
+    pub root_execution: Option<temporalio_protos::temporal::api::common::v1::WorkflowExecution>,
     /// Held in memory only (a speculative workflow task's dispatch or timeout): never stored.
     #[prost(bool, tag = "30")]
     pub speculative: bool,

@@ -41,6 +41,9 @@ pub struct Env {
     pub new_run_id: String,
     /// The platform limits in force.
     pub limits: crate::Limits,
+    /// The custom search attributes of the run's namespace, when known (upserts naming others
+    /// are refused); `None` skips the check.
+    pub search_attributes: Option<std::sync::Arc<crate::search_attributes::SearchAttributeTypes>>,
 }
 
 impl Env {
@@ -51,6 +54,7 @@ impl Env {
             now_ms,
             new_run_id: new_run_id.into(),
             limits: crate::Limits::default(),
+            search_attributes: None,
         }
     }
 }
@@ -546,13 +550,24 @@ impl Workflow {
             })),
             ..Default::default()
         };
-        let (retry_state, mut new_execution_run_id) = self.retry_if_allowed(Some(&failure), env)?;
-        if new_execution_run_id.is_empty() {
-            new_execution_run_id = self.continue_cron(None, Some(failure.clone()), env)?;
-        }
-        let retry_state = match retry_state {
-            RetryState::RetryPolicyNotSet | RetryState::InProgress => retry_state,
-            _ => RetryState::Timeout,
+        // Past the execution timeout nothing follows the run (Temporal: retry state TIMEOUT).
+        let expired = self
+            .started_attributes()
+            .workflow_execution_expiration_time
+            .as_ref()
+            .is_some_and(|t| crate::time::timestamp_ms(t) <= env.now_ms);
+        let (retry_state, new_execution_run_id) = if expired {
+            (RetryState::Timeout, String::new())
+        } else {
+            let (retry_state, mut new_run) = self.retry_if_allowed(Some(&failure), env)?;
+            if new_run.is_empty() {
+                new_run = self.continue_cron(None, Some(failure.clone()), env)?;
+            }
+            let retry_state = match retry_state {
+                RetryState::RetryPolicyNotSet | RetryState::InProgress => retry_state,
+                _ => RetryState::Timeout,
+            };
+            (retry_state, new_run)
         };
         self.close(
             env,

@@ -8,6 +8,7 @@
 
 mod frontend;
 mod history;
+mod operator;
 mod status;
 pub mod telemetry;
 
@@ -16,21 +17,14 @@ use std::future::Future;
 use sundial_actors::Node;
 use sundial_proto::health::health_server::{Health, HealthServer};
 use sundial_proto::health::{HealthCheckRequest, HealthCheckResponse, health_check_response};
-use sundial_proto::operatorservice::operator_service_server::{
-    OperatorService, OperatorServiceServer,
-};
+use sundial_proto::operatorservice::operator_service_server::OperatorServiceServer;
 use sundial_proto::workflowservice::workflow_service_server::WorkflowServiceServer;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
 pub use frontend::{Frontend, ensure_namespace, event_types};
-
-/// `OperatorService`: every RPC answers `Unimplemented` for now (generated default stubs).
-#[derive(Clone, Default)]
-pub struct Operator;
-
-impl OperatorService for Operator {}
+pub use operator::Operator;
 
 /// `grpc.health.v1.Health`: SERVING while the process runs.
 #[derive(Clone, Default)]
@@ -55,12 +49,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let rpc_telemetry = telemetry::TelemetryLayer::new(&node.telemetry);
-    let workflow = WorkflowServiceServer::new(Frontend::new(node))
+    let workflow = WorkflowServiceServer::new(Frontend::new(node.clone()))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);
-    let operator = OperatorServiceServer::new(Operator)
+    let operator = OperatorServiceServer::new(Operator::new(node.clone()))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
     let health = HealthServer::new(HealthCheck);

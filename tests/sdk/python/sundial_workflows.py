@@ -607,3 +607,129 @@ class CollectSignalsWorkflow:
 
 
 ALL_WORKFLOWS.append(CollectSignalsWorkflow)
+
+
+@workflow.defn
+class FailingChildWorkflow:
+    """A child that fails for good."""
+
+    @workflow.run
+    async def run(self) -> None:
+        raise ApplicationError("the child fails", type="ChildFailure", non_retryable=True)
+
+
+@workflow.defn
+class ChildOutcomesWorkflow:
+    """Runs children to each outcome a parent sees: `fail` (the child fails), `cancel` (the
+    parent cancels a waiting child), `existing` (the child id belongs to a running workflow:
+    the start fails)."""
+
+    @workflow.run
+    async def run(self, mode: str, child_id: str) -> str:
+        if mode == "fail":
+            try:
+                await workflow.execute_child_workflow(FailingChildWorkflow.run, id=child_id)
+            except ChildWorkflowError as err:
+                return f"child failed: {type(err.cause).__name__}"
+        elif mode == "cancel":
+            child = await workflow.start_child_workflow(WaitForeverWorkflow.run, id=child_id)
+            child.cancel()
+            try:
+                await child
+            except ChildWorkflowError as err:
+                return f"child cancelled: {type(err.cause).__name__}"
+        elif mode == "existing":
+            try:
+                await workflow.start_child_workflow(WaitForeverWorkflow.run, id=child_id)
+            except Exception as err:  # the SDK's WorkflowAlreadyStartedError
+                return f"child not started: {type(err).__name__}"
+        return "unexpected"
+
+
+@workflow.defn
+class AbandonChildWorkflow:
+    """Starts a waiting child under `policy`, then completes on the `finish` signal, leaving
+    the parent-close policy to act on the child."""
+
+    def __init__(self) -> None:
+        self._done = False
+
+    @workflow.signal
+    def finish(self) -> None:
+        self._done = True
+
+    @workflow.run
+    async def run(self, policy: str, child_id: str) -> str:
+        await workflow.start_child_workflow(
+            WaitForeverWorkflow.run, id=child_id,
+            parent_close_policy=workflow.ParentClosePolicy[policy])
+        await workflow.wait_condition(lambda: self._done)
+        return "parent done"
+
+
+@workflow.defn
+class ExternalWorkflow:
+    """Signals, then cancels, another workflow by id; then tries both on a missing one."""
+
+    @workflow.run
+    async def run(self, target: str) -> str:
+        outcomes = []
+        other = workflow.get_external_workflow_handle(target)
+        await other.signal(SignalWorkflow.deliver, "from a workflow")
+        outcomes.append("signalled")
+        missing = workflow.get_external_workflow_handle(f"{target}-missing")
+        for name, call in (("signal", lambda: missing.signal("nothing")),
+                           ("cancel", lambda: missing.cancel())):
+            try:
+                await call()
+                outcomes.append(f"{name} missing: ok")
+            except Exception as err:
+                outcomes.append(f"{name} missing: {type(err).__name__}")
+        return "; ".join(outcomes)
+
+
+@workflow.defn
+class CancelOtherWorkflow:
+    """Requests cancellation of another workflow by id."""
+
+    @workflow.run
+    async def run(self, target: str) -> str:
+        await workflow.get_external_workflow_handle(target).cancel()
+        return "cancel requested"
+
+
+@workflow.defn
+class SearchAttributesWorkflow:
+    """Upserts a keyword and an int search attribute, then returns them as it sees them."""
+
+    @workflow.run
+    async def run(self) -> str:
+        from temporalio.common import SearchAttributeKey
+
+        keyword = SearchAttributeKey.for_keyword("CustomKeywordField")
+        number = SearchAttributeKey.for_int("CustomIntField")
+        workflow.upsert_search_attributes([keyword.value_set("blue"), number.value_set(7)])
+        await asyncio.sleep(0.1)
+        attrs = workflow.info().typed_search_attributes
+        return f"{attrs.get(keyword)} {attrs.get(number)}"
+
+
+ALL_WORKFLOWS += [FailingChildWorkflow, ChildOutcomesWorkflow, AbandonChildWorkflow,
+                  ExternalWorkflow, CancelOtherWorkflow, SearchAttributesWorkflow]
+
+
+@workflow.defn
+class UpsertUndefinedWorkflow:
+    """Upserts a search attribute the namespace never registered: its workflow task fails
+    (BAD_SEARCH_ATTRIBUTES) until the workflow is terminated."""
+
+    @workflow.run
+    async def run(self) -> None:
+        from temporalio.common import SearchAttributeKey
+
+        workflow.upsert_search_attributes(
+            [SearchAttributeKey.for_keyword("NeverRegisteredField").value_set("x")])
+        await workflow.wait_condition(lambda: False)
+
+
+ALL_WORKFLOWS.append(UpsertUndefinedWorkflow)

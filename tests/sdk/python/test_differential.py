@@ -37,14 +37,18 @@ from helpers import (
 )
 from update_workflows import BusyUpdateWorkflow, CounterUpdateWorkflow, UpdateWithStartWorkflow
 from sundial_workflows import (
+    AbandonChildWorkflow,
     ActivityCancelWorkflow,
     ActivityFailureWorkflow,
     ActivityTimeoutWorkflow,
     AwaitActivityWorkflow,
     BufferedSignalsWorkflow,
+    CancelOtherWorkflow,
+    ChildOutcomesWorkflow,
     CollectSignalsWorkflow,
     ContinueAsNewWorkflow,
     CounterInput,
+    ExternalWorkflow,
     FailingWorkflow,
     FailTaskUntilAllowedWorkflow,
     HeartbeatTimeoutWorkflow,
@@ -57,11 +61,13 @@ from sundial_workflows import (
     ReorderOnFlushWorkflow,
     RetriedWorkflow,
     RetryWorkflow,
+    SearchAttributesWorkflow,
     SignalDuringActivityWorkflow,
     SignalWorkflow,
     TimerCancelWorkflow,
     TimerFiresDuringTaskWorkflow,
     TimerWorkflow,
+    UpsertUndefinedWorkflow,
     WaitForeverWorkflow,
 )
 
@@ -599,6 +605,160 @@ async def reset_reapplying_updates(client: Client, tq: str):
     return f"updates {first}, {second}; {await outcome_of(new)}", h.id, response.run_id
 
 
+async def _child_outcome(client: Client, tq: str, mode: str):
+    child_id = unique("child")
+    h = await within(client.start_workflow(
+        ChildOutcomesWorkflow.run, args=[mode, child_id], id=unique(f"parent-{mode}"),
+        task_queue=tq))
+    return await outcome_of(h), h.id, h.first_execution_run_id
+
+
+@scenario
+async def child_fails(client: Client, tq: str):
+    return await _child_outcome(client, tq, "fail")
+
+
+@scenario
+async def child_cancelled_by_parent(client: Client, tq: str):
+    return await _child_outcome(client, tq, "cancel")
+
+
+@scenario
+async def child_id_already_running(client: Client, tq: str):
+    """The child's id belongs to a running workflow: StartChildWorkflowExecutionFailed."""
+    busy = await within(client.start_workflow(
+        WaitForeverWorkflow.run, id=unique("busy"), task_queue=tq))
+    await wait_until_waiting(busy)
+    h = await within(client.start_workflow(
+        ChildOutcomesWorkflow.run, args=["existing", busy.id], id=unique("parent-existing"),
+        task_queue=tq))
+    outcome = await outcome_of(h)
+    await within(busy.terminate("done"))
+    return outcome, h.id, h.first_execution_run_id
+
+
+async def _closed_status(handle, seconds: float = 15.0) -> str:
+    for _ in range(int(seconds * 20)):
+        status = (await within(handle.describe())).status
+        if status.name != "RUNNING":
+            return status.name
+        await asyncio.sleep(0.05)
+    return "RUNNING"
+
+
+async def _parent_close(client: Client, tq: str, policy: str):
+    """The parent completes with a waiting child under `policy`; the compared history is the
+    child's (cancel request, termination, or nothing)."""
+    child_id = unique("orphan")
+    h = await within(client.start_workflow(
+        AbandonChildWorkflow.run, args=[policy, child_id], id=unique("parent-close"),
+        task_queue=tq))
+    child = client.get_workflow_handle(child_id)
+    # The parent finishes only once the child is idle (no task of its own in flight).
+    await wait_for_event(h, "ChildWorkflowExecutionStarted")
+    await wait_until_waiting(child)
+    await within(h.signal(AbandonChildWorkflow.finish))
+    outcome = await outcome_of(h)
+    if policy == "ABANDON":
+        await asyncio.sleep(0.5)
+        status = (await within(child.describe())).status.name
+        await within(child.terminate("abandoned child stopped by the test"))
+    else:
+        status = await _closed_status(child)
+    run_id = (await within(child.describe())).run_id
+    return f"{outcome}; child {status}", child_id, run_id
+
+
+@scenario
+async def parent_close_terminates_child(client: Client, tq: str):
+    return await _parent_close(client, tq, "TERMINATE")
+
+
+@scenario
+async def parent_close_cancels_child(client: Client, tq: str):
+    return await _parent_close(client, tq, "REQUEST_CANCEL")
+
+
+@scenario
+async def parent_close_abandons_child(client: Client, tq: str):
+    return await _parent_close(client, tq, "ABANDON")
+
+
+@scenario
+async def external_signal_and_missing_targets(client: Client, tq: str):
+    """SignalExternalWorkflowExecution to a waiting workflow, then signal and cancel requests
+    to a workflow that does not exist (their Failed events)."""
+    target = await within(client.start_workflow(
+        SignalWorkflow.run, id=unique("target"), task_queue=tq))
+    await wait_until_waiting(target)
+    h = await within(client.start_workflow(
+        ExternalWorkflow.run, target.id, id=unique("external"), task_queue=tq))
+    outcome = await outcome_of(h)
+    return f"{outcome}; target {await outcome_of(target)}", h.id, h.first_execution_run_id
+
+
+@scenario
+async def external_cancel_request(client: Client, tq: str):
+    """RequestCancelExternalWorkflowExecution: compared on the target's history (its
+    WorkflowExecutionCancelRequested names the requester)."""
+    target = await within(client.start_workflow(
+        WaitForeverWorkflow.run, id=unique("cancel-target"), task_queue=tq))
+    await wait_until_waiting(target)
+    h = await within(client.start_workflow(
+        CancelOtherWorkflow.run, target.id, id=unique("canceller"), task_queue=tq))
+    outcome = await outcome_of(h)
+    status = await _closed_status(target)
+    return f"{outcome}; target {status}", target.id, target.first_execution_run_id
+
+
+async def register_search_attributes(client: Client) -> None:
+    """CustomKeywordField and CustomIntField, registered in `default` (again is a no-op)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    await within(client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+        namespace="default",
+        search_attributes={
+            "CustomKeywordField": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+            "CustomIntField": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+        })))
+
+
+@scenario
+async def upsert_search_attributes(client: Client, tq: str):
+    await register_search_attributes(client)
+    h = await within(client.start_workflow(
+        SearchAttributesWorkflow.run, id=unique("search-attrs"), task_queue=tq))
+    return await outcome_of(h), h.id, h.first_execution_run_id
+
+
+@scenario
+async def upsert_undefined_search_attribute(client: Client, tq: str):
+    """The upsert names an attribute nobody registered: WorkflowTaskFailed
+    (BAD_SEARCH_ATTRIBUTES), retried unrecorded until the workflow is terminated."""
+    h = await within(client.start_workflow(
+        UpsertUndefinedWorkflow.run, id=unique("undefined-sa"), task_queue=tq))
+    await wait_for_event(h, "WorkflowTaskFailed")
+    await within(h.terminate(reason="stop the failing task"))
+    return await outcome_of(h), h.id, h.first_execution_run_id
+
+
+@scenario
+async def start_delay(client: Client, tq: str):
+    h = await within(client.start_workflow(
+        HelloActivityWorkflow.run, "later", id=unique("delayed"), task_queue=tq,
+        start_delay=timedelta(seconds=1)))
+    return await outcome_of(h), h.id, h.first_execution_run_id
+
+
+@scenario
+async def execution_timeout(client: Client, tq: str):
+    h = await within(client.start_workflow(
+        WaitForeverWorkflow.run, id=unique("exec-timeout"), task_queue=tq,
+        execution_timeout=timedelta(seconds=1)))
+    return await outcome_of(h), h.id, h.first_execution_run_id
+
+
 def describe_event(event) -> str:
     """The event type name; workflow-task failures and timeouts also carry their cause/type,
     e.g. WorkflowTaskFailed(UNHANDLED_COMMAND)."""
@@ -725,6 +885,18 @@ ATTRIBUTE_SCENARIOS = [
     "update_rejected_by_validator",
     "reset_reapplying_signals",
     "reset_reapplying_updates",
+    "child_fails",
+    "child_cancelled_by_parent",
+    "child_id_already_running",
+    "parent_close_terminates_child",
+    "parent_close_cancels_child",
+    "parent_close_abandons_child",
+    "external_signal_and_missing_targets",
+    "external_cancel_request",
+    "upsert_search_attributes",
+    "upsert_undefined_search_attribute",
+    "start_delay",
+    "execution_timeout",
 ]
 
 

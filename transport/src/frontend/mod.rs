@@ -421,9 +421,15 @@ impl WorkflowService for Frontend {
         let ns = self.namespace_id(&req.namespace).await?;
         let run = self.execution_ref(&ns, &req.workflow_execution)?;
         let wf = run.workflow_id.clone();
+        // Temporal's frontend gives a termination without a reason this one.
+        let reason = if req.reason.is_empty() {
+            "terminated by user via frontend".to_string()
+        } else {
+            req.reason
+        };
         self.call(&ns, &wf, |reply| Op::Terminate {
             run,
-            reason: req.reason,
+            reason,
             details: req.details,
             identity: req.identity,
             reply,

@@ -7,6 +7,7 @@ pub(super) fn start_workflow(
     ns: &str,
     req: StartWorkflowExecutionRequest,
     limits: &sundial_engine::Limits,
+    custom_search_attributes: Option<&sundial_engine::search_attributes::SearchAttributeTypes>,
 ) -> Result<StartWorkflow, Status> {
     if req.workflow_id.is_empty() {
         return Err(invalid("WorkflowId is not set on request."));
@@ -32,6 +33,14 @@ pub(super) fn start_workflow(
         .is_some_and(|t| too_long(&t.name))
     {
         return Err(invalid("WorkflowType length exceeds limit."));
+    }
+    if let Some(custom) = custom_search_attributes {
+        sundial_engine::search_attributes::check_names(
+            req.search_attributes.as_ref(),
+            custom,
+            &req.namespace,
+        )
+        .map_err(invalid)?;
     }
     limits
         .check_search_attributes(req.search_attributes.as_ref())
@@ -94,7 +103,8 @@ impl Frontend {
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
         let workflow_id = req.workflow_id.clone();
-        let start = start_workflow(&ns, req, &self.node.history.limits())?;
+        let custom = self.node.history.search_attributes(&ns);
+        let start = start_workflow(&ns, req, &self.node.history.limits(), custom.as_deref())?;
         let outcome = self
             .call(&ns, &workflow_id, |r| Op::Start(start, r))
             .await?;
@@ -167,6 +177,7 @@ impl Frontend {
                 ..Default::default()
             },
             &self.node.history.limits(),
+            self.node.history.search_attributes(&ns).as_deref(),
         )?;
         let outcome = self
             .call(&ns, &workflow_id, |r| Op::SignalWithStart(start, signal, r))

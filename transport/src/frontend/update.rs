@@ -407,7 +407,9 @@ impl Frontend {
         };
         let workflow_id = start_req.workflow_id.clone();
         let limits = self.node.history.limits();
-        let start_check = start_operation(&ns, &req.namespace, start_req, &limits);
+        let custom = self.node.history.search_attributes(&ns);
+        let start_check =
+            start_operation(&ns, &req.namespace, start_req, &limits, custom.as_deref());
         let update_check = update_operation(
             &req.namespace,
             &workflow_id,
@@ -489,6 +491,7 @@ fn start_operation(
     namespace: &str,
     mut req: StartWorkflowExecutionRequest,
     limits: &sundial_engine::Limits,
+    custom: Option<&sundial_engine::search_attributes::SearchAttributeTypes>,
 ) -> Result<StartWorkflow, Status> {
     if !req.namespace.is_empty() && req.namespace != namespace {
         return Err(invalid(
@@ -505,7 +508,7 @@ fn start_operation(
         return Err(invalid("WorkflowStartDelay is not supported."));
     }
     req.namespace = namespace.to_string();
-    start::start_workflow(namespace_id, req, limits)
+    start::start_workflow(namespace_id, req, limits, custom)
 }
 
 /// The update half of update-with-start: an update of the workflow being started.
