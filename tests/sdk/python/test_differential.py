@@ -753,8 +753,10 @@ async def start_delay(client: Client, tq: str):
 
 @scenario
 async def execution_timeout(client: Client, tq: str):
+    """On a queue no worker polls, so the timeout, not the load on the machine, decides what
+    the history holds."""
     h = await within(client.start_workflow(
-        WaitForeverWorkflow.run, id=unique("exec-timeout"), task_queue=tq,
+        WaitForeverWorkflow.run, id=unique("exec-timeout"), task_queue=no_worker_queue(),
         execution_timeout=timedelta(seconds=1)))
     return await outcome_of(h), h.id, h.first_execution_run_id
 
