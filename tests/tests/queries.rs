@@ -63,9 +63,10 @@ async fn a_query_during_a_pending_task_rides_on_it() -> Result<()> {
     let wf = "queried";
     worker.start(wf).await?;
 
-    // Before the first task completes, the query waits for that task.
+    // Before the first task completes, the query waits for that task. (The pause gives the
+    // query time to reach the shard before the poll; a second is ample on a loaded machine.)
     let query = spawn_query(&worker, wf, 20);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
     let task = worker.poll_workflow_task().await?;
     assert_eq!(task.queries.len(), 1, "the task carries the buffered query");
     let (query_id, carried) = task.queries.iter().next().unwrap();
@@ -104,7 +105,7 @@ async fn a_query_during_a_pending_task_rides_on_it() -> Result<()> {
     let task = worker.poll_workflow_task().await?;
     assert!(task.queries.is_empty());
     let query = spawn_query(&worker, wf, 20);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert!(!query.is_finished(), "the query waits for the running task");
     worker
         .complete_workflow_task(task.task_token, vec![])
@@ -120,7 +121,7 @@ async fn a_query_during_a_pending_task_rides_on_it() -> Result<()> {
     // One query at a time may wait in a run (history.MaxBufferedQueryCount).
     worker.signal(wf, "again").await?;
     let first = spawn_query(&worker, wf, 2);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
     let second = worker
         .client
         .query_workflow(request(query_request(wf), Duration::from_secs(2)))
