@@ -118,9 +118,10 @@ async fn a_query_during_a_pending_task_rides_on_it() -> Result<()> {
         Some(payloads(b"after"))
     );
 
-    // One query at a time may wait in a run (history.MaxBufferedQueryCount).
+    // One query at a time may wait in a run (history.MaxBufferedQueryCount). (The first
+    // waits up to its deadline less the second the server keeps in hand.)
     worker.signal(wf, "again").await?;
-    let first = spawn_query(&worker, wf, 2);
+    let first = spawn_query(&worker, wf, 4);
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let second = worker
         .client
