@@ -171,9 +171,89 @@ impl Workflow {
                 {
                     self.reapply_update(a.accepted_request.clone(), env)
                 }
-                _ => {}
+                Some(attributes) => self.reapply_child_event(attributes, env),
+                None => {}
             }
         }
+    }
+
+    /// What happened after the reset point to a child that was pending at it (started, closed,
+    /// or failed to start) is written again, as Temporal does, so the new run does not wait on
+    /// a child that is long gone.
+    fn reapply_child_event(&mut self, attributes: &Attributes, env: &Env) {
+        let (initiated_event_id, closes) = match attributes {
+            Attributes::ChildWorkflowExecutionStartedEventAttributes(a) => {
+                (a.initiated_event_id, false)
+            }
+            Attributes::ChildWorkflowExecutionCompletedEventAttributes(a) => {
+                (a.initiated_event_id, true)
+            }
+            Attributes::ChildWorkflowExecutionFailedEventAttributes(a) => {
+                (a.initiated_event_id, true)
+            }
+            Attributes::ChildWorkflowExecutionCanceledEventAttributes(a) => {
+                (a.initiated_event_id, true)
+            }
+            Attributes::ChildWorkflowExecutionTimedOutEventAttributes(a) => {
+                (a.initiated_event_id, true)
+            }
+            Attributes::ChildWorkflowExecutionTerminatedEventAttributes(a) => {
+                (a.initiated_event_id, true)
+            }
+            Attributes::StartChildWorkflowExecutionFailedEventAttributes(a) => {
+                (a.initiated_event_id, true)
+            }
+            _ => return,
+        };
+        let Some(child) = self.state.children.get(&initiated_event_id).cloned() else {
+            return;
+        };
+        // The child was started (by the base run): it is not started again.
+        self.tasks.retain(|t| {
+            !(t.task_kind() == TaskKind::StartChild && t.scheduled_event_id == initiated_event_id)
+        });
+        let mut attributes = attributes.clone();
+        match &mut attributes {
+            Attributes::ChildWorkflowExecutionStartedEventAttributes(a) => {
+                if child.started_event_id != 0 {
+                    return;
+                }
+                let run_id = a
+                    .workflow_execution
+                    .as_ref()
+                    .map(|e| e.run_id.clone())
+                    .unwrap_or_default();
+                let id = self.append(env.now_ms, attributes);
+                let child = self
+                    .state
+                    .children
+                    .get_mut(&initiated_event_id)
+                    .expect("pending");
+                child.started_event_id = id;
+                child.run_id = run_id;
+                return;
+            }
+            // The close events point at the started event's id in this run.
+            Attributes::ChildWorkflowExecutionCompletedEventAttributes(a) => {
+                a.started_event_id = child.started_event_id
+            }
+            Attributes::ChildWorkflowExecutionFailedEventAttributes(a) => {
+                a.started_event_id = child.started_event_id
+            }
+            Attributes::ChildWorkflowExecutionCanceledEventAttributes(a) => {
+                a.started_event_id = child.started_event_id
+            }
+            Attributes::ChildWorkflowExecutionTimedOutEventAttributes(a) => {
+                a.started_event_id = child.started_event_id
+            }
+            Attributes::ChildWorkflowExecutionTerminatedEventAttributes(a) => {
+                a.started_event_id = child.started_event_id
+            }
+            _ => {}
+        }
+        debug_assert!(closes);
+        self.append(env.now_ms, attributes);
+        self.state.children.remove(&initiated_event_id);
     }
 
     fn reapply_update(&mut self, request: Option<Request>, env: &Env) {

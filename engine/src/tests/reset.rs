@@ -208,3 +208,91 @@ fn reapplied_signals_are_deduplicated_by_request_id() {
     assert_eq!(request_ids, ["r1", "r2", "", ""]);
     assert_eq!(d.wf.state.signal_count, 4);
 }
+
+/// A child pending at the reset point that started or closed after it: those events are
+/// written again in the new run (as Temporal does), so it does not wait for a finished child.
+#[test]
+fn child_events_after_the_point_are_written_again() {
+    use temporalio_protos::temporal::api::{
+        command::v1::{
+            Command, StartChildWorkflowExecutionCommandAttributes, command::Attributes as Cmd,
+        },
+        common::v1::WorkflowType,
+        enums::v1::CommandType,
+        history::v1::{HistoryEvent, WorkflowExecutionCompletedEventAttributes},
+    };
+
+    let mut base = Driver::start();
+    base.poll_wft();
+    base.complete_wft(vec![Command {
+        command_type: CommandType::StartChildWorkflowExecution as i32,
+        attributes: Some(Cmd::StartChildWorkflowExecutionCommandAttributes(
+            StartChildWorkflowExecutionCommandAttributes {
+                workflow_id: "child-1".into(),
+                workflow_type: Some(WorkflowType {
+                    name: "Child".into(),
+                }),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }]);
+    let env = base.env();
+    base.wf.child_started(5, "child-run", &env).unwrap();
+    base.collect();
+    base.poll_wft();
+    base.complete_wft(vec![]);
+    let close = HistoryEvent {
+        attributes: Some(Attributes::WorkflowExecutionCompletedEventAttributes(
+            WorkflowExecutionCompletedEventAttributes::default(),
+        )),
+        ..Default::default()
+    };
+    let env = base.env();
+    base.wf.child_closed(5, "child-run", &close, &env).unwrap();
+    base.collect();
+    assert_eq!(
+        base.types_from(5),
+        vec![
+            E::StartChildWorkflowExecutionInitiated,
+            E::ChildWorkflowExecutionStarted,
+            E::WorkflowTaskScheduled,
+            E::WorkflowTaskStarted,
+            E::WorkflowTaskCompleted,
+            E::ChildWorkflowExecutionCompleted,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+
+    // Reset to the task after the child started: its completion is written again.
+    let mut wf = reset_to(&base, 9).unwrap();
+    reapply_from(&mut wf, &base, 9);
+    wf.finish_reset(&Env::new(base.now_ms, "unused"));
+    let d = Driver::from_workflow(wf, base.now_ms);
+    assert_eq!(
+        d.types_from(9),
+        vec![
+            E::WorkflowTaskFailed,
+            E::ChildWorkflowExecutionCompleted,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+    let Some(Attributes::ChildWorkflowExecutionCompletedEventAttributes(done)) =
+        &d.event(10).attributes
+    else {
+        panic!("event 10 is not ChildWorkflowExecutionCompleted");
+    };
+    assert_eq!((done.initiated_event_id, done.started_event_id), (5, 6));
+    assert!(d.wf.state.children.is_empty());
+    assert!(
+        d.tasks
+            .iter()
+            .all(|t| t.task_kind() != TaskKind::StartChild)
+    );
+
+    // Reset before the child was even initiated: nothing of it comes back.
+    let mut wf = reset_to(&base, 4).unwrap();
+    reapply_from(&mut wf, &base, 4);
+    let d = Driver::from_workflow(wf, base.now_ms);
+    assert_eq!(d.types_from(4), vec![E::WorkflowTaskFailed]);
+}

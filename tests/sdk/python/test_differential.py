@@ -605,6 +605,31 @@ async def reset_reapplying_updates(client: Client, tq: str):
     return f"updates {first}, {second}; {await outcome_of(new)}", h.id, response.run_id
 
 
+@scenario
+async def reset_after_child_started(client: Client, tq: str):
+    """Reset to the task after the child started: the child's completion, after the point, is
+    written again in the new run, which finishes with its result."""
+    import uuid
+
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+
+    h = await within(client.start_workflow(
+        ParentWorkflow.run, "child", id=unique("reset-parent"), task_queue=tq))
+    first = await outcome_of(h)
+    history = await within(h.fetch_history())
+    completed = [e.event_id for e in history.events
+                 if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]
+    response = await within(client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace="default",
+            workflow_execution=WorkflowExecution(workflow_id=h.id, run_id=h.result_run_id),
+            reason="differential reset", workflow_task_finish_event_id=completed[1],
+            request_id=str(uuid.uuid4()))))
+    new = client.get_workflow_handle(h.id, run_id=response.run_id)
+    return f"{first}; after reset {await outcome_of(new)}", h.id, response.run_id
+
+
 async def _child_outcome(client: Client, tq: str, mode: str):
     child_id = unique("child")
     h = await within(client.start_workflow(
@@ -887,6 +912,7 @@ ATTRIBUTE_SCENARIOS = [
     "update_rejected_by_validator",
     "reset_reapplying_signals",
     "reset_reapplying_updates",
+    "reset_after_child_started",
     "child_fails",
     "child_cancelled_by_parent",
     "child_id_already_running",
