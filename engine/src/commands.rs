@@ -293,12 +293,10 @@ impl Workflow {
         env: &Env,
     ) {
         const MAX_RESET_POINTS: usize = 20;
-        let build_id = request
-            .worker_version_stamp
-            .as_ref()
-            .map(|v| v.build_id.clone())
-            .filter(|b| !b.is_empty())
-            .unwrap_or_else(|| request.binary_checksum.clone());
+        let mut build_id = crate::events::build_id_of(request);
+        if build_id.is_empty() {
+            build_id = request.binary_checksum.clone();
+        }
         let points = &mut self.state.auto_reset_points;
         if points.iter().any(|p| p.build_id == build_id) {
             return;

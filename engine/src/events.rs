@@ -182,6 +182,47 @@ pub fn attributes_mut(event: &mut HistoryEvent) -> Option<&mut Attributes> {
     event.attributes.as_mut()
 }
 
+/// The initiated event id of an event that ends a child workflow for its parent: the child's
+/// close, or its failed start.
+pub fn child_closed_initiated_id(attributes: &Attributes) -> Option<i64> {
+    match attributes {
+        Attributes::ChildWorkflowExecutionCompletedEventAttributes(a) => Some(a.initiated_event_id),
+        Attributes::ChildWorkflowExecutionFailedEventAttributes(a) => Some(a.initiated_event_id),
+        Attributes::ChildWorkflowExecutionCanceledEventAttributes(a) => Some(a.initiated_event_id),
+        Attributes::ChildWorkflowExecutionTimedOutEventAttributes(a) => Some(a.initiated_event_id),
+        Attributes::ChildWorkflowExecutionTerminatedEventAttributes(a) => {
+            Some(a.initiated_event_id)
+        }
+        Attributes::StartChildWorkflowExecutionFailedEventAttributes(a) => {
+            Some(a.initiated_event_id)
+        }
+        _ => None,
+    }
+}
+
+/// A child's closing event: its initiated event id and the started-event id it points at (to
+/// be set where the started event got its id late).
+pub fn child_close_started_id_mut(attributes: &mut Attributes) -> Option<(i64, &mut i64)> {
+    match attributes {
+        Attributes::ChildWorkflowExecutionCompletedEventAttributes(a) => {
+            Some((a.initiated_event_id, &mut a.started_event_id))
+        }
+        Attributes::ChildWorkflowExecutionFailedEventAttributes(a) => {
+            Some((a.initiated_event_id, &mut a.started_event_id))
+        }
+        Attributes::ChildWorkflowExecutionCanceledEventAttributes(a) => {
+            Some((a.initiated_event_id, &mut a.started_event_id))
+        }
+        Attributes::ChildWorkflowExecutionTimedOutEventAttributes(a) => {
+            Some((a.initiated_event_id, &mut a.started_event_id))
+        }
+        Attributes::ChildWorkflowExecutionTerminatedEventAttributes(a) => {
+            Some((a.initiated_event_id, &mut a.started_event_id))
+        }
+        _ => None,
+    }
+}
+
 /// The worker-version stamp Temporal writes on started events for a worker that sent a build
 /// id (its poll's `worker_version_capabilities`, or the completion's stamp).
 pub fn worker_stamp(

@@ -181,29 +181,12 @@ impl Workflow {
     /// or failed to start) is written again, as Temporal does, so the new run does not wait on
     /// a child that is long gone.
     fn reapply_child_event(&mut self, attributes: &Attributes, env: &Env) {
-        let (initiated_event_id, closes) = match attributes {
-            Attributes::ChildWorkflowExecutionStartedEventAttributes(a) => {
-                (a.initiated_event_id, false)
-            }
-            Attributes::ChildWorkflowExecutionCompletedEventAttributes(a) => {
-                (a.initiated_event_id, true)
-            }
-            Attributes::ChildWorkflowExecutionFailedEventAttributes(a) => {
-                (a.initiated_event_id, true)
-            }
-            Attributes::ChildWorkflowExecutionCanceledEventAttributes(a) => {
-                (a.initiated_event_id, true)
-            }
-            Attributes::ChildWorkflowExecutionTimedOutEventAttributes(a) => {
-                (a.initiated_event_id, true)
-            }
-            Attributes::ChildWorkflowExecutionTerminatedEventAttributes(a) => {
-                (a.initiated_event_id, true)
-            }
-            Attributes::StartChildWorkflowExecutionFailedEventAttributes(a) => {
-                (a.initiated_event_id, true)
-            }
-            _ => return,
+        let initiated_event_id = match attributes {
+            Attributes::ChildWorkflowExecutionStartedEventAttributes(a) => a.initiated_event_id,
+            other => match crate::events::child_closed_initiated_id(other) {
+                Some(id) => id,
+                None => return,
+            },
         };
         let Some(child) = self.state.children.get(&initiated_event_id).cloned() else {
             return;
@@ -233,25 +216,13 @@ impl Workflow {
                 child.run_id = run_id;
                 return;
             }
-            // The close events point at the started event's id in this run.
-            Attributes::ChildWorkflowExecutionCompletedEventAttributes(a) => {
-                a.started_event_id = child.started_event_id
+            // A close event points at the started event's id in this run.
+            other => {
+                if let Some((_, started)) = crate::events::child_close_started_id_mut(other) {
+                    *started = child.started_event_id;
+                }
             }
-            Attributes::ChildWorkflowExecutionFailedEventAttributes(a) => {
-                a.started_event_id = child.started_event_id
-            }
-            Attributes::ChildWorkflowExecutionCanceledEventAttributes(a) => {
-                a.started_event_id = child.started_event_id
-            }
-            Attributes::ChildWorkflowExecutionTimedOutEventAttributes(a) => {
-                a.started_event_id = child.started_event_id
-            }
-            Attributes::ChildWorkflowExecutionTerminatedEventAttributes(a) => {
-                a.started_event_id = child.started_event_id
-            }
-            _ => {}
         }
-        debug_assert!(closes);
         self.append(env.now_ms, attributes);
         self.state.children.remove(&initiated_event_id);
     }
@@ -459,6 +430,11 @@ impl Workflow {
             return Ok(());
         };
         let state = &mut self.state;
+        if let Some(initiated) = crate::events::child_closed_initiated_id(attributes) {
+            pending.child_starts.remove(&initiated);
+            state.children.remove(&initiated);
+            return Ok(());
+        }
         match attributes {
             Attributes::WorkflowExecutionStartedEventAttributes(a) => {
                 let backoff = duration_ms(a.first_workflow_task_backoff.as_ref());
@@ -599,25 +575,6 @@ impl Workflow {
                         .map(|e| e.run_id.clone())
                         .unwrap_or_default();
                 }
-            }
-            Attributes::StartChildWorkflowExecutionFailedEventAttributes(a) => {
-                pending.child_starts.remove(&a.initiated_event_id);
-                state.children.remove(&a.initiated_event_id);
-            }
-            Attributes::ChildWorkflowExecutionCompletedEventAttributes(a) => {
-                state.children.remove(&a.initiated_event_id);
-            }
-            Attributes::ChildWorkflowExecutionFailedEventAttributes(a) => {
-                state.children.remove(&a.initiated_event_id);
-            }
-            Attributes::ChildWorkflowExecutionCanceledEventAttributes(a) => {
-                state.children.remove(&a.initiated_event_id);
-            }
-            Attributes::ChildWorkflowExecutionTimedOutEventAttributes(a) => {
-                state.children.remove(&a.initiated_event_id);
-            }
-            Attributes::ChildWorkflowExecutionTerminatedEventAttributes(a) => {
-                state.children.remove(&a.initiated_event_id);
             }
             Attributes::SignalExternalWorkflowExecutionInitiatedEventAttributes(a) => {
                 let info = external_info(

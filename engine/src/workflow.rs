@@ -22,7 +22,9 @@ use temporalio_protos::temporal::api::{
     failure::v1::{Failure, TimeoutFailureInfo, failure::FailureInfo},
 };
 
-use crate::events::{BUFFERED_EVENT_ID, event_type_of, is_bufferable, reorder_buffer};
+use crate::events::{
+    BUFFERED_EVENT_ID, child_close_started_id_mut, event_type_of, is_bufferable, reorder_buffer,
+};
 use crate::state::{MutableState, TaskInfo, TaskKind};
 use crate::time::{duration, duration_ms, timestamp};
 use crate::{Error, Result};
@@ -349,8 +351,8 @@ impl Workflow {
         id
     }
 
-    /// Moves the buffer into history: reordered, given ids, and with activity closing events
-    /// pointing at their (now numbered) started events.
+    /// Moves the buffer into history: reordered, given ids, and with activity and child closing
+    /// events pointing at their (now numbered) started events.
     pub(crate) fn flush_buffered(&mut self) {
         let buffered = mem::take(&mut self.state.buffered_events);
         let mut started_ids = std::collections::BTreeMap::new();
@@ -366,21 +368,6 @@ impl Workflow {
                         child.started_event_id = next;
                     }
                 }
-                Some(Attributes::ChildWorkflowExecutionCompletedEventAttributes(a)) => {
-                    fix_started(&mut a.started_event_id, a.initiated_event_id, &started_ids)
-                }
-                Some(Attributes::ChildWorkflowExecutionFailedEventAttributes(a)) => {
-                    fix_started(&mut a.started_event_id, a.initiated_event_id, &started_ids)
-                }
-                Some(Attributes::ChildWorkflowExecutionCanceledEventAttributes(a)) => {
-                    fix_started(&mut a.started_event_id, a.initiated_event_id, &started_ids)
-                }
-                Some(Attributes::ChildWorkflowExecutionTimedOutEventAttributes(a)) => {
-                    fix_started(&mut a.started_event_id, a.initiated_event_id, &started_ids)
-                }
-                Some(Attributes::ChildWorkflowExecutionTerminatedEventAttributes(a)) => {
-                    fix_started(&mut a.started_event_id, a.initiated_event_id, &started_ids)
-                }
                 Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => {
                     fix_started(&mut a.started_event_id, a.scheduled_event_id, &started_ids)
                 }
@@ -393,7 +380,12 @@ impl Workflow {
                 Some(Attributes::ActivityTaskCanceledEventAttributes(a)) => {
                     fix_started(&mut a.started_event_id, a.scheduled_event_id, &started_ids)
                 }
-                _ => {}
+                Some(other) => {
+                    if let Some((initiated, started)) = child_close_started_id_mut(other) {
+                        fix_started(started, initiated, &started_ids)
+                    }
+                }
+                None => {}
             }
             self.push_event(event);
         }
