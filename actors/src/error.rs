@@ -40,6 +40,10 @@ pub enum Error {
     /// A limit was hit.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A shard or partition has more requests waiting than it takes; retry later (Temporal's
+    /// ResourceExhausted with cause SYSTEM_OVERLOADED).
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 /// Result type of the actor layer.

@@ -22,6 +22,7 @@ mod transfer;
 pub mod updates;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
@@ -82,9 +83,16 @@ pub struct History {
     /// Custom search attributes by namespace id (kept by the namespace registry).
     search_attributes: namespaces::SearchAttributeRegistry,
     telemetry: Telemetry,
+    /// One flag per shard, set while it serves.
+    serving: Arc<Vec<Arc<AtomicBool>>>,
 }
 
 impl History {
+    /// True when every shard of the node serves (none is being acquired, down or fenced).
+    pub fn serving(&self) -> bool {
+        self.serving.iter().all(|s| s.load(Ordering::Relaxed))
+    }
+
     /// The platform limits in force.
     pub fn limits(&self) -> sundial_engine::Limits {
         *self.limits.read().unwrap_or_else(|p| p.into_inner())
@@ -155,7 +163,25 @@ pub struct Node {
     pub clock: Arc<dyn Clock>,
     /// Metrics and traces (disabled unless started with [`Node::start_observed`]).
     pub telemetry: Telemetry,
-    arbiter: ArbiterHandle,
+    arbiters: Vec<ArbiterHandle>,
+}
+
+/// Starts `count` actor threads (one actix system each).
+fn start_arbiters(count: usize) -> Vec<ArbiterHandle> {
+    (0..count.max(1))
+        .map(|i| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name(format!("sundial-actors-{i}"))
+                .spawn(move || {
+                    let system = System::new();
+                    let _ = tx.send(Arbiter::current());
+                    system.run()
+                })
+                .expect("actor thread starts");
+            rx.recv().expect("actor system starts")
+        })
+        .collect()
 }
 
 impl Node {
@@ -184,26 +210,26 @@ impl Node {
         clock: Arc<dyn Clock>,
         telemetry: Telemetry,
     ) -> Node {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("sundial-actors".into())
-            .spawn(move || {
-                let system = System::new();
-                let _ = tx.send(Arbiter::current());
-                system.run()
-            })
-            .expect("actor thread starts");
-        let arbiter = rx.recv().expect("actor system starts");
-        let matching = Matching::new(store.clone(), clock.clone(), arbiter.clone())
+        // Shards and partitions spread over one actor thread per core.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let arbiters = start_arbiters(threads);
+        let matching = Matching::new(store.clone(), clock.clone(), arbiters[0].clone())
+            .spread_over(arbiters.clone())
             .with_telemetry(telemetry.clone());
+        let serving: Vec<Arc<AtomicBool>> = (0..num_shards.max(1))
+            .map(|_| Arc::new(AtomicBool::new(false)))
+            .collect();
         let shards = (1..=num_shards.max(1))
             .map(|shard_id| {
                 let (store, matching, clock, log) =
                     (store.clone(), matching.clone(), clock.clone(), log.clone());
                 let telemetry = telemetry.clone();
-                HistoryShard::start_in_arbiter(&arbiter, move |_| {
+                let flag = serving[(shard_id - 1) as usize].clone();
+                let arbiter = &arbiters[(shard_id - 1) as usize % arbiters.len()];
+                HistoryShard::start_in_arbiter(arbiter, move |_| {
                     HistoryShard::new(shard_id, store, matching, clock, log)
                         .with_telemetry(telemetry)
+                        .with_serving_flag(flag)
                 })
             })
             .collect();
@@ -214,6 +240,7 @@ impl Node {
             search_attributes: search_attributes.clone(),
             store: store.clone(),
             telemetry: telemetry.clone(),
+            serving: Arc::new(serving),
         };
         for shard in history.shards.iter() {
             shard.do_send(crate::shard::SetHistory(history.clone()));
@@ -225,13 +252,15 @@ impl Node {
             queries: Queries::default(),
             clock,
             telemetry,
-            arbiter,
+            arbiters,
         }
     }
 
-    /// Stops the actor system.
+    /// Stops the actor threads.
     pub fn stop(&self) {
-        self.arbiter.stop();
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
     }
 }
 

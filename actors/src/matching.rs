@@ -4,7 +4,7 @@
 //! task stays owed until the poller acknowledges it (the history start was recorded); if the
 //! acknowledgement never comes, the task goes back to the queue.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,12 +65,28 @@ struct Backlogged {
     backlog_id: Option<i64>,
     /// When it entered this partition (unix millis; load time for a reloaded backlog).
     enqueued_ms: i64,
+    /// The caller of `AddTask` for a task not yet in the backlog, answered once the task is
+    /// consumed or written to the backlog (so the shard deletes its transfer task only then).
+    owed: Option<oneshot::Sender<Result<()>>>,
+}
+
+impl Backlogged {
+    fn settle(&mut self, result: Result<()>) {
+        if let Some(owed) = self.owed.take() {
+            let _ = owed.send(result);
+        }
+    }
 }
 
 /// Milliseconds without a poll after which a sticky queue counts as gone.
 const STICKY_POLLER_GRACE_MS: i64 = 10_000;
-/// Backlog ids per lease.
+/// Backlog ids per lease: a lease with `range_id` r owns ids `(r-1)*RANGE_SIZE+1 ..= r*RANGE_SIZE`.
 const RANGE_SIZE: i64 = 100_000;
+/// Ids left in the lease's range below which the partition renews its lease.
+const RENEW_BELOW: i64 = 1_000;
+/// Backlog tasks read from the store at a time; the partition keeps at most twice this many in
+/// memory, the rest stays in the store until the memory backlog runs low.
+const BACKLOG_PAGE: usize = 1_000;
 
 /// One task-queue partition.
 pub struct TaskQueuePartition {
@@ -80,7 +96,20 @@ pub struct TaskQueuePartition {
     range_id: i64,
     next_task_id: i64,
     pollers: VecDeque<oneshot::Sender<Matched>>,
+    /// The backlog's head, in memory.
     backlog: VecDeque<Backlogged>,
+    /// Page reads continue after this backlog id: every stored task not in `held` has a
+    /// higher id.
+    read_level: i64,
+    /// Ids of the backlog tasks in memory or handed out to a poller.
+    held: HashSet<i64>,
+    /// Backlog tasks in the store that are not in memory yet (all with ids above
+    /// `read_level`, except for writes still in flight).
+    unread: usize,
+    /// A page of the backlog is being read.
+    reading: bool,
+    /// The lease is being renewed.
+    renewing: bool,
     last_poll_ms: i64,
     telemetry: Telemetry,
     /// For a sticky queue: the normal queue behind it (metrics are tagged with its name).
@@ -103,23 +132,25 @@ impl Actor for TaskQueuePartition {
         let key = self.key.clone();
         let load = async move {
             let range_id = store.lease_task_queue(&key).await?;
-            let tasks = store.get_tasks(&key, 0, 100_000).await?;
-            Ok::<_, Error>((range_id, tasks))
+            // The backlog is counted page by page (ids only are kept) so that the count is
+            // exact whatever its size; its head is read into memory below.
+            let mut unread = 0;
+            let mut after = 0;
+            loop {
+                let page = store.get_tasks(&key, after, BACKLOG_PAGE).await?;
+                unread += page.len();
+                match page.last() {
+                    Some(last) if page.len() == BACKLOG_PAGE => after = last.task_id,
+                    _ => break,
+                }
+            }
+            Ok::<_, Error>((range_id, unread))
         };
         ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
-            Ok((range_id, tasks)) => {
-                act.range_id = range_id;
-                act.next_task_id = (range_id - 1) * RANGE_SIZE + 1;
-                let now = act.clock.now_ms();
-                for t in tasks {
-                    if let Ok(task) = TaskInfo::decode(t.data.as_slice()) {
-                        act.backlog.push_back(Backlogged {
-                            item: QueueItem::Task(task),
-                            backlog_id: Some(t.task_id),
-                            enqueued_ms: now,
-                        });
-                    }
-                }
+            Ok((range_id, unread)) => {
+                act.set_range(range_id);
+                act.unread = unread;
+                act.read_page(ctx);
             }
             Err(_) => ctx.stop(),
         }));
@@ -160,6 +191,11 @@ impl TaskQueuePartition {
             next_task_id: 0,
             pollers: VecDeque::new(),
             backlog: VecDeque::new(),
+            read_level: 0,
+            held: HashSet::new(),
+            unread: 0,
+            reading: false,
+            renewing: false,
             last_poll_ms: now,
             telemetry: Telemetry::default(),
             sticky: None,
@@ -179,7 +215,7 @@ impl TaskQueuePartition {
             .collect();
         recent_pollers.sort_by_key(|p| std::cmp::Reverse(p.1));
         PartitionStats {
-            backlog_count: self.backlog.len(),
+            backlog_count: self.backlog.len() + self.unread,
             oldest_enqueued_ms: self.backlog.iter().map(|b| b.enqueued_ms).min(),
             tasks_add_rate: self.added.rate(now),
             tasks_dispatch_rate: self.dispatched.rate(now),
@@ -198,8 +234,154 @@ impl TaskQueuePartition {
             task_type: self.key.task_type,
             sticky: self.sticky.is_some(),
         };
-        self.telemetry
-            .backlog(tags, self.key.partition, self.backlog.len(), age);
+        self.telemetry.backlog(
+            tags,
+            self.key.partition,
+            self.backlog.len() + self.unread,
+            age,
+        );
+    }
+
+    /// Starts using the ids of a new lease.
+    fn set_range(&mut self, range_id: i64) {
+        self.range_id = range_id;
+        self.next_task_id = (range_id - 1) * RANGE_SIZE + 1;
+    }
+
+    /// The next backlog id, or `None` when the lease's range is (nearly) used up and must be
+    /// renewed first.
+    fn allocate_task_id(&mut self) -> Option<i64> {
+        if self.range_id * RANGE_SIZE - self.next_task_id < RENEW_BELOW {
+            return None;
+        }
+        let id = self.next_task_id;
+        self.next_task_id += 1;
+        Some(id)
+    }
+
+    /// Takes a new lease (and with it a new range of ids), then writes `entry`. The mailbox
+    /// waits meanwhile, so nothing else is written under the old lease.
+    fn renew_then_write(&mut self, mut entry: Backlogged, ctx: &mut Context<Self>) {
+        if self.renewing {
+            entry.settle(Err(Error::Unavailable(
+                "task queue lease is being renewed".into(),
+            )));
+            return;
+        }
+        self.renewing = true;
+        let (store, key) = (self.store.clone(), self.key.clone());
+        let renew = async move { store.lease_task_queue(&key).await };
+        ctx.wait(renew.into_actor(self).map(|res, act, ctx| {
+            act.renewing = false;
+            match res {
+                Ok(range_id) => {
+                    act.set_range(range_id);
+                    act.write_to_backlog(entry, ctx);
+                }
+                Err(e) => entry.settle(Err(e.into())),
+            }
+        }));
+    }
+
+    /// Reads the next page of the stored backlog into memory when memory runs low.
+    fn read_page(&mut self, ctx: &mut Context<Self>) {
+        if self.reading || self.unread == 0 || self.backlog.len() >= BACKLOG_PAGE {
+            return;
+        }
+        self.reading = true;
+        let (store, key, after) = (self.store.clone(), self.key.clone(), self.read_level);
+        let read = async move { store.get_tasks(&key, after, BACKLOG_PAGE).await };
+        ctx.wait(read.into_actor(self).map(|res, act, ctx| {
+            act.reading = false;
+            let Ok(page) = res else {
+                return;
+            };
+            let now = act.clock.now_ms();
+            let full = page.len() == BACKLOG_PAGE;
+            for t in page {
+                act.read_level = act.read_level.max(t.task_id);
+                if !act.held.insert(t.task_id) {
+                    // Put in memory by its write already.
+                    continue;
+                }
+                act.unread = act.unread.saturating_sub(1);
+                if let Ok(task) = TaskInfo::decode(t.data.as_slice()) {
+                    act.backlog.push_back(Backlogged {
+                        item: QueueItem::Task(task),
+                        backlog_id: Some(t.task_id),
+                        enqueued_ms: now,
+                        owed: None,
+                    });
+                }
+            }
+            if !full {
+                // Whatever the count said, the store has nothing more past the read level.
+                act.unread = 0;
+            }
+            act.drain_backlog(ctx);
+        }));
+    }
+
+    /// A task written to the backlog: kept in memory when it is next in line and there is
+    /// room, otherwise left for a later page.
+    fn written(&mut self, mut entry: Backlogged, task_id: i64, ctx: &mut Context<Self>) {
+        entry.settle(Ok(()));
+        if self.held.contains(&task_id) {
+            // A page read already brought it in.
+            return;
+        }
+        if self.unread == 0 && self.backlog.len() < 2 * BACKLOG_PAGE {
+            self.held.insert(task_id);
+            self.read_level = self.read_level.max(task_id);
+            entry.backlog_id = Some(task_id);
+            self.backlog.push_back(entry);
+            self.drain_backlog(ctx);
+        } else {
+            // Writes can finish out of order: make sure the next pages reach this one.
+            self.unread += 1;
+            self.read_level = self.read_level.min(task_id - 1);
+        }
+    }
+
+    /// Writes a task to the backlog; `entry.owed` is answered with the outcome.
+    fn write_to_backlog(&mut self, mut entry: Backlogged, ctx: &mut Context<Self>) {
+        let QueueItem::Task(task) = &entry.item else {
+            entry.settle(Ok(()));
+            self.backlog.push_back(entry);
+            return;
+        };
+        let Some(task_id) = self.allocate_task_id() else {
+            return self.renew_then_write(entry, ctx);
+        };
+        let data = task.encode_to_vec();
+        self.write_task(entry, task_id, data, ctx);
+    }
+
+    fn write_task(
+        &mut self,
+        entry: Backlogged,
+        task_id: i64,
+        data: Vec<u8>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (store, key, range_id) = (self.store.clone(), self.key.clone(), self.range_id);
+        let rows = vec![QueueTask {
+            task_id,
+            data: data.clone(),
+        }];
+        let write = async move { store.create_tasks(&key, range_id, rows).await };
+        ctx.spawn(write.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(()) => act.written(entry, task_id, ctx),
+            // This partition renewed its own lease while the write was in flight: the id is
+            // still unique, write it under the new lease.
+            Err(sundial_storage::Error::TaskQueueLeaseLost { .. }) if act.range_id != range_id => {
+                act.write_task(entry, task_id, data, ctx)
+            }
+            Err(e) => {
+                let mut entry = entry;
+                entry.settle(Err(e.into()))
+            }
+        }));
     }
 
     /// Hands `entry` to a waiting poller; gives it back when none is left.
@@ -217,16 +399,14 @@ impl TaskQueuePartition {
                 continue;
             }
             self.dispatched.record(self.clock.now_ms());
-            let store = self.store.clone();
-            let key = self.key.clone();
-            let range_id = self.range_id;
             let me = ctx.address();
-            let handed = entry;
+            let mut handed = entry;
             actix::spawn(async move {
                 match ack_rx.await {
                     Ok(true) => {
+                        handed.settle(Ok(()));
                         if let Some(id) = handed.backlog_id {
-                            let _ = store.delete_tasks(&key, range_id, &[id]).await;
+                            me.do_send(Consumed(id));
                         }
                     }
                     _ => me.do_send(Requeue(handed)),
@@ -247,54 +427,50 @@ impl TaskQueuePartition {
                 break;
             }
         }
+        self.read_page(ctx);
     }
 }
 
 impl Handler<AddTask> for TaskQueuePartition {
-    type Result = ResponseActFuture<Self, Result<()>>;
+    type Result = ResponseFuture<Result<()>>;
 
+    /// Answers once the task is durable here: consumed by a poller (its start recorded in
+    /// history) or written to the backlog. A task handed to a poller that gives it back is
+    /// written to the backlog before the answer, so a crash never loses a task whose transfer
+    /// task the shard already deleted.
     fn handle(&mut self, msg: AddTask, ctx: &mut Self::Context) -> Self::Result {
         let now = self.clock.now_ms();
         self.added.record(now);
         if let (true, QueueItem::Task(task)) = (msg.sticky, &msg.item) {
             self.sticky = Some(task.normal_task_queue.clone());
         }
+        let (tx, rx) = oneshot::channel();
+        // A query is not persisted: its caller waits for the answer itself.
+        let owed = match msg.item {
+            QueueItem::Task(_) => Some(tx),
+            QueueItem::Query(_) => None,
+        };
+        let answered = owed.is_none();
         let entry = Backlogged {
             item: msg.item,
             backlog_id: None,
             enqueued_ms: now,
+            owed,
         };
-        let Some(entry) = self.hand_out(entry, ctx) else {
-            return Box::pin(actix::fut::ready(Ok(())));
+        let reply = async move {
+            match rx.await {
+                Ok(result) => result,
+                Err(_) if answered => Ok(()),
+                Err(_) => Err(Error::Unavailable("task queue partition stopped".into())),
+            }
         };
-        if msg.sticky && self.clock.now_ms() - self.last_poll_ms > STICKY_POLLER_GRACE_MS {
-            return Box::pin(actix::fut::ready(Err(Error::StickyWorkerUnavailable)));
+        if let Some(entry) = self.hand_out(entry, ctx) {
+            if msg.sticky && now - self.last_poll_ms > STICKY_POLLER_GRACE_MS {
+                return Box::pin(actix::fut::ready(Err(Error::StickyWorkerUnavailable)));
+            }
+            self.write_to_backlog(entry, ctx);
         }
-        let QueueItem::Task(task) = &entry.item else {
-            self.backlog.push_back(entry);
-            return Box::pin(actix::fut::ready(Ok(())));
-        };
-        let task_id = self.next_task_id;
-        self.next_task_id += 1;
-        let store = self.store.clone();
-        let key = self.key.clone();
-        let range_id = self.range_id;
-        let data = task.encode_to_vec();
-        let write = async move {
-            store
-                .create_tasks(&key, range_id, vec![QueueTask { task_id, data }])
-                .await
-        };
-        Box::pin(write.into_actor(self).map(move |res, act, ctx| {
-            res?;
-            act.backlog.push_back(Backlogged {
-                item: entry.item,
-                backlog_id: Some(task_id),
-                enqueued_ms: entry.enqueued_ms,
-            });
-            act.drain_backlog(ctx);
-            Ok(())
-        }))
+        Box::pin(reply)
     }
 }
 
@@ -319,9 +495,36 @@ impl Handler<Poll> for TaskQueuePartition {
 impl Handler<Requeue> for TaskQueuePartition {
     type Result = ();
 
+    /// A handed-out task came back unconsumed: a backlog task goes back to the head of the
+    /// queue; a sync-matched one is written to the backlog first.
     fn handle(&mut self, msg: Requeue, ctx: &mut Self::Context) {
+        if msg.0.owed.is_some() {
+            return self.write_to_backlog(msg.0, ctx);
+        }
         self.backlog.push_front(msg.0);
         self.drain_backlog(ctx);
+    }
+}
+
+/// A backlog task was consumed: delete it under the current lease.
+struct Consumed(i64);
+impl Message for Consumed {
+    type Result = ();
+}
+
+impl Handler<Consumed> for TaskQueuePartition {
+    type Result = ();
+
+    fn handle(&mut self, msg: Consumed, ctx: &mut Self::Context) {
+        self.held.remove(&msg.0);
+        let (store, key, range_id) = (self.store.clone(), self.key.clone(), self.range_id);
+        ctx.spawn(
+            async move {
+                let _ = store.delete_tasks(&key, range_id, &[msg.0]).await;
+            }
+            .into_actor(self),
+        );
+        self.read_page(ctx);
     }
 }
 
@@ -360,7 +563,8 @@ pub struct Matching {
     partitions: Arc<Mutex<HashMap<TaskQueueKey, Addr<TaskQueuePartition>>>>,
     store: DynStore,
     clock: Arc<dyn Clock>,
-    arbiter: ArbiterHandle,
+    /// The actor threads partitions run on, picked by a hash of the partition's key.
+    arbiters: Vec<ArbiterHandle>,
     telemetry: Telemetry,
 }
 
@@ -376,9 +580,28 @@ impl Matching {
             partitions: Arc::default(),
             store,
             clock,
-            arbiter,
+            arbiters: vec![arbiter],
             telemetry: Telemetry::default(),
         }
+    }
+
+    /// Runs the partitions on these actor threads instead (at least one).
+    pub fn spread_over(mut self, arbiters: Vec<ArbiterHandle>) -> Self {
+        if !arbiters.is_empty() {
+            self.arbiters = arbiters;
+        }
+        self
+    }
+
+    fn arbiter_for(&self, key: &TaskQueueKey) -> &ArbiterHandle {
+        // FNV-1a: stable, cheap, and spreads queue names well enough.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key.namespace_id.bytes().chain(key.name.bytes()) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash ^= key.task_type as u64;
+        &self.arbiters[(hash % self.arbiters.len() as u64) as usize]
     }
 
     /// Records the partitions' metrics into `telemetry`.
@@ -409,7 +632,7 @@ impl Matching {
         }
         let (k, store, clock) = (key.clone(), self.store.clone(), self.clock.clone());
         let telemetry = self.telemetry.clone();
-        let addr = TaskQueuePartition::start_in_arbiter(&self.arbiter, move |_| {
+        let addr = TaskQueuePartition::start_in_arbiter(self.arbiter_for(key), move |_| {
             let mut partition = TaskQueuePartition::new(k, store, clock);
             partition.telemetry = telemetry;
             partition
@@ -481,9 +704,15 @@ impl Message for Stop {
 impl Handler<Stop> for TaskQueuePartition {
     type Result = ();
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        for entry in self.backlog.drain(..) {
-            drop(entry);
+        for mut entry in self.backlog.drain(..) {
+            entry.settle(Err(Error::Unavailable(
+                "task queue partition stopped".into(),
+            )));
         }
         ctx.stop();
     }
 }
+
+#[cfg(test)]
+#[path = "matching_tests.rs"]
+mod tests;

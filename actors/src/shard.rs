@@ -20,6 +20,33 @@ use crate::{Clock, Error};
 
 /// How often due timers are looked for.
 const TICK: Duration = Duration::from_millis(20);
+/// Requests a shard queues (waiting for the commit in flight) before it refuses more with
+/// `ResourceExhausted`.
+pub const MAX_QUEUED_OPS: usize = 10_000;
+/// First wait before a failed acquire or transfer dispatch is retried; doubled per failure.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between retries.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// The wait before retry number `attempt` (1-based).
+fn backoff(attempt: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(RETRY_MAX)
+}
+
+/// Whether the shard serves, as the health service sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// Being acquired (at start, or again after a failed acquire).
+    Acquiring,
+    /// Acquired: requests are applied.
+    Serving,
+    /// The acquire failed; retried after a backoff. Requests are refused meanwhile.
+    Down,
+    /// Another owner took the shard (its range id moved on): this process stops serving it.
+    Fenced,
+}
 
 /// One history shard.
 pub struct HistoryShard {
@@ -37,6 +64,11 @@ pub struct HistoryShard {
     history: Option<crate::History>,
     /// Cross-workflow tasks that came before the peers did.
     awaiting_peers: Vec<ReadyTask>,
+    ownership: Ownership,
+    /// Failed acquires in a row.
+    acquire_failures: u32,
+    /// Set while the shard serves; read by the health service.
+    serving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Tells a shard how to reach every shard (itself included).
@@ -88,6 +120,17 @@ impl Message for Ack {
     type Result = ();
 }
 
+/// A transfer task to dispatch again after a failure (the attempt that failed).
+struct Redispatch(ReadyTask, u32);
+impl Message for Redispatch {
+    type Result = ();
+}
+
+struct Acquire;
+impl Message for Acquire {
+    type Result = ();
+}
+
 /// What a shard finds when it is acquired: its range id, pending transfer tasks and timers.
 type Acquired = (i64, Vec<ReadyTask>, Vec<(i64, i64, TaskInfo)>);
 
@@ -124,6 +167,114 @@ impl HistoryShard {
             telemetry: ShardTelemetry::default(),
             history: None,
             awaiting_peers: Vec::new(),
+            ownership: Ownership::Acquiring,
+            acquire_failures: 0,
+            serving: Arc::default(),
+        }
+    }
+
+    /// Reports whether the shard serves through `flag`.
+    pub fn with_serving_flag(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.serving = flag;
+        self
+    }
+
+    /// Bounds the shard's run cache.
+    pub fn with_cache_limits(mut self, limits: crate::shard_core::CacheLimits) -> Self {
+        self.core.cache_limits = limits;
+        self
+    }
+
+    fn set_ownership(&mut self, ownership: Ownership) {
+        self.ownership = ownership;
+        self.serving.store(
+            ownership == Ownership::Serving,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Takes the shard: a new range id, then its pending transfer tasks and timers.
+    fn acquire(&mut self, ctx: &mut Context<Self>) {
+        self.set_ownership(Ownership::Acquiring);
+        self.busy = true;
+        let store = self.store.clone();
+        let shard_id = self.core.shard_id;
+        let me = ctx.address();
+        actix::spawn(async move {
+            let result = async {
+                let info = store.acquire_shard(shard_id).await?;
+                let transfer = store
+                    .list_transfer_tasks(shard_id, i64::MIN, usize::MAX)
+                    .await?;
+                let timers = store
+                    .list_timer_tasks(shard_id, i64::MAX, usize::MAX)
+                    .await?;
+                let transfer = transfer
+                    .into_iter()
+                    .filter_map(|t| {
+                        TaskInfo::decode(t.data.as_slice())
+                            .ok()
+                            .map(|task| ReadyTask {
+                                task_id: t.task_id,
+                                task,
+                            })
+                    })
+                    .collect();
+                let timers = timers
+                    .into_iter()
+                    .filter_map(|t| {
+                        TaskInfo::decode(t.data.as_slice())
+                            .ok()
+                            .map(|task| (t.fire_time_ms, t.task_id, task))
+                    })
+                    .collect();
+                Ok::<_, Error>((info.range_id, transfer, timers))
+            }
+            .await;
+            me.do_send(Ready(result));
+        });
+    }
+
+    /// Refuses a request the shard cannot take now; `None` when it can.
+    fn refusal(&self) -> Option<Error> {
+        let shard_id = self.core.shard_id;
+        match self.ownership {
+            Ownership::Fenced => Some(Error::Unavailable(format!(
+                "shard {shard_id} is owned by another process"
+            ))),
+            Ownership::Down => Some(Error::Unavailable(format!(
+                "shard {shard_id} is not available; it is being acquired again"
+            ))),
+            _ if self.queue.len() >= MAX_QUEUED_OPS => Some(Error::Overloaded(format!(
+                "shard {shard_id} has {MAX_QUEUED_OPS} requests waiting"
+            ))),
+            _ => None,
+        }
+    }
+
+    fn submit(&mut self, op: Op, ctx: &mut Context<Self>) {
+        if let Some(err) = self.refusal() {
+            return op.fail(err);
+        }
+        self.queue.push(op);
+        self.drain(ctx);
+    }
+
+    /// The shard's ownership was lost: it stops serving here; queued requests fail.
+    fn fenced(&mut self, err: &Error) {
+        error!(self.log, "shard ownership lost: another process owns this shard; it stops serving here";
+            "shard_id" => self.core.shard_id, "error" => %err);
+        self.set_ownership(Ownership::Fenced);
+        for op in self.queue.drain(..) {
+            op.fail(err.clone());
+        }
+        self.timers.clear();
+    }
+
+    /// Arms a timer again whose batch did not commit (or whose run could not be read).
+    fn rearm(&mut self, fire_ms: i64, task_id: i64, task: TaskInfo) {
+        if self.ownership != Ownership::Fenced {
+            self.timers.insert((fire_ms, task_id), task);
         }
     }
 
@@ -190,6 +341,14 @@ impl HistoryShard {
     }
 
     fn dispatch(&mut self, ctx: &mut Context<Self>, ready: ReadyTask) {
+        self.dispatch_attempt(ctx, ready, 1);
+    }
+
+    /// Carries out a transfer task; a transient failure is retried after a backoff.
+    fn dispatch_attempt(&mut self, ctx: &mut Context<Self>, ready: ReadyTask, attempt: u32) {
+        if self.ownership == Ownership::Fenced {
+            return;
+        }
         let cross_workflow = !matches!(
             ready.task.task_kind(),
             TaskKind::DispatchWorkflowTask | TaskKind::DispatchActivityTask
@@ -243,8 +402,17 @@ impl HistoryShard {
                 // A speculative task's dispatch was never stored: nothing to delete.
                 Ok(()) if task.speculative => {}
                 Ok(()) => me.do_send(Ack(ready.task_id)),
+                Err(e @ (Error::Unavailable(_) | Error::Storage(_) | Error::Overloaded(_))) => {
+                    let wait = backoff(attempt);
+                    warn!(log, "transfer task not dispatched; retrying";
+                        "namespace_id" => &task.namespace_id, "workflow_id" => &task.workflow_id,
+                        "run_id" => &task.run_id, "task_id" => ready.task_id,
+                        "attempt" => attempt, "retry_in_ms" => wait.as_millis() as u64, "error" => %e);
+                    tokio::time::sleep(wait).await;
+                    me.do_send(Redispatch(ReadyTask { task, ..ready }, attempt));
+                }
                 Err(e) => {
-                    warn!(log, "transfer task not dispatched; retried at next load";
+                    error!(log, "transfer task failed; retried when the shard is next acquired";
                         "namespace_id" => &task.namespace_id, "workflow_id" => &task.workflow_id,
                         "run_id" => &task.run_id, "task_id" => ready.task_id, "error" => %e)
                 }
@@ -253,6 +421,9 @@ impl HistoryShard {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.ownership != Ownership::Serving {
+            return;
+        }
         let now = self.clock.now_ms();
         while let Some((&(fire, id), _)) = self.timers.first_key_value() {
             if fire > now {
@@ -309,42 +480,7 @@ impl Actor for HistoryShard {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(100_000);
-        let store = self.store.clone();
-        let shard_id = self.core.shard_id;
-        let me = ctx.address();
-        actix::spawn(async move {
-            let result = async {
-                let info = store.acquire_shard(shard_id).await?;
-                let transfer = store
-                    .list_transfer_tasks(shard_id, i64::MIN, usize::MAX)
-                    .await?;
-                let timers = store
-                    .list_timer_tasks(shard_id, i64::MAX, usize::MAX)
-                    .await?;
-                let transfer = transfer
-                    .into_iter()
-                    .filter_map(|t| {
-                        TaskInfo::decode(t.data.as_slice())
-                            .ok()
-                            .map(|task| ReadyTask {
-                                task_id: t.task_id,
-                                task,
-                            })
-                    })
-                    .collect();
-                let timers = timers
-                    .into_iter()
-                    .filter_map(|t| {
-                        TaskInfo::decode(t.data.as_slice())
-                            .ok()
-                            .map(|task| (t.fire_time_ms, t.task_id, task))
-                    })
-                    .collect();
-                Ok::<_, Error>((info.range_id, transfer, timers))
-            }
-            .await;
-            me.do_send(Ready(result));
-        });
+        self.acquire(ctx);
         ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
     }
 }
@@ -355,6 +491,8 @@ impl Handler<Ready> for HistoryShard {
     fn handle(&mut self, msg: Ready, ctx: &mut Self::Context) {
         match msg.0 {
             Ok((range_id, transfer, timers)) => {
+                self.acquire_failures = 0;
+                self.set_ownership(Ownership::Serving);
                 self.core.renew_range(range_id);
                 for t in transfer {
                     self.dispatch(ctx, t);
@@ -366,13 +504,36 @@ impl Handler<Ready> for HistoryShard {
                 self.drain(ctx);
             }
             Err(e) => {
-                error!(self.log, "shard could not be acquired"; "shard_id" => self.core.shard_id, "error" => %e);
+                self.acquire_failures += 1;
+                let wait = backoff(self.acquire_failures);
+                error!(self.log, "shard could not be acquired; retrying";
+                    "shard_id" => self.core.shard_id, "attempt" => self.acquire_failures,
+                    "retry_in_ms" => wait.as_millis() as u64, "error" => %e);
+                self.set_ownership(Ownership::Down);
                 for op in self.queue.drain(..) {
                     op.fail(Error::Unavailable(format!("shard unavailable: {e}")));
                 }
-                ctx.stop();
+                ctx.notify_later(Acquire, wait);
             }
         }
+    }
+}
+
+impl Handler<Acquire> for HistoryShard {
+    type Result = ();
+
+    fn handle(&mut self, _: Acquire, ctx: &mut Self::Context) {
+        if self.ownership == Ownership::Down {
+            self.acquire(ctx);
+        }
+    }
+}
+
+impl Handler<Redispatch> for HistoryShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Redispatch, ctx: &mut Self::Context) {
+        self.dispatch_attempt(ctx, msg.0, msg.1 + 1);
     }
 }
 
@@ -381,8 +542,7 @@ impl Handler<Submit> for HistoryShard {
 
     fn handle(&mut self, msg: Submit, ctx: &mut Self::Context) {
         self.telemetry.queued(self.queue.len(), None);
-        self.queue.push(msg.0);
-        self.drain(ctx);
+        self.submit(msg.0, ctx);
     }
 }
 
@@ -391,8 +551,7 @@ impl Handler<SubmitTraced> for HistoryShard {
 
     fn handle(&mut self, msg: SubmitTraced, ctx: &mut Self::Context) {
         self.telemetry.queued(self.queue.len(), Some(msg.1));
-        self.queue.push(msg.0);
-        self.drain(ctx);
+        self.submit(msg.0, ctx);
     }
 }
 
@@ -412,7 +571,11 @@ impl Handler<Loaded> for HistoryShard {
             Ok(loads) => loads,
             Err(e) => {
                 for op in msg.ops {
-                    op.fail(Error::Unavailable(format!("storage read failed: {e}")));
+                    match op {
+                        // A due timer waits for the next tick instead of being lost.
+                        Op::Timer(fire_ms, task_id, task) => self.rearm(fire_ms, task_id, task),
+                        op => op.fail(Error::Unavailable(format!("storage read failed: {e}"))),
+                    }
                 }
                 self.busy = false;
                 return self.drain(ctx);
@@ -506,14 +669,17 @@ impl Handler<Committed> for HistoryShard {
                     reply(Some(err.clone()));
                 }
                 if matches!(e, sundial_storage::Error::ShardOwnershipLost { .. }) {
-                    for op in self.queue.drain(..) {
-                        op.fail(err.clone());
-                    }
-                    ctx.stop();
+                    self.fenced(&err);
                     return;
                 }
-                self.busy = false;
-                self.drain(ctx);
+                // The outcome is unknown: the batch may or may not be stored. Never retry it
+                // blindly: take the shard again and start from what the store holds (its runs,
+                // pending transfer tasks and timers), as after a restart. Queued requests wait.
+                let limits = self.core.cache_limits;
+                self.core = ShardCore::new(self.core.shard_id, 0);
+                self.core.cache_limits = limits;
+                self.timers.clear();
+                self.acquire(ctx);
             }
         }
     }

@@ -38,6 +38,10 @@ struct CachedRun {
     wf: Workflow,
     /// `db_version` in the store; `None` for a run not yet stored.
     stored_version: Option<i64>,
+    /// When the run was last loaded or written (the cache's recency order).
+    last_used: u64,
+    /// Size of its encoded mutable state when last loaded or written.
+    bytes: usize,
 }
 
 #[derive(Clone)]
@@ -88,14 +92,40 @@ pub struct ShardCore {
     deletes: Vec<ExecutionKey>,
     /// Runs deleted by the batch being committed.
     deleting: Vec<ExecutionKey>,
+    /// Current-run pointers written by the batch being committed.
+    committing_current: Vec<(String, String)>,
     /// Transfer tasks whose effect is done, deleted by the next batch.
     pub transfer_acks: Vec<i64>,
-    /// How many runs the cache keeps before evicting closed ones.
-    pub cache_limit: usize,
+    /// The run cache's bounds; past either, the least recently used runs are evicted.
+    pub cache_limits: CacheLimits,
+    /// Cached runs by `last_used`, oldest first.
+    recency: BTreeMap<u64, ExecutionKey>,
+    /// The next `last_used` stamp.
+    use_clock: u64,
+    /// Sum of the cached runs' `bytes`.
+    cache_bytes: usize,
     /// Callers waiting for workflow updates (`updates.rs`).
     pub(crate) update_waiters: crate::updates::UpdateWaiters,
     /// Queries waiting for a workflow task (`query_buffer.rs`).
     pub(crate) query_buffers: crate::query_buffer::QueryBuffers,
+}
+
+/// Bounds of a shard's run cache (`history.cacheMaxSize` in Temporal counts runs too).
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLimits {
+    /// Most runs cached.
+    pub runs: usize,
+    /// Most bytes of encoded mutable state cached.
+    pub bytes: usize,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        Self {
+            runs: 10_000,
+            bytes: 64 << 20,
+        }
+    }
 }
 
 fn key_of(wf: &Workflow) -> ExecutionKey {
@@ -127,8 +157,12 @@ impl ShardCore {
             timer_deletes: Vec::new(),
             deletes: Vec::new(),
             deleting: Vec::new(),
+            committing_current: Vec::new(),
             transfer_acks: Vec::new(),
-            cache_limit: 10_000,
+            cache_limits: CacheLimits::default(),
+            recency: BTreeMap::new(),
+            use_clock: 0,
+            cache_bytes: 0,
             update_waiters: Default::default(),
             query_buffers: Default::default(),
         }
@@ -194,14 +228,65 @@ impl ShardCore {
         }
         let state = MutableState::decode(row.state.as_slice())
             .map_err(|e| Error::Unavailable(format!("corrupt mutable state: {e}")))?;
-        self.runs.insert(
-            row.key.clone(),
-            CachedRun {
-                wf: Workflow::from_state(state),
-                stored_version: Some(row.db_version),
-            },
+        let bytes = row.state.len();
+        self.cache_run(
+            row.key,
+            Workflow::from_state(state),
+            Some(row.db_version),
+            bytes,
         );
         Ok(())
+    }
+
+    /// Puts a run in the cache as the most recently used one.
+    fn cache_run(
+        &mut self,
+        key: ExecutionKey,
+        wf: Workflow,
+        stored_version: Option<i64>,
+        bytes: usize,
+    ) {
+        let last_used = self.next_use();
+        self.cache_bytes += bytes;
+        self.recency.insert(last_used, key.clone());
+        let old = self.runs.insert(
+            key,
+            CachedRun {
+                wf,
+                stored_version,
+                last_used,
+                bytes,
+            },
+        );
+        if let Some(old) = old {
+            self.recency.remove(&old.last_used);
+            self.cache_bytes -= old.bytes;
+        }
+    }
+
+    fn next_use(&mut self) -> u64 {
+        self.use_clock += 1;
+        self.use_clock
+    }
+
+    /// Marks a cached run as just used, `bytes` its encoded size now.
+    fn used(&mut self, key: &ExecutionKey, bytes: usize) {
+        let last_used = self.next_use();
+        if let Some(cached) = self.runs.get_mut(key) {
+            self.recency.remove(&cached.last_used);
+            self.recency.insert(last_used, key.clone());
+            cached.last_used = last_used;
+            self.cache_bytes = self.cache_bytes - cached.bytes + bytes;
+            cached.bytes = bytes;
+        }
+    }
+
+    /// Removes a run from the cache.
+    fn uncache_run(&mut self, key: &ExecutionKey) -> Option<Workflow> {
+        let cached = self.runs.remove(key)?;
+        self.recency.remove(&cached.last_used);
+        self.cache_bytes -= cached.bytes;
+        Some(cached.wf)
     }
 
     pub(crate) fn resolve(&self, run: &RunRef) -> Result<ExecutionKey> {
@@ -675,13 +760,7 @@ impl ShardCore {
         if !self.touched_current.contains(&ck) {
             self.touched_current.push(ck);
         }
-        self.runs.insert(
-            key,
-            CachedRun {
-                wf,
-                stored_version: None,
-            },
-        );
+        self.cache_run(key, wf, None, 0);
     }
 
     pub(crate) fn start(
@@ -828,22 +907,26 @@ impl ShardCore {
                     },
                 });
             }
-            let version = cached.stored_version.map_or(1, |v| v + 1);
+            let stored_version = cached.stored_version;
+            let version = stored_version.map_or(1, |v| v + 1);
             let mut state = cached.wf.state.clone().without_speculative_task();
             state.db_version = version;
+            let encoded = state.encode_to_vec();
+            self.used(&key, encoded.len());
             batch.executions.push(ExecutionWrite {
                 row: ExecutionRow {
                     key: key.clone(),
                     next_event_id: state.next_event_id,
-                    state: state.encode_to_vec(),
+                    state: encoded,
                     db_version: version,
                 },
-                expected_db_version: cached.stored_version,
+                expected_db_version: stored_version,
             });
             touched_keys.push(key);
         }
-        for ck in std::mem::take(&mut self.touched_current) {
-            if let Some(cur) = self.current.get(&ck) {
+        self.committing_current = std::mem::take(&mut self.touched_current);
+        for ck in &self.committing_current {
+            if let Some(cur) = self.current.get(ck) {
                 batch.current_executions.push(CurrentExecutionWrite {
                     row: CurrentExecutionRow {
                         namespace_id: ck.0.clone(),
@@ -898,7 +981,7 @@ impl ShardCore {
     pub fn committed(&mut self, touched: &[ExecutionKey]) -> Vec<Deferred> {
         let mut wake = Vec::new();
         for key in std::mem::take(&mut self.deleting) {
-            self.runs.remove(&key);
+            self.uncache_run(&key);
             let ck = (key.namespace_id.clone(), key.workflow_id.clone());
             if self
                 .current
@@ -934,9 +1017,11 @@ impl ShardCore {
                 }
             }
         }
-        // Every current-run pointer is now stored as cached.
-        for cur in self.current.values_mut() {
-            cur.stored_run_id = Some(cur.run_id.clone());
+        // The pointers this batch wrote are now stored as cached.
+        for ck in std::mem::take(&mut self.committing_current) {
+            if let Some(cur) = self.current.get_mut(&ck) {
+                cur.stored_run_id = Some(cur.run_id.clone());
+            }
         }
         wake.extend(crate::updates::wake(self));
         self.evict();
@@ -949,26 +1034,65 @@ impl ShardCore {
         let deleting = std::mem::take(&mut self.deleting);
         self.deletes.extend(deleting);
         for key in touched {
-            self.runs.remove(key);
+            self.uncache_run(key);
             self.current
                 .remove(&(key.namespace_id.clone(), key.workflow_id.clone()));
         }
+        for ck in std::mem::take(&mut self.committing_current) {
+            self.current.remove(&ck);
+        }
     }
 
+    /// Evicts the least recently used runs while the cache is past its limits. Runs holding
+    /// what lives in memory only (watchers, update callers, buffered queries, a speculative
+    /// task, admitted updates) stay; everything else reloads from the store when next needed.
     fn evict(&mut self) {
-        if self.runs.len() <= self.cache_limit {
-            return;
+        let limits = self.cache_limits;
+        let mut skipped = 0;
+        while (self.runs.len() > limits.runs || self.cache_bytes > limits.bytes)
+            && skipped < self.runs.len()
+        {
+            let Some((_, key)) = self.recency.pop_first() else {
+                break;
+            };
+            if self.pinned(&key) {
+                let last_used = self.next_use();
+                if let Some(cached) = self.runs.get_mut(&key) {
+                    cached.last_used = last_used;
+                }
+                self.recency.insert(last_used, key);
+                skipped += 1;
+                continue;
+            }
+            let Some(cached) = self.runs.remove(&key) else {
+                continue;
+            };
+            self.cache_bytes -= cached.bytes;
+            let ck = (key.namespace_id.clone(), key.workflow_id.clone());
+            if self
+                .current
+                .get(&ck)
+                .is_some_and(|c| c.run_id == key.run_id && c.stored_run_id.is_some())
+            {
+                self.current.remove(&ck);
+            }
         }
-        let closed: Vec<ExecutionKey> = self
-            .runs
-            .iter()
-            .filter(|(k, r)| !r.wf.is_open() && !self.watchers.contains_key(*k))
-            .map(|(k, _)| k.clone())
-            .take(self.runs.len() - self.cache_limit)
-            .collect();
-        for key in closed {
-            self.runs.remove(&key);
-        }
+    }
+
+    /// True when a run holds state that is not in the store, so it must stay cached.
+    fn pinned(&self, key: &ExecutionKey) -> bool {
+        self.watchers.contains_key(key)
+            || self.query_buffers.contains_key(key)
+            || self.update_waiters.holds(key)
+            || self
+                .runs
+                .get(key)
+                .is_some_and(|r| r.wf.has_updates_in_memory() || r.wf.state.has_speculative_task())
+    }
+
+    /// How many runs and current-run pointers are cached.
+    pub fn cached(&self) -> (usize, usize) {
+        (self.runs.len(), self.current.len())
     }
 
     /// Drops watchers whose caller went away.
@@ -1037,3 +1161,7 @@ fn not_found(run: &RunRef) -> Error {
         ))
     }
 }
+
+#[cfg(test)]
+#[path = "shard_core_tests.rs"]
+mod tests;

@@ -139,6 +139,11 @@ impl UpdateWaiters {
         });
     }
 
+    /// True when callers wait on the run's updates or it holds updates to look at.
+    pub fn holds(&self, key: &ExecutionKey) -> bool {
+        self.runs.contains(key) || self.waiting.contains_key(key)
+    }
+
     /// Drops waiters whose caller went away.
     pub fn prune(&mut self) {
         self.waiting.retain(|_, list| {

@@ -1,0 +1,133 @@
+//! Partition tests on a real actor system over the in-memory store: a new [`Matching`] over
+//! the same store stands for a restarted node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sundial_engine::TaskInfo;
+use sundial_storage::{DynStore, memory::MemoryStore};
+
+use super::*;
+use crate::SystemClock;
+
+fn arbiter() -> ArbiterHandle {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let system = System::new();
+        let _ = tx.send(Arbiter::current());
+        system.run()
+    });
+    rx.recv().expect("actor system starts")
+}
+
+fn task(n: i64) -> QueueItem {
+    QueueItem::Task(TaskInfo {
+        namespace_id: "ns".into(),
+        workflow_id: format!("wf-{n}"),
+        run_id: "run".into(),
+        scheduled_event_id: n,
+        task_queue: "q".into(),
+        ..Default::default()
+    })
+}
+
+fn scheduled_id(matched: &Matched) -> i64 {
+    match &matched.item {
+        QueueItem::Task(t) => t.scheduled_event_id,
+        QueueItem::Query(_) => panic!("a query"),
+    }
+}
+
+fn key() -> TaskQueueKey {
+    Matching::key("ns", "q", WORKFLOW_QUEUE)
+}
+
+fn matching(store: &DynStore) -> Matching {
+    Matching::new(store.clone(), Arc::new(SystemClock), arbiter())
+}
+
+const POLL: Duration = Duration::from_secs(5);
+
+/// Offers task `n` while a poll waits; returns what the poller got and the pending offer.
+async fn sync_match(m: &Matching, n: i64) -> (Matched, tokio::task::JoinHandle<Result<()>>) {
+    let poll = tokio::spawn({
+        let m = m.clone();
+        async move { m.poll(&key(), POLL).await }
+    });
+    // The poll must be waiting before the task is offered: describe counts it.
+    while m.describe(&key()).await.expect("loaded").pollers_waiting == 0 {
+        tokio::task::yield_now().await;
+    }
+    let add = tokio::spawn({
+        let m = m.clone();
+        async move { m.add(&key(), task(n), false).await }
+    });
+    (poll.await.unwrap().expect("sync match"), add)
+}
+
+#[tokio::test]
+async fn a_sync_match_is_answered_only_once_the_poller_consumed_it() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let m = matching(&store);
+    let (matched, mut add) = sync_match(&m, 1).await;
+    // Still owed: the shard must not delete its transfer task yet.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut add)
+            .await
+            .is_err(),
+        "AddTask answered before the poller recorded the start"
+    );
+    matched.ack(true);
+    add.await.unwrap().expect("answered after the ack");
+}
+
+#[tokio::test]
+async fn a_sync_matched_task_given_back_survives_a_restart() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let m = matching(&store);
+    let (matched, add) = sync_match(&m, 7).await;
+    // The poller's history call failed: it gives the task back.
+    matched.ack(false);
+    add.await.unwrap().expect("written to the backlog");
+    // The node restarts: the task is in the store, not only in the old partition's memory.
+    m.unload(&key());
+    let restarted = matching(&store);
+    let again = restarted.poll(&key(), POLL).await.expect("redelivered");
+    assert_eq!(scheduled_id(&again), 7);
+}
+
+#[tokio::test]
+async fn a_backlog_past_one_lease_keeps_every_task_once() {
+    const TASKS: i64 = 100_500;
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let m = matching(&store);
+    for n in 0..TASKS {
+        m.add(&key(), task(n), false).await.expect("backlogged");
+    }
+    // A restart takes a new lease; tasks written under it must not reuse stored ids.
+    m.unload(&key());
+    let restarted = matching(&store);
+    for n in TASKS..TASKS + 10 {
+        restarted
+            .add(&key(), task(n), false)
+            .await
+            .expect("backlogged");
+    }
+    let stats = restarted.describe(&key()).await.expect("loaded");
+    assert_eq!(stats.backlog_count as i64, TASKS + 10);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..TASKS + 10 {
+        let Some(matched) = restarted.poll(&key(), POLL).await else {
+            panic!("no task after {} of {}", seen.len(), TASKS + 10);
+        };
+        assert!(seen.insert(scheduled_id(&matched)), "delivered twice");
+        matched.ack(true);
+    }
+    assert_eq!(seen.len() as i64, TASKS + 10);
+    assert!(
+        restarted
+            .poll(&key(), Duration::from_millis(100))
+            .await
+            .is_none()
+    );
+}
