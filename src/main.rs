@@ -157,6 +157,11 @@ async fn run(
     observe: telemetry::Settings,
     dynamic_config: dynamic::Source,
 ) -> Result<()> {
+    // Bind before taking any shard: a second server on the same store must fail here, not
+    // after it has fenced the shards of the one already serving.
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     let (telemetry, exporters) = telemetry::start(&observe, &log).await?;
     let store = telemetry.instrument_store(store);
     let node = Node::start_observed(store, shards, log.clone(), Arc::new(SystemClock), telemetry);
@@ -172,9 +177,6 @@ async fn run(
                 .with_context(|| format!("registering search attributes in {ns}"))?;
         }
     }
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
     info!(log, "Sundial is serving the Temporal API"; "address" => %local);
     println!("Sundial listening on {local} (namespace: default)");

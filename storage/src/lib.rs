@@ -12,6 +12,7 @@
 //! Must not depend on engine internals, actix or tonic.
 
 mod error;
+pub mod faults;
 pub mod instrumented;
 pub mod memory;
 mod model;

@@ -26,9 +26,21 @@ use tonic::{Request, Response, Status};
 pub use frontend::{Frontend, ensure_namespace, event_types};
 pub use operator::Operator;
 
-/// `grpc.health.v1.Health`: SERVING while the process runs.
-#[derive(Clone, Default)]
-pub struct HealthCheck;
+/// `grpc.health.v1.Health`: SERVING while every history shard of the node serves, NOT_SERVING
+/// while one is being acquired, down after a failed acquire, or fenced by another owner.
+#[derive(Clone)]
+pub struct HealthCheck {
+    history: sundial_actors::History,
+}
+
+impl HealthCheck {
+    /// The health of `node`.
+    pub fn new(node: &Node) -> Self {
+        Self {
+            history: node.history.clone(),
+        }
+    }
+}
 
 #[tonic::async_trait]
 impl Health for HealthCheck {
@@ -36,11 +48,22 @@ impl Health for HealthCheck {
         &self,
         _: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
+        use health_check_response::ServingStatus;
+        let status = if self.history.serving() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
         Ok(Response::new(HealthCheckResponse {
-            status: health_check_response::ServingStatus::Serving as i32,
+            status: status as i32,
         }))
     }
 }
+
+/// The largest request the public API decodes: gRPC's default receive limit, which
+/// Temporal's frontend keeps. It is the only bound Temporal puts on headers (it records their
+/// size but does not check it against `limit.blobSize`).
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// Serves the public API of `node` on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -52,12 +75,12 @@ pub async fn serve(
     let workflow = WorkflowServiceServer::new(Frontend::new(node.clone()))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(64 * 1024 * 1024);
     let operator = OperatorServiceServer::new(Operator::new(node.clone()))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
-    let health = HealthServer::new(HealthCheck);
+    let health = HealthServer::new(HealthCheck::new(&node));
     tonic::transport::Server::builder()
         .layer(rpc_telemetry)
         .add_service(workflow)

@@ -4,9 +4,10 @@
 use prost::Message;
 use prost_wkt_types::Any;
 use sundial_actors::Error;
+use sundial_engine::api::enums::v1::{ResourceExhaustedCause, ResourceExhaustedScope};
 use sundial_engine::api::errordetails::v1::{
-    NamespaceNotFoundFailure, NotFoundFailure, WorkflowExecutionAlreadyStartedFailure,
-    WorkflowNotReadyFailure,
+    NamespaceNotFoundFailure, NotFoundFailure, ResourceExhaustedFailure,
+    WorkflowExecutionAlreadyStartedFailure, WorkflowNotReadyFailure,
 };
 use temporalio_protos::google::rpc::Status as RpcStatus;
 use tonic::{Code, Status};
@@ -79,6 +80,15 @@ pub fn to_status(err: Error) -> Status {
         Error::StickyWorkerUnavailable => Status::unavailable("sticky worker unavailable"),
         Error::Unavailable(m) => Status::unavailable(m),
         Error::ResourceExhausted(m) => Status::resource_exhausted(m),
+        Error::Overloaded(m) => with_detail(
+            Code::ResourceExhausted,
+            m,
+            "temporal.api.errordetails.v1.ResourceExhaustedFailure",
+            ResourceExhaustedFailure {
+                cause: ResourceExhaustedCause::SystemOverloaded as i32,
+                scope: ResourceExhaustedScope::System as i32,
+            },
+        ),
         Error::WorkflowNotReady(m) => with_detail(
             Code::FailedPrecondition,
             m,
