@@ -36,6 +36,8 @@ pub struct FaultInjectingStore {
     /// State of the generator (splitmix64).
     state: AtomicU64,
     injected: AtomicU64,
+    /// The operations faults are injected into (`None`: every operation).
+    targets: std::sync::RwLock<Option<Vec<&'static str>>>,
 }
 
 impl FaultInjectingStore {
@@ -47,6 +49,7 @@ impl FaultInjectingStore {
             rate_ppm: AtomicU64::new(0),
             state: AtomicU64::new(seed),
             injected: AtomicU64::new(0),
+            targets: std::sync::RwLock::new(None),
         });
         store.set_rate(rate);
         store
@@ -56,6 +59,13 @@ impl FaultInjectingStore {
     pub fn set_rate(&self, rate: f64) {
         let ppm = (rate.clamp(0.0, 1.0) * 1_000_000.0).round() as u64;
         self.rate_ppm.store(ppm, Ordering::Relaxed);
+    }
+
+    /// Injects faults only into the named operations (the trait methods' names, e.g.
+    /// `acquire_shard`, `commit`); an empty list means every operation again.
+    pub fn set_targets(&self, operations: &[&'static str]) {
+        let targets = (!operations.is_empty()).then(|| operations.to_vec());
+        *self.targets.write().unwrap_or_else(|p| p.into_inner()) = targets;
     }
 
     /// How many failures were injected so far.
@@ -74,9 +84,18 @@ impl FaultInjectingStore {
     }
 
     /// Whether this call fails, and where.
-    fn draw(&self) -> Option<Fault> {
+    fn draw(&self, operation: &str) -> Option<Fault> {
         let rate = self.rate_ppm.load(Ordering::Relaxed);
         if rate == 0 {
+            return None;
+        }
+        let targeted = self
+            .targets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_none_or(|t| t.contains(&operation));
+        if !targeted {
             return None;
         }
         let roll = self.next();
@@ -93,7 +112,7 @@ impl FaultInjectingStore {
 
     /// A read: an injected failure replaces the call.
     async fn read<T>(&self, operation: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
-        match self.draw() {
+        match self.draw(operation) {
             Some(_) => Err(injected(operation)),
             None => call.await,
         }
@@ -101,7 +120,7 @@ impl FaultInjectingStore {
 
     /// A write: an injected failure comes before the call or after it.
     async fn write<T>(&self, operation: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
-        match self.draw() {
+        match self.draw(operation) {
             Some(Fault::Before) => Err(injected(operation)),
             Some(Fault::After) => {
                 call.await?;
@@ -313,6 +332,16 @@ mod tests {
             }
         }
         assert!(before > 50 && after > 50, "before {before}, after {after}");
+    }
+
+    #[tokio::test]
+    async fn only_targeted_operations_fail() {
+        let store = FaultInjectingStore::new(Arc::new(MemoryStore::new()), 1.0, 5);
+        store.set_targets(&["acquire_shard"]);
+        assert!(store.acquire_shard(1).await.is_err());
+        store.list_namespaces().await.unwrap();
+        store.set_targets(&[]);
+        assert!(store.list_namespaces().await.is_err());
     }
 
     #[tokio::test]

@@ -227,6 +227,20 @@ impl SundialProcess {
         }
     }
 
+    /// Waits (bounded) for the process to exit on its own and returns how it ended.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("sundial still running after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
     pub fn kill(&mut self) -> Result<()> {
         self.child.kill().context("killing sundial")?;

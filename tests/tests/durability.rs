@@ -144,3 +144,47 @@ async fn an_acknowledged_signal_survives_kill() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_file_and_port_does_not_fence_the_first() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (db, log) = (
+        dir.path().join("sundial.db"),
+        dir.path().join("sundial.log"),
+    );
+    let port = free_port()?;
+    let (_first, client) = SundialProcess::start_dev(port, &db, &log).await?;
+    let mut worker = Worker::new(client);
+    worker.start("before-the-second").await?;
+
+    // The second fails to bind the port; it must do so before it takes any shard.
+    let second_log = dir.path().join("second.log");
+    let port_arg = port.to_string();
+    let db_arg = db.to_string_lossy().into_owned();
+    let args = [
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port_arg,
+        "--db-filename",
+        &db_arg,
+    ];
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut second = SundialProcess::spawn(&args, addr, &second_log)?;
+    let status = second.wait_exit(Duration::from_secs(30))?;
+    assert!(!status.success(), "the second server did not fail");
+    assert!(second.logs().contains("binding"), "{}", second.logs());
+
+    // The first still owns its shards: every one of these lands on some shard and commits.
+    for i in 0..16 {
+        worker.start(&format!("after-the-second-{i}")).await?;
+    }
+    let info = worker.describe("before-the-second").await?;
+    assert_eq!(
+        info.workflow_execution_info.unwrap_or_default().status,
+        WorkflowExecutionStatus::Running as i32
+    );
+    Ok(())
+}

@@ -1,0 +1,354 @@
+//! Fault tests: storage errors injected under the server (`FaultInjectingStore`), shard
+//! ownership taken by another node, shards that cannot be acquired. What they check is what
+//! matters: every acknowledged workflow completes, exactly once, with a valid history; a shard
+//! that cannot serve says so (health) and refuses requests instead of answering wrongly.
+//!
+//! A separate test binary (`cargo test -p sundial-tests --test faults`): these run longer than
+//! the main suite's tests.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use sundial_proto::api::enums::v1::{EventType, WorkflowExecutionStatus};
+use sundial_proto::health::health_check_response::ServingStatus;
+use sundial_proto::health::{HealthCheckRequest, health_client::HealthClient};
+use sundial_proto::workflowservice::*;
+use sundial_storage::faults::FaultInjectingStore;
+use sundial_storage::{DynStore, memory::MemoryStore, sqlite::SqliteStore};
+use sundial_tests::worker::{commands, request, rpc, secs, task_queue};
+use sundial_tests::{Client, TestServer, Worker};
+use tonic::{Code, Status};
+
+/// Longest a test waits for the server to reach a state.
+const SETTLE: Duration = Duration::from_secs(30);
+
+async fn health(server: &TestServer) -> Result<ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))?
+        .connect()
+        .await?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await?
+        .into_inner()
+        .status;
+    Ok(ServingStatus::try_from(status)?)
+}
+
+/// Waits (bounded) until the server's health is `want`.
+async fn health_becomes(server: &TestServer, want: ServingStatus) -> Result<()> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        if health(server).await? == want {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "health never became {want:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded | Code::Unknown
+    )
+}
+
+/// Calls `f` until it answers something other than a retryable error (bounded).
+async fn with_retries<T, Fut: Future<Output = Result<T, Status>>>(
+    mut f: impl FnMut() -> Fut,
+) -> Result<T, Status> {
+    let mut last = None;
+    for attempt in 0..60u64 {
+        match f().await {
+            Err(status) if retryable(&status) => {
+                last = Some(status);
+                // A client's backoff, as an SDK does it: nothing waits on it.
+                tokio::time::sleep(Duration::from_millis(20 * attempt.min(10))).await;
+            }
+            other => return other,
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_that_fail_to_acquire_are_retried_and_health_follows() -> Result<()> {
+    let faults = FaultInjectingStore::new(Arc::new(MemoryStore::new()), 1.0, 11);
+    faults.set_targets(&["acquire_shard"]);
+    let store: DynStore = faults.clone();
+    let server = TestServer::start(store, None).await?;
+    health_becomes(&server, ServingStatus::NotServing).await?;
+    let mut worker = Worker::new(server.client().await?);
+    let refused = worker.start("while-down").await.unwrap_err();
+    let status = refused.downcast_ref::<Status>().context("a gRPC status")?;
+    ensure!(status.code() == Code::Unavailable, "{status:?}");
+
+    // The store comes back: the shards are acquired again without a restart.
+    faults.set_rate(0.0);
+    health_becomes(&server, ServingStatus::Serving).await?;
+    let run_id = worker.start("after-recovery").await?;
+    ensure!(!run_id.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_shard_stops_serving_instead_of_answering_for_another_owner() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("sundial.db");
+    let first = TestServer::start(Arc::new(SqliteStore::open(&path)?), None).await?;
+    health_becomes(&first, ServingStatus::Serving).await?;
+    let mut worker = Worker::new(first.client().await?);
+    worker.start("before-takeover").await?;
+
+    // Another node takes every shard of the same store.
+    let second = TestServer::start(Arc::new(SqliteStore::open(&path)?), None).await?;
+    health_becomes(&second, ServingStatus::Serving).await?;
+
+    // The first node's next commit is fenced: it must not acknowledge, and it stops serving.
+    let mut ids = (0..).map(|i| format!("after-takeover-{i}"));
+    let mut fenced = 0;
+    for id in ids.by_ref().take(16) {
+        match worker.start(&id).await {
+            Ok(_) => bail!("{id} was acknowledged by a fenced node"),
+            Err(e) => {
+                let status = e.downcast_ref::<Status>().context("a gRPC status")?;
+                ensure!(status.code() == Code::Unavailable, "{status:?}");
+                fenced += 1;
+            }
+        }
+    }
+    ensure!(fenced == 16);
+    health_becomes(&first, ServingStatus::NotServing).await?;
+    // The new owner serves everything the old one had.
+    let mut on_second = Worker::new(second.client().await?);
+    on_second.task_queue = worker.task_queue.clone();
+    on_second.describe("before-takeover").await?;
+    on_second.start("on-the-new-owner").await?;
+    Ok(())
+}
+
+/// Workflows of the load test: one activity, then complete.
+const WORKFLOWS: usize = 200;
+
+/// Answers workflow tasks until `done`: schedule the activity, then complete.
+async fn workflow_poller(mut worker: Worker, done: Arc<AtomicBool>) -> Result<()> {
+    while !done.load(Ordering::Relaxed) {
+        let poll = PollWorkflowTaskQueueRequest {
+            namespace: worker.namespace.clone(),
+            task_queue: Some(task_queue(&worker.task_queue)),
+            identity: worker.identity.clone(),
+            ..Default::default()
+        };
+        let task = match worker
+            .client
+            .poll_workflow_task_queue(request(poll, Duration::from_secs(3)))
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) if retryable(&s) => continue,
+            Err(s) => bail!("poll: {s:?}"),
+        };
+        if task.task_token.is_empty() {
+            continue;
+        }
+        let events = task.history.map(|h| h.events).unwrap_or_default();
+        let has = |t: EventType| events.iter().any(|e| e.event_type == t as i32);
+        let commands = if has(EventType::ActivityTaskCompleted) {
+            vec![commands::complete_workflow(b"done")]
+        } else if !has(EventType::ActivityTaskScheduled) {
+            vec![commands::schedule_activity(
+                "a",
+                &worker.task_queue,
+                secs(3),
+            )]
+        } else {
+            Vec::new()
+        };
+        let respond = RespondWorkflowTaskCompletedRequest {
+            task_token: task.task_token,
+            commands,
+            identity: worker.identity.clone(),
+            namespace: worker.namespace.clone(),
+            ..Default::default()
+        };
+        let client = worker.client.clone();
+        match with_retries(|| {
+            let mut client = client.clone();
+            let respond = respond.clone();
+            async move { client.respond_workflow_task_completed(rpc(respond)).await }
+        })
+        .await
+        {
+            // NotFound: an earlier attempt was applied after all, or the task timed out.
+            Ok(_) => {}
+            Err(s) if s.code() == Code::NotFound => {}
+            Err(s) => bail!("respond workflow task: {s:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// Completes activity tasks until `done`.
+async fn activity_poller(mut worker: Worker, done: Arc<AtomicBool>) -> Result<()> {
+    while !done.load(Ordering::Relaxed) {
+        let poll = PollActivityTaskQueueRequest {
+            namespace: worker.namespace.clone(),
+            task_queue: Some(task_queue(&worker.task_queue)),
+            identity: worker.identity.clone(),
+            ..Default::default()
+        };
+        let task = match worker
+            .client
+            .poll_activity_task_queue(request(poll, Duration::from_secs(3)))
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) if retryable(&s) => continue,
+            Err(s) => bail!("poll activity: {s:?}"),
+        };
+        if task.task_token.is_empty() {
+            continue;
+        }
+        let respond = RespondActivityTaskCompletedRequest {
+            task_token: task.task_token,
+            result: Some(sundial_tests::worker::payloads(b"result")),
+            identity: worker.identity.clone(),
+            namespace: worker.namespace.clone(),
+            ..Default::default()
+        };
+        let client = worker.client.clone();
+        match with_retries(|| {
+            let mut client = client.clone();
+            let respond = respond.clone();
+            async move { client.respond_activity_task_completed(rpc(respond)).await }
+        })
+        .await
+        {
+            Ok(_) => {}
+            Err(s) if s.code() == Code::NotFound => {}
+            Err(s) => bail!("respond activity: {s:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// The status of the current run of `workflow_id`, read with retries.
+async fn status_of(client: &Client, workflow_id: &str) -> Result<(i32, String)> {
+    let describe = DescribeWorkflowExecutionRequest {
+        namespace: "default".into(),
+        execution: Some(sundial_tests::worker::execution(workflow_id, "")),
+    };
+    let response = with_retries(|| {
+        let mut client = client.clone();
+        let describe = describe.clone();
+        async move { client.describe_workflow_execution(rpc(describe)).await }
+    })
+    .await?
+    .into_inner();
+    let info = response.workflow_execution_info.context("no info")?;
+    let run_id = info.execution.map(|e| e.run_id).unwrap_or_default();
+    Ok((info.status, run_id))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_percent_storage_errors_lose_nothing_and_repeat_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let sqlite: DynStore = Arc::new(SqliteStore::open(&dir.path().join("sundial.db"))?);
+    let faults = FaultInjectingStore::new(sqlite, 0.0, 2024);
+    let server = TestServer::start(faults.clone(), Some(dir)).await?;
+    health_becomes(&server, ServingStatus::Serving).await?;
+    faults.set_rate(0.05);
+
+    let worker = Worker::new(server.client().await?);
+    let done = Arc::new(AtomicBool::new(false));
+    let mut pollers = Vec::new();
+    for _ in 0..2 {
+        pollers.push(tokio::spawn(workflow_poller(worker.clone(), done.clone())));
+        pollers.push(tokio::spawn(activity_poller(worker.clone(), done.clone())));
+    }
+
+    // Every start is retried with its request id until acknowledged (dedupe makes that safe).
+    let mut acknowledged = HashMap::new();
+    for i in 0..WORKFLOWS {
+        let id = format!("faulty-{i}");
+        let mut start = worker.start_request(&id);
+        start.workflow_task_timeout = Some(secs(2));
+        let client = worker.client.clone();
+        let response = with_retries(|| {
+            let mut client = client.clone();
+            let start = start.clone();
+            async move { client.start_workflow_execution(rpc(start)).await }
+        })
+        .await
+        .with_context(|| format!("starting {id}"))?
+        .into_inner();
+        acknowledged.insert(id, response.run_id);
+    }
+
+    // Every acknowledged workflow completes (still under injected faults).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for (id, run_id) in &acknowledged {
+        loop {
+            let (status, current) = status_of(&worker.client, id).await?;
+            ensure!(
+                current == *run_id,
+                "{id}: run {current}, acknowledged {run_id}"
+            );
+            if status == WorkflowExecutionStatus::Completed as i32 {
+                break;
+            }
+            ensure!(
+                status == WorkflowExecutionStatus::Running as i32,
+                "{id} closed with status {status}"
+            );
+            ensure!(Instant::now() < deadline, "{id} did not complete");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    for poller in pollers {
+        poller.await??;
+    }
+    eprintln!("{} storage faults injected", faults.injected());
+    ensure!(faults.injected() > 50, "only {} faults", faults.injected());
+
+    // Histories are valid and nothing happened twice.
+    faults.set_rate(0.0);
+    let mut reader = worker.clone();
+    for id in acknowledged.keys() {
+        let events = reader.history(id).await?;
+        for (i, e) in events.iter().enumerate() {
+            ensure!(e.event_id == i as i64 + 1, "{id}: event ids not contiguous");
+        }
+        let count = |t: EventType| events.iter().filter(|e| e.event_type == t as i32).count();
+        ensure!(
+            events.first().map(|e| e.event_type)
+                == Some(EventType::WorkflowExecutionStarted as i32)
+        );
+        ensure!(
+            events.last().map(|e| e.event_type)
+                == Some(EventType::WorkflowExecutionCompleted as i32)
+        );
+        ensure!(
+            count(EventType::WorkflowExecutionStarted) == 1,
+            "{id}: started twice"
+        );
+        ensure!(
+            count(EventType::WorkflowExecutionCompleted) == 1,
+            "{id}: completed twice"
+        );
+        ensure!(
+            count(EventType::ActivityTaskScheduled) == 1,
+            "{id}: activity scheduled twice"
+        );
+        ensure!(
+            count(EventType::ActivityTaskCompleted) == 1,
+            "{id}: activity completed twice"
+        );
+    }
+    Ok(())
+}
