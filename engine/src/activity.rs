@@ -18,7 +18,7 @@ use temporalio_protos::temporal::api::{
 use crate::commands::CommandError;
 use crate::retry::{self, Decision};
 use crate::state::{ActivityInfo, TaskInfo, TaskKind};
-use crate::time::{duration, duration_ms};
+use crate::time::{duration, duration_ms, validate_and_cap};
 use crate::workflow::{Env, Workflow};
 use crate::{Error, Result};
 
@@ -36,7 +36,7 @@ impl Workflow {
     /// and arranges dispatch (unless `eager`) and the schedule-to-start/close timers.
     pub(crate) fn schedule_activity(
         &mut self,
-        attrs: ScheduleActivityTaskCommandAttributes,
+        mut attrs: ScheduleActivityTaskCommandAttributes,
         completed_event_id: i64,
         env: &Env,
     ) -> std::result::Result<i64, CommandError> {
@@ -55,6 +55,24 @@ impl Workflow {
                 "ActivityType is not set on ScheduleActivityTaskCommand.",
             ));
         }
+        if let Some(p) = attrs.retry_policy.as_mut() {
+            retry::validate(p).map_err(|m| bad(&m))?;
+        }
+        // Temporal's messages (chasm/lib/activity/validator.go, validateAndNormalizeTimeouts).
+        for (name, timeout) in [
+            (
+                "ScheduleToCloseTimeout",
+                &mut attrs.schedule_to_close_timeout,
+            ),
+            (
+                "ScheduleToStartTimeout",
+                &mut attrs.schedule_to_start_timeout,
+            ),
+            ("StartToCloseTimeout", &mut attrs.start_to_close_timeout),
+            ("HeartbeatTimeout", &mut attrs.heartbeat_timeout),
+        ] {
+            validate_and_cap(timeout.as_mut()).map_err(|e| bad(&format!("invalid {name}: {e}")))?;
+        }
         if self.activity_by_id(&attrs.activity_id).is_some() {
             return Err(CommandError::new(
                 WorkflowTaskFailedCause::ScheduleActivityDuplicateId,
@@ -66,9 +84,6 @@ impl Workflow {
         let mut s2s = duration_ms(attrs.schedule_to_start_timeout.as_ref());
         let mut st2c = duration_ms(attrs.start_to_close_timeout.as_ref());
         let mut hb = duration_ms(attrs.heartbeat_timeout.as_ref());
-        if s2c < 0 || s2s < 0 || st2c < 0 || hb < 0 {
-            return Err(bad("A valid timeout may not be negative."));
-        }
         if s2c > 0 {
             if s2s == 0 || s2s > s2c {
                 s2s = s2c;
@@ -93,9 +108,6 @@ impl Workflow {
         }
         if hb > st2c && st2c > 0 {
             hb = st2c;
-        }
-        if let Some(p) = attrs.retry_policy.as_ref() {
-            retry::validate(p).map_err(|m| bad(&m))?;
         }
         let task_queue = match attrs.task_queue {
             Some(q) if !q.name.is_empty() => TaskQueue {
@@ -143,14 +155,23 @@ impl Workflow {
         if !attrs.request_eager_execution {
             self.dispatch_activity(id, env);
         }
-        if s2c > 0 {
-            self.push_timer(TaskKind::ActivityTimeout, env.now_ms + s2c, |t| {
-                t.scheduled_event_id = id;
-                t.attempt = 1;
-                t.timeout_type = TimeoutType::ScheduleToClose as i32;
-            });
-        }
+        self.arm_schedule_to_close(id, s2c, env);
         Ok(id)
+    }
+
+    /// Arms the schedule-to-close timer of a newly scheduled activity (none for `s2c` 0).
+    pub(crate) fn arm_schedule_to_close(&mut self, scheduled_event_id: i64, s2c: i64, env: &Env) {
+        if s2c > 0 {
+            self.push_timer(
+                TaskKind::ActivityTimeout,
+                env.now_ms.saturating_add(s2c),
+                |t| {
+                    t.scheduled_event_id = scheduled_event_id;
+                    t.attempt = 1;
+                    t.timeout_type = TimeoutType::ScheduleToClose as i32;
+                },
+            );
+        }
     }
 
     /// Pushes the current attempt to matching and arms its schedule-to-start timer.
@@ -169,11 +190,15 @@ impl Workflow {
             t.schedule_to_start_ms = s2s;
         });
         if s2s > 0 {
-            self.push_timer(TaskKind::ActivityTimeout, env.now_ms + s2s, |t| {
-                t.scheduled_event_id = scheduled_event_id;
-                t.attempt = attempt;
-                t.timeout_type = TimeoutType::ScheduleToStart as i32;
-            });
+            self.push_timer(
+                TaskKind::ActivityTimeout,
+                env.now_ms.saturating_add(s2s),
+                |t| {
+                    t.scheduled_event_id = scheduled_event_id;
+                    t.attempt = attempt;
+                    t.timeout_type = TimeoutType::ScheduleToStart as i32;
+                },
+            );
         }
     }
 
@@ -227,11 +252,15 @@ impl Workflow {
             (hb, TimeoutType::Heartbeat),
         ] {
             if timeout > 0 {
-                self.push_timer(TaskKind::ActivityTimeout, env.now_ms + timeout, |t| {
-                    t.scheduled_event_id = scheduled_event_id;
-                    t.attempt = attempt;
-                    t.timeout_type = kind as i32;
-                });
+                self.push_timer(
+                    TaskKind::ActivityTimeout,
+                    env.now_ms.saturating_add(timeout),
+                    |t| {
+                        t.scheduled_event_id = scheduled_event_id;
+                        t.attempt = attempt;
+                        t.timeout_type = kind as i32;
+                    },
+                );
             }
         }
         Ok(ai)
@@ -335,7 +364,7 @@ impl Workflow {
         let policy = retry::with_defaults(scheduled.retry_policy);
         let s2c = duration_ms(scheduled.schedule_to_close_timeout.as_ref());
         let expiration = if s2c > 0 {
-            ai.first_scheduled_time_ms + s2c
+            ai.first_scheduled_time_ms.saturating_add(s2c)
         } else {
             0
         };
@@ -356,13 +385,17 @@ impl Workflow {
         ai.started_identity.clear();
         ai.last_failure = failure;
         ai.last_worker_identity = identity;
-        ai.scheduled_time_ms = env.now_ms + backoff_ms;
+        ai.scheduled_time_ms = env.now_ms.saturating_add(backoff_ms);
         let (id, attempt) = (ai.scheduled_event_id, ai.attempt);
         self.state.activities.insert(id, ai);
-        self.push_timer(TaskKind::ActivityRetry, env.now_ms + backoff_ms, |t| {
-            t.scheduled_event_id = id;
-            t.attempt = attempt;
-        });
+        self.push_timer(
+            TaskKind::ActivityRetry,
+            env.now_ms.saturating_add(backoff_ms),
+            |t| {
+                t.scheduled_event_id = id;
+                t.attempt = attempt;
+            },
+        );
     }
 
     /// A retry backoff ended: dispatch the new attempt.
@@ -529,7 +562,7 @@ impl Workflow {
             TimeoutType::StartToClose if same_attempt && started => {}
             TimeoutType::Heartbeat if same_attempt && started => {
                 let hb = duration_ms(scheduled.heartbeat_timeout.as_ref());
-                let deadline = ai.last_heartbeat_time_ms + hb;
+                let deadline = ai.last_heartbeat_time_ms.saturating_add(hb);
                 if deadline > env.now_ms {
                     let (id, attempt) = (ai.scheduled_event_id, ai.attempt);
                     self.push_timer(TaskKind::ActivityTimeout, deadline, |t| {

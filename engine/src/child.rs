@@ -64,7 +64,7 @@ impl Workflow {
     /// the child on its shard.
     pub(crate) fn start_child(
         &mut self,
-        attrs: StartChildWorkflowExecutionCommandAttributes,
+        mut attrs: StartChildWorkflowExecutionCommandAttributes,
         completed_event_id: i64,
         env: &Env,
     ) -> std::result::Result<(), CommandError> {
@@ -89,6 +89,26 @@ impl Workflow {
                 "WorkflowType is not set on StartChildWorkflowExecutionCommand.",
             ));
         }
+        let context = format!(
+            "WorkflowId={} WorkflowType={} Namespace={}",
+            attrs.workflow_id,
+            attrs.workflow_type.as_ref().map_or("", |t| t.name.as_str()),
+            attrs.namespace,
+        );
+        crate::commands::check_run_durations(
+            "StartChildWorkflowExecutionCommand",
+            &context,
+            [
+                (
+                    "WorkflowExecutionTimeout",
+                    &mut attrs.workflow_execution_timeout,
+                ),
+                ("WorkflowRunTimeout", &mut attrs.workflow_run_timeout),
+                ("WorkflowTaskTimeout", &mut attrs.workflow_task_timeout),
+            ],
+            attrs.retry_policy.as_mut(),
+        )
+        .map_err(|m| bad(&m))?;
         let task_queue = match attrs.task_queue {
             Some(q) if !q.name.is_empty() => q,
             _ => TaskQueue {

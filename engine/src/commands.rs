@@ -17,7 +17,7 @@ use temporalio_protos::temporal::api::{
 };
 
 use crate::state::{ActivityInfo, TaskKind};
-use crate::time::{duration_ms, timestamp};
+use crate::time::{timestamp, validate_and_cap};
 use crate::workflow::{Env, Workflow};
 use crate::workflow_task::WorkflowTaskStart;
 use crate::{Error, Result};
@@ -44,6 +44,25 @@ impl CommandError {
             message: message.to_string(),
             terminate: false,
         }
+    }
+
+    /// What the worker is told, in the WorkflowTaskFailed failure and the RPC error alike:
+    /// the message after the cause in Temporal's words ("BadStartTimerAttributes: …", as
+    /// Temporal's `workflowTaskFailedCause.Message`).
+    pub fn failure_message(&self) -> String {
+        let cause = self
+            .cause
+            .as_str_name()
+            .trim_start_matches("WORKFLOW_TASK_FAILED_CAUSE_")
+            .split('_')
+            .map(|word| {
+                let mut chars = word.chars();
+                chars.next().map_or_else(String::new, |first| {
+                    first.to_string() + &chars.as_str().to_ascii_lowercase()
+                })
+            })
+            .collect::<String>();
+        format!("{cause}: {}", self.message)
     }
 
     /// A refusal that also terminates the run.
@@ -184,21 +203,7 @@ impl Workflow {
         self.state.workflow_task_attempt = 1;
         self.state.last_completed_wft_started_event_id = task.started_event_id;
         self.add_reset_point(&request, completed_id, env);
-        match request
-            .sticky_attributes
-            .as_ref()
-            .and_then(|s| s.worker_task_queue.as_ref().map(|q| (q, s)))
-        {
-            Some((queue, sticky)) if !queue.name.is_empty() => {
-                self.state.sticky_task_queue = queue.name.clone();
-                self.state.sticky_schedule_to_start_ms =
-                    duration_ms(sticky.schedule_to_start_timeout.as_ref());
-            }
-            _ => {
-                self.state.sticky_task_queue.clear();
-                self.state.sticky_schedule_to_start_ms = 0;
-            }
-        }
+        self.apply_sticky_attributes(&request);
         let mut new_task_needed = request.force_create_new_workflow_task;
         let mut eager = Vec::new();
         let build_id = crate::events::build_id_of(&request);
@@ -667,21 +672,30 @@ impl Workflow {
 
 /// The failure Temporal records on a workflow task the server refused: the message is
 /// `"{Cause}: {message}"`, the cause as Temporal spells it (`BadSearchAttributes`).
+/// Checks the durations and the workflow retry policy a command carries for a run it starts
+/// (a child, the next run of a continue-as-new), capping the durations in place. The messages
+/// are Temporal's (`service/history/api/command_attr_validator.go`): "Invalid {field} on
+/// {command}: {why}. {context}".
+pub(crate) fn check_run_durations(
+    command: &str,
+    context: &str,
+    durations: [(&str, &mut Option<prost_wkt_types::Duration>); 3],
+    retry_policy: Option<&mut temporalio_protos::temporal::api::common::v1::RetryPolicy>,
+) -> std::result::Result<(), String> {
+    for (field, d) in durations {
+        validate_and_cap(d.as_mut())
+            .map_err(|e| format!("Invalid {field} on {command}: {e}. {context}"))?;
+    }
+    if let Some(policy) = retry_policy {
+        crate::retry::validate(policy)
+            .map_err(|e| format!("invalid WorkflowRetryPolicy on {command}: {e}. {context}"))?;
+    }
+    Ok(())
+}
+
 fn server_failure(err: &CommandError) -> Failure {
-    let cause = err
-        .cause
-        .as_str_name()
-        .trim_start_matches("WORKFLOW_TASK_FAILED_CAUSE_")
-        .split('_')
-        .map(|word| {
-            let mut chars = word.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_string() + &chars.as_str().to_ascii_lowercase()
-            })
-        })
-        .collect::<String>();
     Failure {
-        message: format!("{cause}: {}", err.message),
+        message: err.failure_message(),
         failure_info: Some(FailureInfo::ServerFailureInfo(ServerFailureInfo {
             non_retryable: false,
         })),

@@ -350,15 +350,7 @@ impl Workflow {
                 .as_ref()
                 .map_or(0, |s| duration_ms(s.schedule_to_close_timeout.as_ref()));
             self.dispatch_activity(id, env);
-            if s2c > 0 {
-                self.push_timer(TaskKind::ActivityTimeout, env.now_ms + s2c, |t| {
-                    t.scheduled_event_id = id;
-                    t.attempt = 1;
-                    t.timeout_type =
-                        temporalio_protos::temporal::api::enums::v1::TimeoutType::ScheduleToClose
-                            as i32;
-                });
-            }
+            self.arm_schedule_to_close(id, s2c, env);
         }
         let timers: Vec<TimerInfo> = self.state.timers.values().cloned().collect();
         for timer in timers {
@@ -416,7 +408,7 @@ impl Workflow {
         if run_timeout > 0 {
             self.push_timer(
                 TaskKind::WorkflowRunTimeout,
-                self.state.start_time_ms + run_timeout,
+                self.state.start_time_ms.saturating_add(run_timeout),
                 |_| {},
             );
         }
@@ -440,7 +432,7 @@ impl Workflow {
                 let backoff = duration_ms(a.first_workflow_task_backoff.as_ref());
                 state.started = Some(a.clone());
                 state.start_time_ms = time_ms;
-                state.execution_time_ms = time_ms + backoff.max(0);
+                state.execution_time_ms = time_ms.saturating_add(backoff.max(0));
             }
             Attributes::WorkflowTaskScheduledEventAttributes(a) => {
                 let queue = a.task_queue.clone().unwrap_or_default();
@@ -507,7 +499,8 @@ impl Workflow {
                     TimerInfo {
                         timer_id: a.timer_id.clone(),
                         started_event_id: id,
-                        expiry_time_ms: time_ms + duration_ms(a.start_to_fire_timeout.as_ref()),
+                        expiry_time_ms: time_ms
+                            .saturating_add(duration_ms(a.start_to_fire_timeout.as_ref())),
                     },
                 );
             }

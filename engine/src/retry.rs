@@ -5,7 +5,7 @@ use temporalio_protos::temporal::api::{
     failure::v1::failure::FailureInfo,
 };
 
-use crate::time::{duration, duration_ms};
+use crate::time::{duration, duration_ms, validate_and_cap};
 
 /// Default initial interval of an activity retry policy.
 pub const DEFAULT_INITIAL_INTERVAL_MS: i64 = 1_000;
@@ -26,23 +26,28 @@ pub fn with_defaults(policy: Option<RetryPolicy>) -> RetryPolicy {
         p.backoff_coefficient = DEFAULT_BACKOFF_COEFFICIENT;
     }
     if duration_ms(p.maximum_interval.as_ref()) == 0 {
-        p.maximum_interval = Some(duration(initial * DEFAULT_MAXIMUM_INTERVAL_COEFFICIENT));
+        p.maximum_interval = Some(duration(
+            initial.saturating_mul(DEFAULT_MAXIMUM_INTERVAL_COEFFICIENT),
+        ));
     }
     p
 }
 
-/// Checks a retry policy's values; the message names the bad field.
-pub fn validate(policy: &RetryPolicy) -> Result<(), String> {
-    if duration_ms(policy.initial_interval.as_ref()) < 0 {
-        return Err("InitialInterval cannot be negative on retry policy.".into());
+/// Checks a retry policy's values as Temporal's `retrypolicy.Validate` does, capping its
+/// intervals in place; the message names the bad field. A policy of one attempt never retries,
+/// so the rest of it is not checked.
+pub fn validate(policy: &mut RetryPolicy) -> Result<(), String> {
+    if policy.maximum_attempts == 1 {
+        return Ok(());
     }
+    validate_and_cap(policy.initial_interval.as_mut())
+        .map_err(|e| format!("invalid InitialInterval set on retry policy: {e}"))?;
     if policy.backoff_coefficient != 0.0 && policy.backoff_coefficient < 1.0 {
         return Err("BackoffCoefficient cannot be less than 1 on retry policy.".into());
     }
+    validate_and_cap(policy.maximum_interval.as_mut())
+        .map_err(|e| format!("invalid MaximumInterval set on retry policy: {e}"))?;
     let max = duration_ms(policy.maximum_interval.as_ref());
-    if max < 0 {
-        return Err("MaximumInterval cannot be negative on retry policy.".into());
-    }
     if max > 0 && max < duration_ms(policy.initial_interval.as_ref()) {
         return Err("MaximumInterval cannot be less than InitialInterval on retry policy.".into());
     }
@@ -69,6 +74,8 @@ fn is_non_retryable(policy: &RetryPolicy, failure: Option<&Failure>) -> bool {
         Some(FailureInfo::ApplicationFailureInfo(info)) => {
             info.non_retryable || policy.non_retryable_error_types.contains(&info.r#type)
         }
+        // The server's own failures (a heartbeat over the size limit) say whether they retry.
+        Some(FailureInfo::ServerFailureInfo(info)) => info.non_retryable,
         _ => false,
     }
 }
@@ -97,7 +104,7 @@ pub fn next(
         backoff = backoff.min(max as f64);
     }
     let backoff = backoff.min(i64::MAX as f64 / 2.0) as i64;
-    if expiration_ms > 0 && now_ms + backoff >= expiration_ms {
+    if expiration_ms > 0 && now_ms.saturating_add(backoff) >= expiration_ms {
         return Decision::Stop(RetryState::Timeout);
     }
     Decision::Retry(backoff)
@@ -154,10 +161,74 @@ mod tests {
 
     #[test]
     fn rejects_bad_policies() {
-        let p = RetryPolicy {
+        let mut p = RetryPolicy {
             backoff_coefficient: 0.5,
             ..Default::default()
         };
-        assert!(validate(&p).is_err());
+        assert!(validate(&mut p).is_err());
+    }
+
+    #[test]
+    fn intervals_are_range_checked_with_temporals_messages() {
+        let policy = |initial: (i64, i32), maximum: (i64, i32)| RetryPolicy {
+            initial_interval: Some(prost_wkt_types::Duration {
+                seconds: initial.0,
+                nanos: initial.1,
+            }),
+            maximum_interval: Some(prost_wkt_types::Duration {
+                seconds: maximum.0,
+                nanos: maximum.1,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(&mut policy((-1, 0), (0, 0))),
+            Err("invalid InitialInterval set on retry policy: negative duration".into())
+        );
+        assert_eq!(
+            validate(&mut policy((1, -1), (0, 0))),
+            Err(
+                "invalid InitialInterval set on retry policy: duration has seconds and nanos with different signs"
+                    .into()
+            )
+        );
+        assert_eq!(
+            validate(&mut policy((1, 0), (-5, 0))),
+            Err("invalid MaximumInterval set on retry policy: negative duration".into())
+        );
+        // One attempt never retries: Temporal checks nothing else.
+        let mut once = policy((-1, 0), (-1, 0));
+        once.maximum_attempts = 1;
+        assert_eq!(validate(&mut once), Ok(()));
+        // Huge intervals are capped to 100 years, and the defaults derived from them fit.
+        let mut huge = policy((i64::MAX, 999_999_999), (0, 0));
+        assert_eq!(validate(&mut huge), Ok(()));
+        let max_ms = crate::time::MAX_DURATION_SECONDS * 1000;
+        assert_eq!(duration_ms(huge.initial_interval.as_ref()), max_ms);
+        let p = with_defaults(Some(huge));
+        assert_eq!(
+            duration_ms(p.maximum_interval.as_ref()),
+            max_ms * DEFAULT_MAXIMUM_INTERVAL_COEFFICIENT
+        );
+        assert_eq!(
+            next(&p, 2, None, i64::MAX - 1, i64::MAX),
+            Decision::Stop(RetryState::Timeout)
+        );
+    }
+
+    #[test]
+    fn a_non_retryable_server_failure_is_not_retried() {
+        let failure = Failure {
+            failure_info: Some(FailureInfo::ServerFailureInfo(
+                temporalio_protos::temporal::api::failure::v1::ServerFailureInfo {
+                    non_retryable: true,
+                },
+            )),
+            ..Default::default()
+        };
+        assert_eq!(
+            next(&with_defaults(None), 1, Some(&failure), 0, 0),
+            Decision::Stop(RetryState::NonRetryableFailure)
+        );
     }
 }

@@ -22,7 +22,7 @@ use temporalio_protos::temporal::api::{
 
 use crate::commands::CompletionOutcome;
 use crate::state::{MutableState, TaskInfo, TaskKind, WorkflowTaskInfo};
-use crate::time::{duration_ms, timestamp_ms};
+use crate::time::{MAX_DURATION_SECONDS, duration_ms, timestamp_ms};
 use crate::workflow::{DEFAULT_WORKFLOW_TASK_TIMEOUT_MS, Env, Workflow};
 use crate::workflow_task::WorkflowTaskStart;
 
@@ -123,7 +123,7 @@ impl Workflow {
         };
         self.push_timer(
             TaskKind::WorkflowTaskTimeout,
-            env.now_ms + schedule_to_start,
+            env.now_ms.saturating_add(schedule_to_start),
             |t| {
                 t.scheduled_event_id = scheduled_event_id;
                 t.attempt = attempt;
@@ -193,7 +193,7 @@ impl Workflow {
         if started {
             self.push_timer(
                 TaskKind::WorkflowTaskTimeout,
-                task.started_time_ms + task.timeout_ms,
+                task.started_time_ms.saturating_add(task.timeout_ms),
                 |t| {
                     t.scheduled_event_id = scheduled;
                     t.attempt = attempt;
@@ -281,7 +281,10 @@ impl Workflow {
 
     /// What a completion records about the worker's sticky queue (kept in memory only when
     /// the task is discarded).
-    fn apply_sticky_attributes(&mut self, request: &RespondWorkflowTaskCompletedRequest) {
+    pub(crate) fn apply_sticky_attributes(
+        &mut self,
+        request: &RespondWorkflowTaskCompletedRequest,
+    ) {
         match request
             .sticky_attributes
             .as_ref()
@@ -289,8 +292,11 @@ impl Workflow {
         {
             Some((queue, sticky)) if !queue.name.is_empty() => {
                 self.state.sticky_task_queue = queue.name.clone();
+                // Temporal does not check this timeout; a negative one is none, a huge one
+                // is capped like every other duration.
                 self.state.sticky_schedule_to_start_ms =
-                    duration_ms(sticky.schedule_to_start_timeout.as_ref());
+                    duration_ms(sticky.schedule_to_start_timeout.as_ref())
+                        .clamp(0, MAX_DURATION_SECONDS * 1000);
             }
             _ => {
                 self.state.sticky_task_queue.clear();

@@ -12,14 +12,14 @@ use temporalio_protos::temporal::api::{
 use crate::Result;
 use crate::commands::CommandError;
 use crate::state::{TaskInfo, TaskKind, TimerInfo};
-use crate::time::duration_ms;
+use crate::time::{duration_ms, validate_and_cap};
 use crate::workflow::{Env, Workflow};
 
 impl Workflow {
     /// StartTimer: TimerStarted and a timer task.
     pub(crate) fn start_timer(
         &mut self,
-        attrs: StartTimerCommandAttributes,
+        mut attrs: StartTimerCommandAttributes,
         completed_event_id: i64,
         env: &Env,
     ) -> std::result::Result<(), CommandError> {
@@ -29,6 +29,15 @@ impl Workflow {
                 "TimerId is not set on StartTimerCommand.",
             ));
         }
+        validate_and_cap(attrs.start_to_fire_timeout.as_mut()).map_err(|e| {
+            CommandError::new(
+                WorkflowTaskFailedCause::BadStartTimerAttributes,
+                &format!(
+                    "An invalid StartToFireTimeout is set on StartTimerCommand: {e}. TimerId={}",
+                    attrs.timer_id
+                ),
+            )
+        })?;
         let fire_after = duration_ms(attrs.start_to_fire_timeout.as_ref());
         if fire_after <= 0 {
             return Err(CommandError::new(
@@ -51,7 +60,7 @@ impl Workflow {
                 workflow_task_completed_event_id: completed_event_id,
             }),
         );
-        let expiry = env.now_ms + fire_after;
+        let expiry = env.now_ms.saturating_add(fire_after);
         self.state.timers.insert(
             timer_id.clone(),
             TimerInfo {

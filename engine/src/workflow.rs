@@ -186,7 +186,7 @@ impl Workflow {
         }
         if execution_timeout > 0 && attrs.workflow_execution_expiration_time.is_none() {
             attrs.workflow_execution_expiration_time =
-                Some(timestamp(env.now_ms + execution_timeout));
+                Some(timestamp(env.now_ms.saturating_add(execution_timeout)));
         }
         attrs.workflow_id = params.workflow_id.clone();
         if !attrs.cron_schedule.is_empty()
@@ -209,7 +209,7 @@ impl Workflow {
             status: WorkflowExecutionStatus::Running as i32,
             next_event_id: 1,
             start_time_ms: env.now_ms,
-            execution_time_ms: env.now_ms + backoff.max(0),
+            execution_time_ms: env.now_ms.saturating_add(backoff.max(0)),
             start_request_id: params.request_id,
             workflow_task_attempt: 1,
             namespace_name: params.namespace_name,
@@ -236,7 +236,7 @@ impl Workflow {
         if run_timeout > 0 {
             wf.push_timer(
                 TaskKind::WorkflowRunTimeout,
-                env.now_ms + run_timeout,
+                env.now_ms.saturating_add(run_timeout),
                 |_| {},
             );
         }
@@ -258,7 +258,7 @@ impl Workflow {
         if backoff > 0 {
             self.push_timer(
                 TaskKind::WorkflowBackoff,
-                self.state.start_time_ms + backoff,
+                self.state.start_time_ms.saturating_add(backoff),
                 |_| {},
             );
         } else {
@@ -621,6 +621,22 @@ impl Workflow {
         if attrs.task_queue.as_ref().is_none_or(|q| q.name.is_empty()) {
             attrs.task_queue = current.task_queue.clone();
         }
+        let context = format!(
+            "WorkflowType={} TaskQueue={}",
+            attrs.workflow_type.as_ref().map_or("", |t| t.name.as_str()),
+            attrs.task_queue.as_ref().map_or("", |q| q.name.as_str()),
+        );
+        crate::commands::check_run_durations(
+            "ContinueAsNewWorkflowExecutionCommand",
+            &context,
+            [
+                ("WorkflowRunTimeout", &mut attrs.workflow_run_timeout),
+                ("WorkflowTaskTimeout", &mut attrs.workflow_task_timeout),
+                ("BackoffStartInterval", &mut attrs.backoff_start_interval),
+            ],
+            attrs.retry_policy.as_mut(),
+        )
+        .map_err(Error::InvalidArgument)?;
         if attrs.workflow_run_timeout.is_none() {
             attrs.workflow_run_timeout = current.workflow_run_timeout.or(Some(duration(0)));
         }

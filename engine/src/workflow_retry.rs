@@ -120,7 +120,7 @@ impl Workflow {
     /// `ContinueAsNewMinBackoff`).
     pub(crate) fn continue_as_new_backoff(&self, backoff_ms: i64, env: &Env) -> i64 {
         let lifetime = env.now_ms - self.state.execution_time_ms.max(self.state.start_time_ms);
-        if lifetime + backoff_ms < MIN_RUN_INTERVAL_MS {
+        if lifetime.saturating_add(backoff_ms) < MIN_RUN_INTERVAL_MS {
             MIN_RUN_INTERVAL_MS - lifetime
         } else {
             backoff_ms

@@ -172,7 +172,7 @@ impl Workflow {
         if sticky && sticky_timeout > 0 {
             self.push_timer(
                 TaskKind::WorkflowTaskTimeout,
-                env.now_ms + sticky_timeout,
+                env.now_ms.saturating_add(sticky_timeout),
                 |t| {
                     t.scheduled_event_id = scheduled_event_id;
                     t.attempt = attempt;
@@ -287,14 +287,18 @@ impl Workflow {
             (task.scheduled_event_id, task.timeout_ms, task.attempt);
         let speculative = task.speculative;
         self.state.workflow_task = Some(task.clone());
-        self.push_timer(TaskKind::WorkflowTaskTimeout, env.now_ms + timeout, |t| {
-            t.scheduled_event_id = scheduled;
-            t.attempt = attempt;
-            t.timeout_type = TimeoutType::StartToClose as i32;
-            // A speculative task's timeout lives in memory only (speculative.rs).
-            t.speculative = speculative;
-            t.workflow_task_time_ms = if speculative { env.now_ms } else { 0 };
-        });
+        self.push_timer(
+            TaskKind::WorkflowTaskTimeout,
+            env.now_ms.saturating_add(timeout),
+            |t| {
+                t.scheduled_event_id = scheduled;
+                t.attempt = attempt;
+                t.timeout_type = TimeoutType::StartToClose as i32;
+                // A speculative task's timeout lives in memory only (speculative.rs).
+                t.speculative = speculative;
+                t.workflow_task_time_ms = if speculative { env.now_ms } else { 0 };
+            },
+        );
         let start = self.workflow_task_start(&task);
         Ok(self.deliver_updates(start))
     }

@@ -10,5 +10,6 @@ mod lifecycle;
 mod metrics;
 mod paging;
 mod queries;
+mod range_checks;
 mod signals;
 mod traces;

@@ -4,6 +4,8 @@
 
 mod driver;
 
+mod durations;
+
 mod activity;
 mod lifecycle;
 mod limits;

@@ -38,7 +38,7 @@ use sundial_engine::api::{
         WorkflowExecutionInfo,
     },
 };
-use sundial_engine::time::{duration_ms, timestamp};
+use sundial_engine::time::{duration_ms, timestamp, validate_and_cap};
 use sundial_engine::{MutableState, Signal, StartParams, TaskToken};
 use sundial_proto::workflowservice::{workflow_service_server::WorkflowService, *};
 use sundial_storage::ExecutionKey;
@@ -212,6 +212,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<RespondWorkflowTaskFailedResponse>, Status> {
         let req = request.into_inner();
         let token = decode_token(&req.task_token)?;
+        check_length_within(&req.identity, "Identity", self.max_id_length())?;
         let run = run_of(&token);
         let cause = WorkflowTaskFailedCause::try_from(req.cause)
             .unwrap_or(WorkflowTaskFailedCause::WorkflowWorkerUnhandledFailure);
@@ -249,7 +250,8 @@ impl WorkflowService for Frontend {
                 ActivityReport::Heartbeat(req.details),
                 req.identity,
             )
-            .await?;
+            .await?
+            .cancel_requested;
         Ok(Response::new(RecordActivityTaskHeartbeatResponse {
             cancel_requested,
             ..Default::default()
@@ -270,7 +272,8 @@ impl WorkflowService for Frontend {
                 ActivityReport::Heartbeat(req.details),
                 req.identity,
             )
-            .await?;
+            .await?
+            .cancel_requested;
         Ok(Response::new(RecordActivityTaskHeartbeatByIdResponse {
             cancel_requested,
             ..Default::default()
@@ -313,13 +316,16 @@ impl WorkflowService for Frontend {
         request: Request<RespondActivityTaskFailedRequest>,
     ) -> Result<Response<RespondActivityTaskFailedResponse>, Status> {
         let req = request.into_inner();
-        self.report_by_token(
-            &req.task_token,
-            ActivityReport::Failed(req.failure, req.last_heartbeat_details),
-            req.identity,
-        )
-        .await?;
-        Ok(Response::new(RespondActivityTaskFailedResponse::default()))
+        let reported = self
+            .report_by_token(
+                &req.task_token,
+                ActivityReport::Failed(req.failure, req.last_heartbeat_details),
+                req.identity,
+            )
+            .await?;
+        Ok(Response::new(RespondActivityTaskFailedResponse {
+            failures: reported.failures,
+        }))
     }
 
     async fn respond_activity_task_failed_by_id(
@@ -327,18 +333,19 @@ impl WorkflowService for Frontend {
         request: Request<RespondActivityTaskFailedByIdRequest>,
     ) -> Result<Response<RespondActivityTaskFailedByIdResponse>, Status> {
         let req = request.into_inner();
-        self.report_by_id(
-            &req.namespace,
-            &req.workflow_id,
-            &req.run_id,
-            &req.activity_id,
-            ActivityReport::Failed(req.failure, req.last_heartbeat_details),
-            req.identity,
-        )
-        .await?;
-        Ok(Response::new(
-            RespondActivityTaskFailedByIdResponse::default(),
-        ))
+        let reported = self
+            .report_by_id(
+                &req.namespace,
+                &req.workflow_id,
+                &req.run_id,
+                &req.activity_id,
+                ActivityReport::Failed(req.failure, req.last_heartbeat_details),
+                req.identity,
+            )
+            .await?;
+        Ok(Response::new(RespondActivityTaskFailedByIdResponse {
+            failures: reported.failures,
+        }))
     }
 
     async fn respond_activity_task_canceled(
@@ -380,6 +387,7 @@ impl WorkflowService for Frontend {
         let ns = self.namespace_id(&req.namespace).await?;
         let run = self.execution_ref(&ns, &req.workflow_execution)?;
         self.check_id(&req.signal_name, "SignalName")?;
+        check_length_within(&req.request_id, "RequestId", self.max_id_length())?;
         check_blob(req.input.as_ref(), &self.node.history.limits())?;
         let signal = Signal {
             name: req.signal_name,
@@ -621,22 +629,40 @@ impl Frontend {
         token: &[u8],
         report: ActivityReport,
         identity: String,
-    ) -> Result<bool, Status> {
+    ) -> Result<Reported, Status> {
         let token = decode_token(token)?;
+        let (report, limited) = self.within_limits(report, &identity)?;
         let run = run_of(&token);
-        self.call(&token.namespace_id, &token.workflow_id, |reply| {
-            Op::ReportActivity {
-                run,
-                target: ActivityTarget::Scheduled {
-                    scheduled_event_id: token.scheduled_event_id,
-                    attempt: token.attempt,
-                },
-                report,
-                identity,
-                reply,
-            }
-        })
-        .await
+        let cancel_requested = self
+            .call(&token.namespace_id, &token.workflow_id, |reply| {
+                Op::ReportActivity {
+                    run,
+                    target: ActivityTarget::Scheduled {
+                        scheduled_event_id: token.scheduled_event_id,
+                        attempt: token.attempt,
+                    },
+                    report,
+                    identity,
+                    reply,
+                }
+            })
+            .await?;
+        Ok(limited.reported(cancel_requested))
+    }
+
+    /// Checks an activity report against Temporal's limits: the identity of a response (not of
+    /// a heartbeat) against `limit.maxIDLength`, its payloads against `limit.blobSize.error`
+    /// (see [`within_blob_limit`]).
+    fn within_limits(
+        &self,
+        report: ActivityReport,
+        identity: &str,
+    ) -> Result<(ActivityReport, Limited), Status> {
+        let limits = self.node.history.limits();
+        if !matches!(report, ActivityReport::Heartbeat(_)) {
+            check_length_within(identity, "Identity", limits.max_id_length)?;
+        }
+        Ok(within_blob_limit(report, &limits))
     }
 
     async fn report_by_id(
@@ -647,24 +673,27 @@ impl Frontend {
         activity_id: &str,
         report: ActivityReport,
         identity: String,
-    ) -> Result<bool, Status> {
+    ) -> Result<Reported, Status> {
         let ns = self.namespace_id(namespace).await?;
         self.check_id(workflow_id, "WorkflowId")?;
         self.check_id(activity_id, "ActivityId")?;
+        let (report, limited) = self.within_limits(report, &identity)?;
         let run = RunRef {
             namespace_id: ns.clone(),
             workflow_id: workflow_id.to_string(),
             run_id: run_id.to_string(),
         };
         let target = ActivityTarget::Id(activity_id.to_string());
-        self.call(&ns, workflow_id, |reply| Op::ReportActivity {
-            run,
-            target,
-            report,
-            identity,
-            reply,
-        })
-        .await
+        let cancel_requested = self
+            .call(&ns, workflow_id, |reply| Op::ReportActivity {
+                run,
+                target,
+                report,
+                identity,
+                reply,
+            })
+            .await?;
+        Ok(limited.reported(cancel_requested))
     }
 }
 

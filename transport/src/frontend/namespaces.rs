@@ -11,10 +11,13 @@ use sundial_engine::api::{
         DescribeNamespaceResponse, RegisterNamespaceRequest, UpdateNamespaceRequest,
     },
 };
-use sundial_engine::time::{duration, duration_ms};
+use sundial_engine::time::{duration, duration_ms, validate_and_cap};
 use tonic::Status;
 
 use crate::status::{invalid, to_status};
+
+/// Temporal's `errInvalidRetentionPeriod`, for a retention that is not a valid duration.
+const INVALID_RETENTION: &str = "A valid retention period is not set on request.";
 
 /// Default retention (Temporal's start-dev uses one day).
 const DEFAULT_RETENTION_MS: i64 = 24 * 3600 * 1000;
@@ -97,7 +100,9 @@ pub async fn register(
     if req.namespace.is_empty() {
         return Err(invalid("Namespace is not set on request."));
     }
-    let retention = match duration_ms(req.workflow_execution_retention_period.as_ref()) {
+    let mut retention = req.workflow_execution_retention_period;
+    validate_and_cap(retention.as_mut()).map_err(|_| invalid(INVALID_RETENTION))?;
+    let retention = match duration_ms(retention.as_ref()) {
         0 => DEFAULT_RETENTION_MS,
         ms if ms < 3600 * 1000 => {
             return Err(invalid(
@@ -143,8 +148,9 @@ pub async fn update(
         info.data.extend(update.data);
     }
     if let (Some(config), Some(current)) = (req.config, d.config.as_mut())
-        && let Some(retention) = config.workflow_execution_retention_ttl
+        && let Some(mut retention) = config.workflow_execution_retention_ttl
     {
+        validate_and_cap(Some(&mut retention)).map_err(|_| invalid(INVALID_RETENTION))?;
         if duration_ms(Some(&retention)) < 3600 * 1000 {
             return Err(invalid(
                 "WorkflowExecutionRetentionPeriod must be at least 1 hour.",

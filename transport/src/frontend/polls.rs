@@ -11,6 +11,7 @@ impl Frontend {
         let timeout = poll_timeout(&request);
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
+        check_length_within(&req.identity, "Identity", self.max_id_length())?;
         let queue = self.task_queue_name(&req.task_queue)?;
         let sticky = req
             .task_queue
@@ -134,6 +135,7 @@ impl Frontend {
         let timeout = poll_timeout(&request);
         let req = request.into_inner();
         let ns = self.namespace_id(&req.namespace).await?;
+        check_length_within(&req.identity, "Identity", self.max_id_length())?;
         let queue = self.task_queue_name(&req.task_queue)?;
         let key = Matching::key(&ns, &queue, ACTIVITY_QUEUE);
         let deadline = tokio::time::Instant::now() + timeout;
@@ -205,6 +207,7 @@ impl Frontend {
     ) -> Result<Response<RespondWorkflowTaskCompletedResponse>, Status> {
         let req = request.into_inner();
         let token = decode_token(&req.task_token)?;
+        check_length_within(&req.identity, "Identity", self.max_id_length())?;
         let namespace = req.namespace.clone();
         let sticky_poll = req
             .sticky_attributes
@@ -224,8 +227,9 @@ impl Frontend {
             })
             .await?;
         if let Some(rejected) = completed.outcome.rejected {
-            // The task failed instead (and is recorded so); the worker learns why.
-            return Err(invalid(rejected.message));
+            // The task failed instead (and is recorded so); the worker learns why, in the
+            // failure's words (as Temporal answers).
+            return Err(invalid(rejected.failure_message()));
         }
         let mut response = RespondWorkflowTaskCompletedResponse {
             reset_history_event_id: completed.outcome.reset_history_event_id,

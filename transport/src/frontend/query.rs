@@ -32,6 +32,7 @@ impl Frontend {
         if query.query_type.is_empty() {
             return Err(invalid("QueryType is not set on request."));
         }
+        check_blob(query.query_args.as_ref(), &self.node.history.limits())?;
         let wf = run.workflow_id.clone();
         let routed = query.clone();
         let route = self

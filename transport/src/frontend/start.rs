@@ -5,7 +5,7 @@ use super::*;
 /// Validates a start request and turns it into the start op's input.
 pub(super) fn start_workflow(
     ns: &str,
-    req: StartWorkflowExecutionRequest,
+    mut req: StartWorkflowExecutionRequest,
     limits: &sundial_engine::Limits,
     custom_search_attributes: Option<&sundial_engine::search_attributes::SearchAttributeTypes>,
 ) -> Result<StartWorkflow, Status> {
@@ -52,12 +52,16 @@ pub(super) fn start_workflow(
         return Err(invalid("WorkflowType is not set on request."));
     }
     task_queue_within(&req.task_queue, limits.max_id_length)?;
-    check_timeouts(&[
-        req.workflow_execution_timeout.as_ref(),
-        req.workflow_run_timeout.as_ref(),
-        req.workflow_task_timeout.as_ref(),
-        req.workflow_start_delay.as_ref(),
-    ])?;
+    // In Temporal's order (prepareStartWorkflowRequest), with its messages.
+    check_retry_policy(&mut req.retry_policy)?;
+    check_request_duration(&mut req.workflow_start_delay, "WorkflowStartDelaySeconds")?;
+    check_request_duration(
+        &mut req.workflow_execution_timeout,
+        "WorkflowExecutionTimeoutSeconds",
+    )?;
+    check_request_duration(&mut req.workflow_run_timeout, "WorkflowRunTimeoutSeconds")?;
+    check_request_duration(&mut req.workflow_task_timeout, "WorkflowTaskTimeoutSeconds")?;
+    check_length_within(&req.request_id, "RequestId", limits.max_id_length)?;
     let eager_identity = req.request_eager_execution.then(|| req.identity.clone());
     let attributes = WorkflowExecutionStartedEventAttributes {
         workflow_type: req.workflow_type,
@@ -141,6 +145,13 @@ impl Frontend {
             )));
         }
         check_blob(req.signal_input.as_ref(), &self.node.history.limits())?;
+        // Temporal's ValidateSignalWithStartRequest words this one its own way.
+        if req.request_id.len() as i64 > max_id_length {
+            return Err(invalid(format!(
+                "Request ID exceeds maximum allowed length ({}/{max_id_length})",
+                req.request_id.len()
+            )));
+        }
         let signal = Signal {
             name: req.signal_name,
             input: req.signal_input,
