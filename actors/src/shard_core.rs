@@ -110,7 +110,7 @@ pub struct ShardCore {
     pub(crate) query_buffers: crate::query_buffer::QueryBuffers,
 }
 
-/// Bounds of a shard's run cache (`history.cacheMaxSize` in Temporal counts runs too).
+/// Bounds of a shard's run cache (Temporal's `history.cacheMaxSize` counts runs per shard too).
 #[derive(Debug, Clone, Copy)]
 pub struct CacheLimits {
     /// Most runs cached.
@@ -122,8 +122,8 @@ pub struct CacheLimits {
 impl Default for CacheLimits {
     fn default() -> Self {
         Self {
-            runs: 10_000,
-            bytes: 64 << 20,
+            runs: 4_096,
+            bytes: 16 << 20,
         }
     }
 }

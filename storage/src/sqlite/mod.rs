@@ -125,7 +125,7 @@ const EXECUTION_COLUMNS: &str =
 
 /// Checks every condition of `batch` inside `tx`, before anything is written, so a batch that
 /// touches the same row twice is judged against the state before the batch (as in memory).
-fn check_conditions(tx: &Transaction<'_>, shard_id: i32, batch: &ShardBatch) -> Result<()> {
+fn check_conditions(tx: &Connection, shard_id: i32, batch: &ShardBatch) -> Result<()> {
     let mut current = tx.prepare_cached(
         "SELECT run_id FROM current_executions
          WHERE shard_id = ?1 AND namespace_id = ?2 AND workflow_id = ?3",
@@ -167,7 +167,7 @@ fn check_conditions(tx: &Transaction<'_>, shard_id: i32, batch: &ShardBatch) -> 
 }
 
 /// Writes every row of `batch` inside `tx` (conditions already checked).
-fn apply_batch(tx: &Transaction<'_>, shard_id: i32, batch: ShardBatch) -> Result<()> {
+fn apply_batch(tx: &Connection, shard_id: i32, batch: ShardBatch) -> Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR REPLACE INTO current_executions
          (shard_id, namespace_id, workflow_id, run_id, data) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -296,30 +296,30 @@ impl ShardStore for SqliteStore {
     }
 
     async fn commit(&self, shard_id: i32, expected_range_id: i64, batch: ShardBatch) -> Result<()> {
-        self.write(move |conn| {
-            // Dropping `tx` on any early return rolls the whole batch back.
-            let tx = begin(conn)?;
-            let actual: i64 = tx
-                .query_row(
-                    "SELECT range_id FROM shards WHERE shard_id = ?1",
-                    [shard_id],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
-            if actual != expected_range_id {
-                return Err(Error::ShardOwnershipLost {
-                    shard_id,
-                    expected: expected_range_id,
-                    actual,
-                });
-            }
-            check_conditions(&tx, shard_id, &batch)?;
-            apply_batch(&tx, shard_id, batch)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        // Group commit across shards: this batch shares one transaction (in its own savepoint,
+        // rolled back alone on any failure) with the other writes waiting for the writer.
+        self.writer
+            .run_grouped(move |tx| {
+                let actual: i64 = tx
+                    .query_row(
+                        "SELECT range_id FROM shards WHERE shard_id = ?1",
+                        [shard_id],
+                        |row| row.get(0),
+                    )
+                    .optional()?
+                    .unwrap_or(0);
+                if actual != expected_range_id {
+                    return Err(Error::ShardOwnershipLost {
+                        shard_id,
+                        expected: expected_range_id,
+                        actual,
+                    });
+                }
+                check_conditions(tx, shard_id, &batch)?;
+                apply_batch(tx, shard_id, batch)?;
+                Ok(())
+            })
+            .await
     }
 }
 

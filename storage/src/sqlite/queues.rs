@@ -2,7 +2,7 @@
 //! shard, fenced by their own versions and leases.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{SqliteStore, begin, sql_limit};
 use crate::{Error, NamespaceRow, NamespaceStore, QueueTask, Result, TaskQueueKey, TaskQueueStore};
@@ -132,7 +132,7 @@ impl NamespaceStore for SqliteStore {
 }
 
 /// Fails with [`Error::TaskQueueLeaseLost`] unless the partition's lease is `range_id`.
-fn check_lease(tx: &Transaction<'_>, key: &TaskQueueKey, range_id: i64) -> Result<()> {
+fn check_lease(tx: &Connection, key: &TaskQueueKey, range_id: i64) -> Result<()> {
     let actual: i64 = tx
         .query_row(
             "SELECT range_id FROM task_queues
@@ -179,30 +179,30 @@ impl TaskQueueStore for SqliteStore {
         tasks: Vec<QueueTask>,
     ) -> Result<()> {
         let key = key.clone();
-        self.write(move |conn| {
-            let tx = begin(conn)?;
-            check_lease(&tx, &key, range_id)?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO tasks
+        // Grouped with the other writes waiting for the writer (one COMMIT for all).
+        self.writer
+            .run_grouped(move |tx| {
+                check_lease(tx, &key, range_id)?;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "INSERT OR REPLACE INTO tasks
                      (namespace_id, name, task_type, partition, task_id, data)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                for task in tasks {
-                    stmt.execute(params![
-                        key.namespace_id,
-                        key.name,
-                        key.task_type,
-                        key.partition,
-                        task.task_id,
-                        task.data
-                    ])?;
+                    )?;
+                    for task in tasks {
+                        stmt.execute(params![
+                            key.namespace_id,
+                            key.name,
+                            key.task_type,
+                            key.partition,
+                            task.task_id,
+                            task.data
+                        ])?;
+                    }
                 }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+                Ok(())
+            })
+            .await
     }
 
     async fn get_tasks(
@@ -247,27 +247,27 @@ impl TaskQueueStore for SqliteStore {
         task_ids: &[i64],
     ) -> Result<()> {
         let (key, task_ids) = (key.clone(), task_ids.to_vec());
-        self.write(move |conn| {
-            let tx = begin(conn)?;
-            check_lease(&tx, &key, range_id)?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "DELETE FROM tasks WHERE namespace_id = ?1 AND name = ?2 AND task_type = ?3
+        // Grouped with the other writes waiting for the writer (one COMMIT for all).
+        self.writer
+            .run_grouped(move |tx| {
+                check_lease(tx, &key, range_id)?;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "DELETE FROM tasks WHERE namespace_id = ?1 AND name = ?2 AND task_type = ?3
                        AND partition = ?4 AND task_id = ?5",
-                )?;
-                for id in task_ids {
-                    stmt.execute(params![
-                        key.namespace_id,
-                        key.name,
-                        key.task_type,
-                        key.partition,
-                        id
-                    ])?;
+                    )?;
+                    for id in task_ids {
+                        stmt.execute(params![
+                            key.namespace_id,
+                            key.name,
+                            key.task_type,
+                            key.partition,
+                            id
+                        ])?;
+                    }
                 }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+                Ok(())
+            })
+            .await
     }
 }

@@ -16,7 +16,24 @@ use tokio::sync::oneshot;
 use crate::{Error, Result};
 
 /// Work for a connection thread.
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+enum Job {
+    /// Runs alone on the connection (it manages its own transaction, if any).
+    Plain(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// A write that shares one transaction with the other grouped writes queued beside it
+    /// (see [`Pool::run_grouped`]).
+    Grouped(GroupedWrite),
+}
+
+/// Writes inside the group's transaction; its effects are kept only if it returns `Ok`.
+type GroupedWork = Box<dyn FnOnce(&Connection) -> Result<()> + Send>;
+
+struct GroupedWrite {
+    work: GroupedWork,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// Most writes one group transaction carries.
+const MAX_GROUP: usize = 256;
 
 /// A queue of jobs served by threads that each own one connection. Dropping the pool closes the
 /// queue; the threads finish the jobs already queued, close their connections and exit.
@@ -49,9 +66,27 @@ impl Pool {
         F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let job = Job::Plain(Box::new(move |conn| {
             // The caller may have gone away; then nobody wants the answer.
             let _ = reply.send(f(conn));
+        }));
+        self.jobs.send(job).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Runs the write `f` inside a savepoint of a transaction that it shares with every other
+    /// grouped write waiting in the queue at that moment (group commit: one `COMMIT`, hence one
+    /// fsync, for all of them). `f` must not begin or end a transaction itself. Its answer comes
+    /// after the group's `COMMIT`: `Ok` only if `f` succeeded and the commit did; an `Err` of
+    /// `f` rolls back `f`'s writes alone.
+    pub(super) async fn run_grouped<F>(&self, f: F) -> Result<()>
+    where
+        F: FnOnce(&Connection) -> Result<()> + Send + 'static,
+    {
+        let (done, answer) = oneshot::channel();
+        let job = Job::Grouped(GroupedWrite {
+            work: Box::new(f),
+            done,
         });
         self.jobs.send(job).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -64,17 +99,93 @@ fn stopped() -> Error {
 
 /// The loop of one connection thread.
 fn serve(mut conn: Connection, queue: &Mutex<Receiver<Job>>) {
+    let mut held = None;
     loop {
-        // Hold the lock only while waiting for the next job, so idle threads take turns.
-        let next = match queue.lock() {
-            Ok(rx) => rx.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
+        let job = match held.take() {
+            Some(job) => job,
+            None => {
+                // Hold the lock only while waiting for the next job, so idle threads take
+                // turns.
+                let next = match queue.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(poisoned) => poisoned.into_inner().recv(),
+                };
+                let Ok(job) = next else {
+                    return; // The pool was dropped.
+                };
+                job
+            }
         };
-        let Ok(job) = next else {
-            return; // The pool was dropped.
-        };
-        // A panicking job drops its reply sender (the caller sees a backend error) and rolls
-        // back its open transaction while unwinding; the connection stays usable.
-        let _ = catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
+        match job {
+            // A panicking job drops its reply sender (the caller sees a backend error) and
+            // rolls back its open transaction while unwinding; the connection stays usable.
+            Job::Plain(job) => {
+                let _ = catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
+            }
+            Job::Grouped(first) => {
+                // Take every grouped write already waiting, in order; a plain job ends the
+                // group and runs after it.
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    let next = match queue.lock() {
+                        Ok(rx) => rx.try_recv(),
+                        Err(poisoned) => poisoned.into_inner().try_recv(),
+                    };
+                    match next {
+                        Ok(Job::Grouped(write)) => group.push(write),
+                        Ok(plain) => {
+                            held = Some(plain);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                commit_group(&conn, group);
+            }
+        }
     }
+}
+
+/// One transaction for `group`: each write in its own savepoint, one `COMMIT`, then the
+/// answers.
+fn commit_group(conn: &Connection, group: Vec<GroupedWrite>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = Error::from(e);
+        for write in group {
+            let _ = write.done.send(Err(err.clone()));
+        }
+        return;
+    }
+    let mut answers = Vec::with_capacity(group.len());
+    for write in group {
+        let result = in_savepoint(conn, write.work);
+        answers.push((write.done, result));
+    }
+    let committed = conn.execute_batch("COMMIT").map_err(Error::from);
+    if committed.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for (done, result) in answers {
+        let result = match (&committed, result) {
+            (Ok(()), result) => result,
+            // The commit failed: nothing of the group is known to be stored.
+            (Err(e), Ok(())) => Err(e.clone()),
+            (Err(_), Err(e)) => Err(e),
+        };
+        let _ = done.send(result);
+    }
+}
+
+/// Runs `work` in a savepoint, rolled back unless it returns `Ok` (a panic counts as an error).
+fn in_savepoint(conn: &Connection, work: GroupedWork) -> Result<()> {
+    conn.execute_batch("SAVEPOINT grouped_write")?;
+    let result = match catch_unwind(AssertUnwindSafe(|| work(conn))) {
+        Ok(result) => result,
+        Err(_) => Err(Error::Backend("sqlite write panicked".to_string())),
+    };
+    if result.is_err() {
+        conn.execute_batch("ROLLBACK TO grouped_write")?;
+    }
+    conn.execute_batch("RELEASE grouped_write")?;
+    result
 }

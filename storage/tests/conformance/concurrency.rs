@@ -104,3 +104,51 @@ pub async fn racing_updates_to_one_execution_never_lose_one(h: &dyn Harness) {
         .collect();
     assert_eq!(ids, (2..=1 + total).collect::<Vec<_>>());
 }
+
+/// Commits of several shards at once (a backend may carry them in one transaction): a fenced
+/// shard's batches fail and write nothing, the other shards' batches all land.
+pub async fn a_fenced_shard_fails_alone_among_concurrent_shards(h: &dyn Harness) {
+    const SHARDS: i32 = 4;
+    const COMMITS: i64 = 25;
+    let store = h.open();
+    let mut ranges = Vec::new();
+    for shard in 1..=SHARDS {
+        ranges.push(store.acquire_shard(shard).await.unwrap().range_id);
+    }
+    // Shard 1 is taken by another owner before anyone commits.
+    store.acquire_shard(1).await.unwrap();
+    let writers: Vec<_> = (1..=SHARDS)
+        .map(|shard| {
+            let store = store.clone();
+            let range = ranges[(shard - 1) as usize];
+            tokio::spawn(async move {
+                for c in 0..COMMITS {
+                    let batch = ShardBatch {
+                        transfer_tasks: vec![TransferTaskRow {
+                            task_id: c,
+                            data: vec![],
+                        }],
+                        ..ShardBatch::default()
+                    };
+                    let result = store.commit(shard, range, batch).await;
+                    if shard == 1 {
+                        assert!(
+                            matches!(result, Err(Error::ShardOwnershipLost { .. })),
+                            "{result:?}"
+                        );
+                    } else {
+                        result.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    for shard in 1..=SHARDS {
+        let tasks = store.list_transfer_tasks(shard, -1, 1_000).await.unwrap();
+        let want = if shard == 1 { 0 } else { COMMITS as usize };
+        assert_eq!(tasks.len(), want, "shard {shard}");
+    }
+}

@@ -115,6 +115,7 @@ macro_rules! conformance_suite {
                 task_queues::get_tasks_order_limit_after,
                 concurrency::concurrent_commits_on_one_shard_all_land,
                 concurrency::racing_updates_to_one_execution_never_lose_one,
+                concurrency::a_fenced_shard_fails_alone_among_concurrent_shards,
             );
             $(conformance_suite!(@$durable super::$harness);)?
         }
