@@ -184,6 +184,19 @@ impl ExecutionReader for FaultInjectingStore {
         self.read("read_history", call).await
     }
 
+    async fn read_history_covering(
+        &self,
+        shard_id: i32,
+        key: &ExecutionKey,
+        from_event_id: i64,
+        to_event_id: i64,
+    ) -> Result<Vec<HistoryBatch>> {
+        let call = self
+            .inner
+            .read_history_covering(shard_id, key, from_event_id, to_event_id);
+        self.read("read_history_covering", call).await
+    }
+
     async fn list_transfer_tasks(
         &self,
         shard_id: i32,

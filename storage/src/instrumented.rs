@@ -263,6 +263,20 @@ impl ExecutionReader for InstrumentedStore {
         self.observe("ReadHistoryBranch", "history", ns, call).await
     }
 
+    async fn read_history_covering(
+        &self,
+        shard_id: i32,
+        key: &ExecutionKey,
+        from_event_id: i64,
+        to_event_id: i64,
+    ) -> Result<Vec<HistoryBatch>> {
+        let ns = self.name_of(&key.namespace_id);
+        let call = self
+            .inner
+            .read_history_covering(shard_id, key, from_event_id, to_event_id);
+        self.observe("ReadHistoryBranch", "history", ns, call).await
+    }
+
     async fn list_transfer_tasks(
         &self,
         shard_id: i32,

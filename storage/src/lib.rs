@@ -71,6 +71,18 @@ pub trait ExecutionReader: Send + Sync {
         max_event_id: i64,
     ) -> Result<Vec<HistoryBatch>>;
 
+    /// The history batches that can hold events in `[from_event_id, to_event_id)`: the last
+    /// batch whose first event id is at or before `from_event_id` (the one holding it), then
+    /// every batch whose first event id lies in `(from_event_id, to_event_id)`, ordered by
+    /// first event id. A read costs what it returns, wherever it starts in the history.
+    async fn read_history_covering(
+        &self,
+        shard_id: i32,
+        key: &ExecutionKey,
+        from_event_id: i64,
+        to_event_id: i64,
+    ) -> Result<Vec<HistoryBatch>>;
+
     /// Transfer tasks with `task_id > after_task_id`, ordered by task id, at most `limit`.
     async fn list_transfer_tasks(
         &self,

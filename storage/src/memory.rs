@@ -200,6 +200,32 @@ impl ExecutionReader for MemoryStore {
         Ok(t.history.range(from..to).map(|(_, b)| b.clone()).collect())
     }
 
+    async fn read_history_covering(
+        &self,
+        shard_id: i32,
+        key: &ExecutionKey,
+        from_event_id: i64,
+        to_event_id: i64,
+    ) -> Result<Vec<HistoryBatch>> {
+        if from_event_id >= to_event_id {
+            return Ok(Vec::new());
+        }
+        let t = self.lock();
+        let run_start = (shard_id, key.clone(), i64::MIN);
+        let from = (shard_id, key.clone(), from_event_id);
+        let to = (shard_id, key.clone(), to_event_id);
+        let holding = t
+            .history
+            .range(run_start..=from.clone())
+            .next_back()
+            .map(|(k, _)| k.clone())
+            .unwrap_or(from);
+        Ok(t.history
+            .range(holding..to)
+            .map(|(_, b)| b.clone())
+            .collect())
+    }
+
     async fn list_transfer_tasks(
         &self,
         shard_id: i32,

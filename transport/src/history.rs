@@ -16,8 +16,11 @@ pub async fn read_events(
         return Ok(Vec::new());
     }
     let shard = history.shard_id(&key.namespace_id, &key.workflow_id);
-    // A batch that starts before `from` may hold it: read from the first event and filter.
-    let batches = history.store.read_history(shard, key, 1, to).await?;
+    // The batch holding `from` may start before it: its events before `from` are dropped.
+    let batches = history
+        .store
+        .read_history_covering(shard, key, from, to)
+        .await?;
     let mut events = Vec::new();
     for batch in batches {
         let decoded = HistoryMessage::decode(batch.events.as_slice())

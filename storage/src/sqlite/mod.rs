@@ -413,6 +413,51 @@ impl ExecutionReader for SqliteStore {
         .await
     }
 
+    async fn read_history_covering(
+        &self,
+        shard_id: i32,
+        key: &ExecutionKey,
+        from_event_id: i64,
+        to_event_id: i64,
+    ) -> Result<Vec<HistoryBatch>> {
+        if from_event_id >= to_event_id {
+            return Ok(Vec::new());
+        }
+        let key = key.clone();
+        self.read(move |conn| {
+            // The batch holding `from` starts at the greatest first event id at or before it.
+            let mut stmt = conn.prepare_cached(
+                "SELECT first_event_id, txn_id, events FROM history_node
+                 WHERE shard_id = ?1 AND namespace_id = ?2 AND workflow_id = ?3 AND run_id = ?4
+                   AND first_event_id >= COALESCE(
+                       (SELECT MAX(first_event_id) FROM history_node
+                        WHERE shard_id = ?1 AND namespace_id = ?2 AND workflow_id = ?3
+                          AND run_id = ?4 AND first_event_id <= ?5), ?5)
+                   AND first_event_id < ?6
+                 ORDER BY first_event_id",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    shard_id,
+                    key.namespace_id,
+                    key.workflow_id,
+                    key.run_id,
+                    from_event_id,
+                    to_event_id
+                ],
+                |row| {
+                    Ok(HistoryBatch {
+                        first_event_id: row.get(0)?,
+                        txn_id: row.get(1)?,
+                        events: row.get(2)?,
+                    })
+                },
+            )?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
     async fn list_transfer_tasks(
         &self,
         shard_id: i32,

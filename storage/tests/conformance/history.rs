@@ -91,3 +91,39 @@ pub async fn history_rewrite_with_higher_txn_replaces(h: &dyn Harness) {
         (11, &b"c"[..])
     );
 }
+
+/// Reads that start inside a batch get the batch holding the first event asked for, and
+/// nothing before it.
+pub async fn history_read_covering_starts_at_the_batch_holding_the_event(h: &dyn Harness) {
+    let store = h.open();
+    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let k = key("wf", "run-1");
+    let batch = ShardBatch {
+        history: vec![
+            history(&k, 1, 1, "e1-3"),
+            history(&k, 4, 1, "e4-6"),
+            history(&k, 7, 1, "e7-9"),
+            history(&key("wf", "run-0"), 1, 1, "other"),
+        ],
+        ..ShardBatch::default()
+    };
+    store.commit(1, range, batch).await.unwrap();
+    let covering = |from, to| {
+        let (store, k) = (store.clone(), k.clone());
+        async move { ids(&store.read_history_covering(1, &k, from, to).await.unwrap()) }
+    };
+    assert_eq!(covering(5, 8).await, vec![4, 7]);
+    assert_eq!(covering(4, 5).await, vec![4]);
+    assert_eq!(covering(1, 100).await, vec![1, 4, 7]);
+    assert_eq!(covering(9, 10).await, vec![7]);
+    assert_eq!(covering(6, 6).await, Vec::<i64>::new());
+    // Before the first batch (ids start at 1): from the first batch on.
+    assert_eq!(covering(0, 2).await, vec![1]);
+    assert!(
+        store
+            .read_history_covering(1, &key("wf", "none"), 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -105,6 +105,7 @@ macro_rules! conformance_suite {
                 executions::list_executions_is_ordered_and_limited,
                 history::history_append_and_ranged_read,
                 history::history_rewrite_with_higher_txn_replaces,
+                history::history_read_covering_starts_at_the_batch_holding_the_event,
                 tasks::transfer_tasks_order_limit_and_delete,
                 tasks::timer_tasks_until_order_and_delete,
                 namespaces::namespace_create_get_list,
