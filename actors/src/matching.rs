@@ -31,6 +31,9 @@ pub struct QueryTask {
     pub run_id: String,
     /// The query.
     pub query: sundial_engine::api::query::v1::WorkflowQuery,
+    /// When its caller stops waiting (unix millis; 0: never): a query still queued then is
+    /// dropped.
+    pub expires_ms: i64,
 }
 
 /// What a partition hands out.
@@ -111,6 +114,8 @@ pub struct TaskQueuePartition {
     /// The lease is being renewed.
     renewing: bool,
     last_poll_ms: i64,
+    /// The last add or poll (unix millis).
+    last_activity_ms: i64,
     telemetry: Telemetry,
     /// For a sticky queue: the normal queue behind it (metrics are tagged with its name).
     sticky: Option<String>,
@@ -118,6 +123,13 @@ pub struct TaskQueuePartition {
     dispatched: RateWindow,
     recent_pollers: HashMap<String, i64>,
 }
+
+/// Long polls one partition holds at once; more are refused with `ResourceExhausted`.
+pub const MAX_WAITING_POLLERS: usize = 1_000;
+/// A partition with no poller, no backlog and no traffic for this long is unloaded.
+const IDLE_UNLOAD_MS: i64 = 5 * 60 * 1000;
+/// How often a partition drops expired queries and checks whether it is idle.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// Pollers not seen for this long leave `DescribeTaskQueue` (Temporal's 5 minutes).
 const POLLER_HISTORY_MS: i64 = 5 * 60 * 1000;
@@ -157,6 +169,7 @@ impl Actor for TaskQueuePartition {
         if self.telemetry.meter().is_some() {
             ctx.run_interval(BACKLOG_REPORT, |act, _| act.report_backlog());
         }
+        ctx.run_interval(HOUSEKEEPING, |act, ctx| act.housekeeping(ctx));
     }
 }
 
@@ -170,9 +183,10 @@ pub struct AddTask {
     pub sticky: bool,
 }
 
-/// Wait for a task (`1`: the poller's identity).
+/// Wait for a task (`1`: the poller's identity). Refused when the partition already holds
+/// [`MAX_WAITING_POLLERS`] polls.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<()>")]
 pub struct Poll(pub oneshot::Sender<Matched>, pub String);
 
 struct Requeue(Backlogged);
@@ -197,6 +211,7 @@ impl TaskQueuePartition {
             reading: false,
             renewing: false,
             last_poll_ms: now,
+            last_activity_ms: now,
             telemetry: Telemetry::default(),
             sticky: None,
             added: RateWindow::default(),
@@ -240,6 +255,22 @@ impl TaskQueuePartition {
             self.backlog.len() + self.unread,
             age,
         );
+    }
+
+    /// Drops queries whose callers stopped waiting; unloads the partition once it has been
+    /// idle (no poller, nothing queued or owed, no traffic) for [`IDLE_UNLOAD_MS`].
+    fn housekeeping(&mut self, ctx: &mut Context<Self>) {
+        let now = self.clock.now_ms();
+        self.backlog.retain(|b| !expired(&b.item, now));
+        self.pollers.retain(|p| !p.is_closed());
+        let idle = self.pollers.is_empty()
+            && self.backlog.is_empty()
+            && self.unread == 0
+            && self.held.is_empty()
+            && now - self.last_activity_ms > IDLE_UNLOAD_MS;
+        if idle {
+            ctx.stop();
+        }
     }
 
     /// Starts using the ids of a new lease.
@@ -386,6 +417,9 @@ impl TaskQueuePartition {
 
     /// Hands `entry` to a waiting poller; gives it back when none is left.
     fn hand_out(&mut self, entry: Backlogged, ctx: &mut Context<Self>) -> Option<Backlogged> {
+        if expired(&entry.item, self.clock.now_ms()) {
+            return None;
+        }
         while let Some(poller) = self.pollers.pop_front() {
             if poller.is_closed() {
                 continue;
@@ -440,6 +474,7 @@ impl Handler<AddTask> for TaskQueuePartition {
     /// task the shard already deleted.
     fn handle(&mut self, msg: AddTask, ctx: &mut Self::Context) -> Self::Result {
         let now = self.clock.now_ms();
+        self.last_activity_ms = now;
         self.added.record(now);
         if let (true, QueueItem::Task(task)) = (msg.sticky, &msg.item) {
             self.sticky = Some(task.normal_task_queue.clone());
@@ -475,10 +510,11 @@ impl Handler<AddTask> for TaskQueuePartition {
 }
 
 impl Handler<Poll> for TaskQueuePartition {
-    type Result = ();
+    type Result = Result<()>;
 
-    fn handle(&mut self, msg: Poll, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Poll, ctx: &mut Self::Context) -> Result<()> {
         self.last_poll_ms = self.clock.now_ms();
+        self.last_activity_ms = self.last_poll_ms;
         if !msg.1.is_empty() {
             self.recent_pollers.insert(msg.1, self.last_poll_ms);
             if self.recent_pollers.len() > 1000 {
@@ -487,9 +523,21 @@ impl Handler<Poll> for TaskQueuePartition {
             }
         }
         self.pollers.retain(|p| !p.is_closed());
+        if self.pollers.len() >= MAX_WAITING_POLLERS {
+            return Err(Error::Overloaded(format!(
+                "task queue {} has {MAX_WAITING_POLLERS} polls waiting",
+                self.key.name
+            )));
+        }
         self.pollers.push_back(msg.0);
         self.drain_backlog(ctx);
+        Ok(())
     }
+}
+
+/// A query whose caller no longer waits.
+fn expired(item: &QueueItem, now_ms: i64) -> bool {
+    matches!(item, QueueItem::Query(q) if q.expires_ms != 0 && q.expires_ms <= now_ms)
 }
 
 impl Handler<Requeue> for TaskQueuePartition {
@@ -630,6 +678,10 @@ impl Matching {
         if !create {
             return None;
         }
+        // Partitions unloaded while idle leave their entries behind: sweep them now and then.
+        if map.len() % 64 == 0 {
+            map.retain(|_, addr| addr.connected());
+        }
         let (k, store, clock) = (key.clone(), self.store.clone(), self.clock.clone());
         let telemetry = self.telemetry.clone();
         let addr = TaskQueuePartition::start_in_arbiter(self.arbiter_for(key), move |_| {
@@ -655,24 +707,36 @@ impl Matching {
 
     /// Waits up to `timeout` for a task.
     pub async fn poll(&self, key: &TaskQueueKey, timeout: Duration) -> Option<Matched> {
-        self.poll_as(key, timeout, "").await
+        self.poll_as(key, timeout, "").await.ok().flatten()
     }
 
-    /// [`Matching::poll`] by a poller that `DescribeTaskQueue` lists under `identity`.
+    /// [`Matching::poll`] by a poller that `DescribeTaskQueue` lists under `identity`;
+    /// [`Error::Overloaded`] when the partition holds too many polls already.
     pub async fn poll_as(
         &self,
         key: &TaskQueueKey,
         timeout: Duration,
         identity: &str,
-    ) -> Option<Matched> {
-        let addr = self.partition(key, true)?;
+    ) -> Result<Option<Matched>> {
+        let Some(addr) = self.partition(key, true) else {
+            return Ok(None);
+        };
         let (tx, rx) = oneshot::channel();
         let send = addr.send(Poll(tx, identity.to_string()));
-        self.telemetry
+        match self
+            .telemetry
             .in_mailbox(ActorKind::TaskQueuePartition, send)
             .await
-            .ok()?;
-        tokio::time::timeout(timeout, rx).await.ok()?.ok()
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            // The partition stopped (unloaded while idle): an empty poll; the next one loads it.
+            Err(_) => return Ok(None),
+        }
+        Ok(tokio::time::timeout(timeout, rx)
+            .await
+            .ok()
+            .and_then(|r| r.ok()))
     }
 
     /// Unloads a partition (a sticky queue whose worker shut down).

@@ -131,3 +131,72 @@ async fn a_backlog_past_one_lease_keeps_every_task_once() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn waiting_polls_are_bounded_per_partition() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let m = matching(&store);
+    let polls: Vec<_> = (0..MAX_WAITING_POLLERS)
+        .map(|_| {
+            let m = m.clone();
+            tokio::spawn(async move { m.poll(&key(), Duration::from_secs(30)).await })
+        })
+        .collect();
+    while m.describe(&key()).await.expect("loaded").pollers_waiting < MAX_WAITING_POLLERS {
+        tokio::task::yield_now().await;
+    }
+    let refused = m.poll_as(&key(), POLL, "one-too-many").await;
+    assert!(matches!(refused, Err(Error::Overloaded(_))), "{refused:?}");
+    for p in polls {
+        p.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_query_whose_caller_gave_up_is_dropped_not_handed_out() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let m = matching(&store);
+    let expired = QueueItem::Query(QueryTask {
+        query_id: "q".into(),
+        namespace_id: "ns".into(),
+        workflow_id: "wf".into(),
+        run_id: "run".into(),
+        query: Default::default(),
+        expires_ms: 1,
+    });
+    m.add(&key(), expired, false).await.expect("queued");
+    m.add(&key(), task(3), false).await.expect("backlogged");
+    let first = m.poll(&key(), POLL).await.expect("a task");
+    assert_eq!(scheduled_id(&first), 3);
+}
+
+/// A clock the test moves by hand.
+struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl crate::Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[tokio::test]
+async fn an_idle_partition_is_unloaded_and_loads_again_when_used() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock(1_000_000.into()));
+    let m = Matching::new(store.clone(), clock.clone(), arbiter());
+    m.describe(&key()).await.expect("loaded");
+    clock
+        .0
+        .fetch_add(IDLE_UNLOAD_MS + 1, std::sync::atomic::Ordering::Relaxed);
+    // Housekeeping runs every second of real time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while m.stats(&key()).await.is_some() {
+        assert!(std::time::Instant::now() < deadline, "never unloaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    m.add(&key(), task(9), false).await.expect("loaded again");
+    assert_eq!(
+        scheduled_id(&m.poll(&key(), POLL).await.expect("a task")),
+        9
+    );
+}

@@ -22,7 +22,7 @@ impl Frontend {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let poll = self.node.matching.poll_as(&key, left, &req.identity);
-            let Some(matched) = poll.await else {
+            let Some(matched) = poll.await.map_err(to_status)? else {
                 return Ok(Response::new(PollWorkflowTaskQueueResponse::default()));
             };
             match matched.item.clone() {
@@ -142,7 +142,7 @@ impl Frontend {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let poll = self.node.matching.poll_as(&key, left, &req.identity);
-            let Some(matched) = poll.await else {
+            let Some(matched) = poll.await.map_err(to_status)? else {
                 return Ok(Response::new(PollActivityTaskQueueResponse::default()));
             };
             let QueueItem::Task(task) = matched.item.clone() else {

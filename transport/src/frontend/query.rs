@@ -111,6 +111,11 @@ impl Frontend {
             workflow_id: state.workflow_id.clone(),
             run_id: state.run_id.clone(),
             query,
+            expires_ms: self.node.clock.now_ms().saturating_add(
+                deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .as_millis() as i64,
+            ),
         });
         let normal = state
             .started

@@ -82,6 +82,15 @@ impl Frontend {
     }
 
     async fn partition_stats(&self, ns: &str, queue: &str, task_type: i32) -> PartitionStats {
+        // Only workflow and activity queues hold tasks here (no Nexus): any other type has
+        // nothing to report, and must not load a partition per value a client sends.
+        let holds_tasks = [
+            TaskQueueType::Workflow as i32,
+            TaskQueueType::Activity as i32,
+        ];
+        if !holds_tasks.contains(&task_type) {
+            return PartitionStats::default();
+        }
         let key = Matching::key(ns, queue, task_type);
         self.node.matching.describe(&key).await.unwrap_or_default()
     }
