@@ -166,6 +166,11 @@ async fn run(
     let store = telemetry.instrument_store(store);
     let node = Node::start_observed(store, shards, log.clone(), Arc::new(SystemClock), telemetry);
     dynamic::watch(dynamic_config, node.history.clone(), log.clone())?;
+    // Every namespace's retention must be known before a shard closes a run.
+    node.namespaces
+        .load_all()
+        .await
+        .context("reading the namespaces")?;
     for ns in std::iter::once("default".to_string()).chain(namespaces.names) {
         sundial_transport::ensure_namespace(&node.namespaces, &ns)
             .await

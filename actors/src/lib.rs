@@ -85,6 +85,8 @@ pub struct History {
     telemetry: Telemetry,
     /// One flag per shard, set while it serves.
     serving: Arc<Vec<Arc<AtomicBool>>>,
+    /// Retention by namespace id (kept by the namespace registry).
+    retention: namespaces::RetentionRegistry,
 }
 
 impl History {
@@ -113,6 +115,15 @@ impl History {
             .unwrap_or_else(|p| p.into_inner())
             .get(namespace_id)
             .cloned()
+    }
+
+    /// The retention of a namespace, if the namespace registry has read it.
+    pub fn retention_ms(&self, namespace_id: &str) -> Option<i64> {
+        self.retention
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(namespace_id)
+            .copied()
     }
 
     /// Number of shards.
@@ -234,6 +245,7 @@ impl Node {
             })
             .collect();
         let search_attributes = namespaces::SearchAttributeRegistry::default();
+        let retention = namespaces::RetentionRegistry::default();
         let history = History {
             shards: Arc::new(shards),
             limits: Arc::default(),
@@ -241,6 +253,7 @@ impl Node {
             store: store.clone(),
             telemetry: telemetry.clone(),
             serving: Arc::new(serving),
+            retention: retention.clone(),
         };
         for shard in history.shards.iter() {
             shard.do_send(crate::shard::SetHistory(history.clone()));
@@ -248,7 +261,9 @@ impl Node {
         Node {
             history,
             matching,
-            namespaces: Namespaces::new(store).with_registry(search_attributes),
+            namespaces: Namespaces::new(store)
+                .with_registry(search_attributes)
+                .with_retention_registry(retention),
             queries: Queries::default(),
             clock,
             telemetry,

@@ -679,7 +679,7 @@ impl Matching {
             return None;
         }
         // Partitions unloaded while idle leave their entries behind: sweep them now and then.
-        if map.len() % 64 == 0 {
+        if map.len().is_multiple_of(64) {
             map.retain(|_, addr| addr.connected());
         }
         let (k, store, clock) = (key.clone(), self.store.clone(), self.clock.clone());

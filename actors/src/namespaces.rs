@@ -29,6 +29,10 @@ pub struct Namespace {
 /// upserts against them).
 pub type SearchAttributeRegistry = Arc<RwLock<HashMap<String, Arc<SearchAttributeTypes>>>>;
 
+/// Retention (millis) by namespace id, shared with the history shards (which schedule the
+/// deletion of every run they close).
+pub type RetentionRegistry = Arc<RwLock<HashMap<String, i64>>>;
+
 impl Namespace {
     /// Its custom search attributes: alias → type (from the preallocated field it aliases).
     pub fn search_attributes(&self) -> SearchAttributeTypes {
@@ -53,6 +57,7 @@ pub struct Namespaces {
     store: DynStore,
     by_name: Arc<RwLock<HashMap<String, Namespace>>>,
     search_attributes: SearchAttributeRegistry,
+    retention: RetentionRegistry,
 }
 
 impl Namespaces {
@@ -62,7 +67,27 @@ impl Namespaces {
             store,
             by_name: Arc::default(),
             search_attributes: Arc::default(),
+            retention: Arc::default(),
         }
+    }
+
+    /// The same registry publishing each namespace's retention to `registry`.
+    pub fn with_retention_registry(mut self, registry: RetentionRegistry) -> Self {
+        self.retention = registry;
+        self
+    }
+
+    /// Reads every namespace into the cache (and the shards' registries), so that runs closed
+    /// before any request named their namespace still get its retention.
+    pub async fn load_all(&self) -> Result<()> {
+        for ns in self.list().await? {
+            self.publish(&ns);
+            self.by_name
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(ns.name.clone(), ns);
+        }
+        Ok(())
     }
 
     /// The same registry publishing each namespace's custom search attributes to `registry`.
@@ -76,6 +101,18 @@ impl Namespaces {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(ns.id.clone(), Arc::new(ns.search_attributes()));
+        let retention = ns
+            .description
+            .config
+            .as_ref()
+            .and_then(|c| c.workflow_execution_retention_ttl.as_ref())
+            .map(|d| sundial_engine::time::duration_ms(Some(d)))
+            .filter(|ms| *ms > 0);
+        let mut registry = self.retention.write().unwrap_or_else(|p| p.into_inner());
+        match retention {
+            Some(ms) => registry.insert(ns.id.clone(), ms),
+            None => registry.remove(&ns.id),
+        };
     }
 
     /// Registers custom search attributes (OperatorService.AddSearchAttributes): each name is

@@ -598,11 +598,16 @@ impl Handler<Loaded> for HistoryShard {
         let mut trace = msg.trace;
         let ops = msg.ops.len();
         for (i, op) in msg.ops.into_iter().enumerate() {
-            let search_attributes = op
-                .run()
-                .and_then(|r| self.history.as_ref()?.search_attributes(&r.namespace_id));
+            let namespace_id = op.run().map(|r| r.namespace_id);
+            let search_attributes = namespace_id
+                .as_ref()
+                .and_then(|ns| self.history.as_ref()?.search_attributes(ns));
+            let retention_ms = namespace_id
+                .as_ref()
+                .and_then(|ns| self.history.as_ref()?.retention_ms(ns));
             let env = Env {
                 search_attributes,
+                retention_ms,
                 now_ms: now,
                 new_run_id: uuid::Uuid::new_v4().to_string(),
                 limits: self

@@ -581,7 +581,13 @@ impl ShardCore {
                     workflow_id: task.workflow_id.clone(),
                     run_id: task.run_id.clone(),
                 };
-                if self.runs.contains_key(&key) {
+                if task.task_kind() == TaskKind::DeleteExecution {
+                    // Retention passed: the run goes with its history (a run reset or reopened
+                    // since is open again and stays).
+                    if self.runs.get(&key).is_some_and(|r| !r.wf.is_open()) {
+                        self.deletes.push(key);
+                    }
+                } else if self.runs.contains_key(&key) {
                     let _ = self.with_run(&key, env, |wf| {
                         match task.task_kind() {
                             TaskKind::UserTimer => wf.fire_timer(&task, env),
@@ -638,6 +644,9 @@ impl ShardCore {
                     touched.extend(changes.events);
                 }
                 self.tasks.extend(changes.tasks);
+                if closed_now {
+                    self.schedule_deletion(key, env);
+                }
                 if let Some(new_run) = changes.new_run {
                     self.add_new_run(*new_run, key);
                 } else if closed_now {
@@ -650,6 +659,23 @@ impl ShardCore {
                 Err(e)
             }
         }
+    }
+
+    /// A run just closed: a durable timer deletes it and its history once the namespace's
+    /// retention has passed. Without a known retention nothing is scheduled (a run is never
+    /// deleted early).
+    fn schedule_deletion(&mut self, key: &ExecutionKey, env: &Env) {
+        let Some(retention_ms) = env.retention_ms else {
+            return;
+        };
+        self.tasks.push(TaskInfo {
+            kind: TaskKind::DeleteExecution as i32,
+            namespace_id: key.namespace_id.clone(),
+            workflow_id: key.workflow_id.clone(),
+            run_id: key.run_id.clone(),
+            fire_time_ms: env.now_ms.saturating_add(retention_ms).max(1),
+            ..Default::default()
+        });
     }
 
     /// ResetWorkflowExecution: terminates the current run if it is open and makes the run

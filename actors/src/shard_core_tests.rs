@@ -144,3 +144,81 @@ fn a_commit_marks_only_its_own_current_pointers_stored() {
     assert!(!core.has_current("ns", "b"));
     assert!(core.has_current("ns", "a"));
 }
+
+#[test]
+fn a_closed_run_is_deleted_once_its_namespace_retention_has_passed() {
+    const RETENTION_MS: i64 = 3_600_000;
+    let mut core = ShardCore::new(1, 1);
+    let (op, _rx) = start_op("kept-a-while");
+    commit(&mut core, vec![op]);
+    let run = RunRef {
+        namespace_id: "ns".into(),
+        workflow_id: "kept-a-while".into(),
+        run_id: String::new(),
+    };
+    let env = Env {
+        retention_ms: Some(RETENTION_MS),
+        ..Env::new(5_000, "unused")
+    };
+    let (tx, _rx) = oneshot::channel();
+    core.apply(
+        Op::Terminate {
+            run: run.clone(),
+            reason: "done".into(),
+            details: None,
+            identity: String::new(),
+            reply: tx,
+        },
+        &env,
+    );
+    let (_, effects, touched) = core.build_batch();
+    core.committed(&touched);
+    let deletion: Vec<_> = effects
+        .timers
+        .into_iter()
+        .filter(|t| t.task.task_kind() == TaskKind::DeleteExecution)
+        .collect();
+    assert_eq!(deletion.len(), 1, "one deletion timer");
+    assert_eq!(deletion[0].task.fire_time_ms, 5_000 + RETENTION_MS);
+
+    // The timer fires: the next batch deletes the run (and with it its history and pointer).
+    let fired = deletion.into_iter().next().expect("one");
+    core.apply(
+        Op::Timer(fired.task.fire_time_ms, fired.task_id, fired.task),
+        &Env::new(5_000 + RETENTION_MS, "unused"),
+    );
+    let (batch, _, touched) = core.build_batch();
+    assert_eq!(batch.delete_executions.len(), 1);
+    assert_eq!(batch.delete_executions[0].run_id, "run-kept-a-while");
+    core.committed(&touched);
+    assert!(core.resolve(&run).is_err());
+}
+
+#[test]
+fn without_a_known_retention_nothing_is_deleted() {
+    let mut core = ShardCore::new(1, 1);
+    let (op, _rx) = start_op("unknown-namespace");
+    commit(&mut core, vec![op]);
+    let (tx, _rx) = oneshot::channel();
+    core.apply(
+        Op::Terminate {
+            run: RunRef {
+                namespace_id: "ns".into(),
+                workflow_id: "unknown-namespace".into(),
+                run_id: String::new(),
+            },
+            reason: "done".into(),
+            details: None,
+            identity: String::new(),
+            reply: tx,
+        },
+        &Env::new(5_000, "unused"),
+    );
+    let (_, effects, _) = core.build_batch();
+    assert!(
+        effects
+            .timers
+            .iter()
+            .all(|t| t.task.task_kind() != TaskKind::DeleteExecution)
+    );
+}

@@ -327,6 +327,9 @@ pub enum TaskKind {
     RecordChildClose = 13,
     /// Transfer: apply a parent-close policy to a child (terminate or request cancel).
     ParentClosePolicy = 14,
+    /// Timer: the namespace's retention has passed since the run closed: delete the run and
+    /// its history.
+    DeleteExecution = 15,
 }
 
 /// A transfer or timer task of a run; flat so every kind shares one encoding.

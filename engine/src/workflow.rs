@@ -46,6 +46,9 @@ pub struct Env {
     /// The custom search attributes of the run's namespace, when known (upserts naming others
     /// are refused); `None` skips the check.
     pub search_attributes: Option<std::sync::Arc<crate::search_attributes::SearchAttributeTypes>>,
+    /// The namespace's retention (millis), when known: a closed run is deleted this long
+    /// after it closed.
+    pub retention_ms: Option<i64>,
 }
 
 impl Env {
@@ -57,6 +60,7 @@ impl Env {
             new_run_id: new_run_id.into(),
             limits: crate::Limits::default(),
             search_attributes: None,
+            retention_ms: None,
         }
     }
 }

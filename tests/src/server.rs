@@ -51,8 +51,18 @@ impl TestServer {
     ///
     /// [`stop`]: TestServer::stop
     pub async fn start(store: DynStore, dir: Option<TempDir>) -> Result<Self> {
+        Self::start_with_clock(store, dir, Arc::new(sundial_actors::SystemClock)).await
+    }
+
+    /// [`TestServer::start`] on a clock the test controls.
+    pub async fn start_with_clock(
+        store: DynStore,
+        dir: Option<TempDir>,
+        clock: Arc<dyn sundial_actors::Clock>,
+    ) -> Result<Self> {
         let log = slog::Logger::root(slog::Discard, slog::o!());
-        let node = Node::start(store, NUM_SHARDS, log);
+        let node = Node::start_with_clock(store, NUM_SHARDS, log, clock);
+        node.namespaces.load_all().await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let mut server = TestServer {

@@ -11,5 +11,6 @@ mod metrics;
 mod paging;
 mod queries;
 mod range_checks;
+mod retention;
 mod signals;
 mod traces;
