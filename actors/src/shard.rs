@@ -20,6 +20,9 @@ use crate::{Clock, Error};
 
 /// How often due timers are looked for.
 const TICK: Duration = Duration::from_millis(20);
+/// Timers are held in memory only when they fire within this window; later ones stay in the
+/// store until the window moves on (so 100k runs waiting on hour-long timers cost no memory).
+const TIMER_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// Requests a shard queues (waiting for the commit in flight) before it refuses more with
 /// `ResourceExhausted`.
 pub const MAX_QUEUED_OPS: usize = 10_000;
@@ -57,7 +60,11 @@ pub struct HistoryShard {
     log: Logger,
     queue: Vec<Op>,
     busy: bool,
+    /// Timers firing up to `timer_window_end` (unix millis), by (fire time, task id).
     timers: BTreeMap<(i64, i64), TaskInfo>,
+    timer_window_end: i64,
+    /// The end of the next window while it is being read.
+    loading_timers_until: Option<i64>,
     last_ack_flush_ms: i64,
     telemetry: ShardTelemetry,
     /// Every shard of the node, for tasks aimed at other workflows.
@@ -163,6 +170,8 @@ impl HistoryShard {
             queue: Vec::new(),
             busy: true,
             timers: BTreeMap::new(),
+            timer_window_end: 0,
+            loading_timers_until: None,
             last_ack_flush_ms: 0,
             telemetry: ShardTelemetry::default(),
             history: None,
@@ -200,6 +209,8 @@ impl HistoryShard {
         let store = self.store.clone();
         let shard_id = self.core.shard_id;
         let me = ctx.address();
+        let window_end = self.clock.now_ms().saturating_add(TIMER_WINDOW_MS);
+        self.timer_window_end = window_end;
         actix::spawn(async move {
             let result = async {
                 let info = store.acquire_shard(shard_id).await?;
@@ -207,7 +218,7 @@ impl HistoryShard {
                     .list_transfer_tasks(shard_id, i64::MIN, usize::MAX)
                     .await?;
                 let timers = store
-                    .list_timer_tasks(shard_id, i64::MAX, usize::MAX)
+                    .list_timer_tasks(shard_id, window_end, usize::MAX)
                     .await?;
                 let transfer = transfer
                     .into_iter()
@@ -276,6 +287,50 @@ impl HistoryShard {
         if self.ownership != Ownership::Fenced {
             self.timers.insert((fire_ms, task_id), task);
         }
+    }
+
+    /// Holds a committed timer in memory if it fires within the window; a later one is read
+    /// from the store when the window gets there.
+    /// (A speculative timer is never stored, so it is always held.)
+    fn arm(&mut self, fire_ms: i64, task_id: i64, task: TaskInfo) {
+        // While the next window is read, a timer committed meanwhile may be missing from
+        // that read: hold it already.
+        let window_end = self
+            .timer_window_end
+            .max(self.loading_timers_until.unwrap_or(0));
+        if fire_ms <= window_end || task.speculative {
+            self.timers.insert((fire_ms, task_id), task);
+        }
+    }
+
+    /// Moves the timer window on before it runs out: reads the timers that fire after the
+    /// current window and up to the new one.
+    fn advance_timer_window(&mut self, ctx: &mut Context<Self>, now: i64) {
+        if self.loading_timers_until.is_some()
+            || now.saturating_add(TIMER_WINDOW_MS / 2) < self.timer_window_end
+        {
+            return;
+        }
+        let (store, shard_id) = (self.store.clone(), self.core.shard_id);
+        let (after, until) = (self.timer_window_end, now.saturating_add(TIMER_WINDOW_MS));
+        self.loading_timers_until = Some(until);
+        let read = async move { store.list_timer_tasks(shard_id, until, usize::MAX).await };
+        ctx.spawn(read.into_actor(self).map(move |res, act, _| {
+            act.loading_timers_until = None;
+            // Re-acquired meanwhile: that acquire read its own window.
+            if act.timer_window_end != after {
+                return;
+            }
+            let Ok(rows) = res else {
+                return; // Read again at the next tick.
+            };
+            for row in rows.into_iter().filter(|r| r.fire_time_ms > after) {
+                if let Ok(task) = TaskInfo::decode(row.data.as_slice()) {
+                    act.timers.insert((row.fire_time_ms, row.task_id), task);
+                }
+            }
+            act.timer_window_end = until;
+        }));
     }
 
     /// Records this shard's metrics and spans into `telemetry`.
@@ -425,6 +480,7 @@ impl HistoryShard {
             return;
         }
         let now = self.clock.now_ms();
+        self.advance_timer_window(ctx, now);
         while let Some((&(fire, id), _)) = self.timers.first_key_value() {
             if fire > now {
                 break;
@@ -653,7 +709,7 @@ impl Handler<Committed> for HistoryShard {
                     reply(None);
                 }
                 for t in msg.effects.timers {
-                    self.timers.insert((t.task.fire_time_ms, t.task_id), t.task);
+                    self.arm(t.task.fire_time_ms, t.task_id, t.task);
                 }
                 for t in msg.effects.transfer {
                     self.dispatch(ctx, t);

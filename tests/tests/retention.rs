@@ -66,3 +66,37 @@ async fn a_closed_run_is_deleted_after_the_namespace_retention() -> Result<()> {
     ensure!(history.is_err(), "its history is gone too: {history:?}");
     Ok(())
 }
+
+/// Timers far ahead are not held in memory; the shard reads them from the store as its timer
+/// window moves on, and they fire on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_beyond_the_in_memory_window_fires_when_its_time_comes() -> Result<()> {
+    let now = sundial_actors::Clock::now_ms(&sundial_actors::SystemClock);
+    let clock = Arc::new(ManualClock(AtomicI64::new(now)));
+    let server =
+        TestServer::start_with_clock(Arc::new(MemoryStore::new()), None, clock.clone()).await?;
+    let mut worker = Worker::new(server.client().await?);
+    worker.start("waits-an-hour").await?;
+    let task = worker.poll_workflow_task().await?;
+    worker
+        .complete_workflow_task(
+            task.task_token,
+            vec![commands::start_timer("t", secs(3600))],
+        )
+        .await?;
+    // An hour passes: the window (minutes long) moves to the timer, which fires.
+    clock.0.fetch_add(3_601_000, Ordering::Relaxed);
+    let fired = worker
+        .try_poll_workflow_task(Duration::from_secs(10))
+        .await?;
+    let events = fired
+        .and_then(|t| t.history)
+        .map(|h| h.events)
+        .unwrap_or_default();
+    let types = sundial_tests::worker::event_types(&events);
+    ensure!(
+        types.contains(&sundial_proto::api::enums::v1::EventType::TimerFired),
+        "{types:?}"
+    );
+    Ok(())
+}
