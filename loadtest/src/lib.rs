@@ -17,6 +17,7 @@
 pub mod chart;
 pub mod client;
 pub mod compare;
+pub mod cpu;
 pub mod driver;
 pub mod metrics;
 pub mod report;

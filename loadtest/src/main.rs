@@ -37,6 +37,9 @@ enum Command {
         /// The server's history shard count (to choose ids for `--placement hot`).
         #[arg(long, default_value_t = 4)]
         num_shards: u32,
+        /// The server's process id on this machine, to report its CPU time per workflow.
+        #[arg(long)]
+        server_pid: Option<u32>,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -219,11 +222,20 @@ async fn real_main() -> Result<bool> {
         Command::Run {
             address,
             num_shards,
+            server_pid,
             load,
         } => {
             let config = load.run_config(num_shards);
+            let server_cpu = || server_pid.and_then(sundial_loadtest::cpu::process_cpu_seconds);
+            let (server_before, own_before) =
+                (server_cpu(), sundial_loadtest::cpu::own_cpu_seconds());
             let outcome = driver::run(address, &config).await?;
-            let server = ServerReport::from_outcome(outcome);
+            let spent =
+                |after: Option<f64>, before: Option<f64>| after.zip(before).map(|(a, b)| a - b);
+            let server = ServerReport::from_outcome(outcome).with_cpu(
+                spent(server_cpu(), server_before),
+                spent(sundial_loadtest::cpu::own_cpu_seconds(), own_before),
+            );
             let table = report::table(&[("target", &server)], false);
             let complete = server.incomplete() == 0;
             let report = Report {

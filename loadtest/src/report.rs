@@ -69,6 +69,11 @@ pub struct ServerReport {
     pub latency_distribution_ms: Vec<(f64, f64)>,
     /// Workflows closed in each second of the run.
     pub closes_per_second: Vec<u64>,
+    /// The server's CPU time per completed workflow, over the run (0 when not measured: a
+    /// server this tool did not start and was not given the pid of).
+    pub server_cpu_ms_per_workflow: f64,
+    /// The load generator's own CPU time per completed workflow, over the run.
+    pub loadgen_cpu_ms_per_workflow: f64,
 }
 
 impl ServerReport {
@@ -106,7 +111,18 @@ impl ServerReport {
             },
             latency_distribution_ms: distribution,
             closes_per_second: std::mem::take(&mut obs.closes_per_second),
+            server_cpu_ms_per_workflow: 0.0,
+            loadgen_cpu_ms_per_workflow: 0.0,
         }
+    }
+
+    /// Records the CPU seconds the server and the load generator spent on this run.
+    pub fn with_cpu(mut self, server_seconds: Option<f64>, loadgen_seconds: Option<f64>) -> Self {
+        let per =
+            |s: Option<f64>| s.map_or(0.0, |s| crate::cpu::ms_per_workflow(s, self.completed));
+        self.server_cpu_ms_per_workflow = per(server_seconds);
+        self.loadgen_cpu_ms_per_workflow = per(loadgen_seconds);
+        self
     }
 
     /// Failed RPCs, all codes.
@@ -135,6 +151,14 @@ impl ServerReport {
             ("latency_ms.max", self.latency_ms.max),
             ("schedule_to_start_ms.p50", self.schedule_to_start_ms.p50),
             ("schedule_to_start_ms.p99", self.schedule_to_start_ms.p99),
+            (
+                "server_cpu_ms_per_workflow",
+                self.server_cpu_ms_per_workflow,
+            ),
+            (
+                "loadgen_cpu_ms_per_workflow",
+                self.loadgen_cpu_ms_per_workflow,
+            ),
         ]
     }
 }

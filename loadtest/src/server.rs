@@ -203,6 +203,11 @@ impl ServerProcess {
     }
 
     /// Waits (at most [`READY_TIMEOUT`]) until the server describes `namespace`.
+    /// The process id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn wait_ready(&mut self, namespace: &str) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
