@@ -935,14 +935,23 @@ impl ShardCore {
             }
             let stored_version = cached.stored_version;
             let version = stored_version.map_or(1, |v| v + 1);
-            let mut state = cached.wf.state.clone().without_speculative_task();
-            state.db_version = version;
-            let encoded = state.encode_to_vec();
+            let Some(cached) = self.runs.get_mut(&key) else {
+                continue;
+            };
+            // The cached state is what this commit stores (a failed commit drops it).
+            cached.wf.state.db_version = version;
+            let state = &cached.wf.state;
+            let encoded = if state.has_speculative_task() {
+                state.clone().without_speculative_task().encode_to_vec()
+            } else {
+                state.encode_to_vec()
+            };
+            let next_event_id = state.next_event_id;
             self.used(&key, encoded.len());
             batch.executions.push(ExecutionWrite {
                 row: ExecutionRow {
                     key: key.clone(),
-                    next_event_id: state.next_event_id,
+                    next_event_id,
                     state: encoded,
                     db_version: version,
                 },
