@@ -98,9 +98,13 @@ pub(super) fn current_version() -> i64 {
     MIGRATIONS.len() as i64
 }
 
-/// Page cache of each connection, in KiB (SQLite's default is 2 MiB: past a few tens of
+/// Page cache of the writer connection, in KiB (SQLite's default is 2 MiB: past a few tens of
 /// thousands of runs the indexes no longer fit and every write reads pages back from the OS).
 const PAGE_CACHE_KIB: i64 = 32 * 1024;
+/// Page cache of a reader connection, in KiB. A reader's cache is dropped whenever the writer
+/// has committed since its last read, which is nearly always: a large one only costs the time
+/// to drop it.
+const READER_PAGE_CACHE_KIB: i64 = 2 * 1024;
 
 /// Settings of every connection, file or memory.
 pub(super) fn configure_any(conn: &Connection) -> Result<()> {
@@ -127,6 +131,7 @@ pub(super) fn configure_file_writer(conn: &Connection) -> Result<()> {
 /// Settings of a reader connection of a file database: it can never write.
 pub(super) fn configure_file_reader(conn: &Connection) -> Result<()> {
     configure_any(conn)?;
+    conn.pragma_update(None, "cache_size", -READER_PAGE_CACHE_KIB)?;
     conn.pragma_update(None, "query_only", true)?;
     Ok(())
 }
