@@ -39,7 +39,13 @@ const MAX_GROUP: usize = 256;
 /// queue; the threads finish the jobs already queued, close their connections and exit.
 pub(super) struct Pool {
     jobs: Sender<Job>,
+    /// Bounds the jobs queued or running: a caller past the bound waits (asynchronously) for
+    /// a free slot instead of growing the queue.
+    slots: tokio::sync::Semaphore,
 }
+
+/// Most jobs a pool holds queued or running at once.
+const MAX_QUEUED_JOBS: usize = 4_096;
 
 impl Pool {
     /// Starts one thread per connection, all serving the same queue.
@@ -53,7 +59,10 @@ impl Pool {
                 .spawn(move || serve(conn, &queue))
                 .map_err(|e| Error::Backend(format!("spawning sqlite thread: {e}")))?;
         }
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            slots: tokio::sync::Semaphore::new(MAX_QUEUED_JOBS),
+        })
     }
 
     /// Runs `f` on one of the pool's connections and returns its answer. Never blocks the caller.
@@ -65,6 +74,7 @@ impl Pool {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
     {
+        let _slot = self.slots.acquire().await.map_err(|_| stopped())?;
         let (reply, answer) = oneshot::channel();
         let job = Job::Plain(Box::new(move |conn| {
             // The caller may have gone away; then nobody wants the answer.
@@ -83,6 +93,7 @@ impl Pool {
     where
         F: FnOnce(&Connection) -> Result<()> + Send + 'static,
     {
+        let _slot = self.slots.acquire().await.map_err(|_| stopped())?;
         let (done, answer) = oneshot::channel();
         let job = Job::Grouped(GroupedWrite {
             work: Box::new(f),
