@@ -1,11 +1,15 @@
 //! The requests a history shard applies, each with its typed reply channel.
 
 use sundial_engine::api::{
-    common::v1::Payloads, enums::v1::WorkflowTaskFailedCause, failure::v1::Failure,
+    common::v1::{Payloads, WorkflowExecution},
+    enums::v1::WorkflowTaskFailedCause,
+    failure::v1::Failure,
+    history::v1::HistoryEvent,
     workflowservice::v1::RespondWorkflowTaskCompletedRequest,
 };
 use sundial_engine::{
-    ActivityInfo, CompletionOutcome, MutableState, Signal, StartParams, TaskInfo, WorkflowTaskStart,
+    ActivityInfo, CompletionOutcome, Env, MutableState, Signal, StartParams, TaskInfo, Workflow,
+    WorkflowTaskStart,
 };
 use tokio::sync::oneshot;
 
@@ -112,12 +116,107 @@ pub struct ActivityStarted {
     pub state: MutableState,
 }
 
-/// A change to a run expressed as a function of the engine's `Workflow` (used by transfer
-/// tasks between workflows).
-pub type ApplyFn = Box<
-    dyn FnOnce(&mut sundial_engine::Workflow, &sundial_engine::Env) -> sundial_engine::Result<()>
-        + Send,
->;
+/// A change one run asks of another (cross-workflow transfer tasks) or a small maintenance
+/// request: plain data, applied to the target run by [`RunChange::apply_to`].
+#[derive(Debug, Clone)]
+pub enum RunChange {
+    /// The child's shard created the child: ChildWorkflowExecutionStarted in the parent.
+    ChildStarted {
+        /// The parent's StartChildWorkflowExecutionInitiated event id.
+        initiated_event_id: i64,
+        /// The child's run.
+        child_run_id: String,
+    },
+    /// The child could not be started (its id is in use): StartChildWorkflowExecutionFailed.
+    ChildStartFailed {
+        /// The parent's initiated event id.
+        initiated_event_id: i64,
+    },
+    /// A child closed: its closing event, recorded in the parent.
+    ChildClosed {
+        /// The parent's initiated event id.
+        initiated_event_id: i64,
+        /// The child's run.
+        child_run_id: String,
+        /// The child's closing event.
+        close: Box<HistoryEvent>,
+    },
+    /// The parent recorded the child's start: the child's first workflow task may be scheduled.
+    ScheduleFirstWorkflowTask,
+    /// The outcome of a SignalExternalWorkflowExecution, in the sender.
+    SignalExternalDone {
+        /// The sender's initiated event id.
+        initiated_event_id: i64,
+        /// Whether the target got the signal.
+        delivered: bool,
+    },
+    /// A cancellation request from another workflow (or a parent-close policy).
+    RequestCancel {
+        /// Reason.
+        cause: String,
+        /// The requesting workflow and its initiated event id (0 for a parent-close policy).
+        external: Option<(WorkflowExecution, i64)>,
+    },
+    /// The outcome of a RequestCancelExternalWorkflowExecution, in the requester.
+    CancelExternalDone {
+        /// The requester's initiated event id.
+        initiated_event_id: i64,
+        /// Whether the target got the request.
+        delivered: bool,
+    },
+    /// Termination by the server (a parent-close policy).
+    Terminate {
+        /// Reason.
+        reason: String,
+    },
+    /// ResetStickyTaskQueue: the run's next workflow task goes to its normal queue.
+    ResetStickyTaskQueue,
+}
+
+/// The identity the server writes on the events it causes itself.
+pub const SERVER_IDENTITY: &str = "history-service";
+
+impl RunChange {
+    /// Applies the change to `wf`.
+    pub fn apply_to(self, wf: &mut Workflow, env: &Env) -> sundial_engine::Result<()> {
+        match self {
+            RunChange::ChildStarted {
+                initiated_event_id,
+                child_run_id,
+            } => wf.child_started(initiated_event_id, &child_run_id, env),
+            RunChange::ChildStartFailed { initiated_event_id } => {
+                wf.child_start_failed(initiated_event_id, env)
+            }
+            RunChange::ChildClosed {
+                initiated_event_id,
+                child_run_id,
+                close,
+            } => wf.child_closed(initiated_event_id, &child_run_id, &close, env),
+            RunChange::ScheduleFirstWorkflowTask => {
+                wf.schedule_first_workflow_task(env);
+                Ok(())
+            }
+            RunChange::SignalExternalDone {
+                initiated_event_id,
+                delivered,
+            } => wf.signal_external_done(initiated_event_id, delivered, env),
+            RunChange::RequestCancel { cause, external } => {
+                wf.request_cancel_from(cause, SERVER_IDENTITY.into(), external, env)
+            }
+            RunChange::CancelExternalDone {
+                initiated_event_id,
+                delivered,
+            } => wf.cancel_external_done(initiated_event_id, delivered, env),
+            RunChange::Terminate { reason } => {
+                wf.terminate(reason, None, SERVER_IDENTITY.into(), env)
+            }
+            RunChange::ResetStickyTaskQueue => {
+                wf.reset_sticky_task_queue();
+                Ok(())
+            }
+        }
+    }
+}
 
 /// ResetWorkflowExecution, with the histories the frontend read for it.
 #[derive(Debug, Clone)]
@@ -288,12 +387,12 @@ pub enum Op {
     Reset(Box<ResetWorkflow>, Reply<String>),
     /// DeleteWorkflowExecution: terminates a running run, then deletes it with its history.
     Delete(RunRef, Reply<()>),
-    /// Applies a function to a run (internal: cross-workflow transfer tasks).
+    /// Applies a named change to a run (cross-workflow transfer tasks, ResetStickyTaskQueue).
     Apply {
         /// The run.
         run: RunRef,
         /// The change.
-        f: ApplyFn,
+        change: RunChange,
         /// Reply.
         reply: Reply<()>,
     },

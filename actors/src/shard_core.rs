@@ -566,10 +566,12 @@ impl ShardCore {
                 });
                 self.deferred.push(defer(reply, result));
             }
-            Op::Apply { run, f, reply } => {
-                let result = self
-                    .resolve(&run)
-                    .and_then(|key| self.with_run(&key, env, |wf| f(wf, env).map_err(Error::from)));
+            Op::Apply { run, change, reply } => {
+                let result = self.resolve(&run).and_then(|key| {
+                    self.with_run(&key, env, |wf| {
+                        change.apply_to(wf, env).map_err(Error::from)
+                    })
+                });
                 self.deferred.push(defer(reply, result));
             }
             Op::Timer(fire_ms, task_id, task) => {

@@ -13,13 +13,10 @@ use sundial_engine::api::{
         WorkflowExecutionStartedEventAttributes,
     },
 };
-use sundial_engine::{Env, Signal, StartParams, TaskInfo, TaskKind, Workflow};
+use sundial_engine::{Signal, StartParams, TaskInfo, TaskKind};
 
-use crate::ops::{Op, RunRef, StartWorkflow};
+use crate::ops::{Op, RunChange, RunRef, StartWorkflow};
 use crate::{Error, History, Result};
-
-/// Identity recorded on what the server does by itself.
-const SERVER_IDENTITY: &str = "history-service";
 
 fn source_run(task: &TaskInfo) -> RunRef {
     RunRef {
@@ -41,19 +38,11 @@ fn corrupt(e: prost::DecodeError) -> Error {
     Error::Unavailable(format!("corrupt transfer task: {e}"))
 }
 
-/// Applies `f` to a run through its shard.
-async fn apply(
-    history: &History,
-    run: RunRef,
-    f: impl FnOnce(&mut Workflow, &Env) -> sundial_engine::Result<()> + Send + 'static,
-) -> Result<()> {
+/// Applies `change` to a run through its shard.
+async fn apply(history: &History, run: RunRef, change: RunChange) -> Result<()> {
     let (ns, wf) = (run.namespace_id.clone(), run.workflow_id.clone());
     history
-        .call(&ns, &wf, |reply| Op::Apply {
-            run,
-            f: Box::new(f),
-            reply,
-        })
+        .call(&ns, &wf, |reply| Op::Apply { run, change, reply })
         .await
 }
 
@@ -71,12 +60,12 @@ pub async fn carry_out(history: &History, task: TaskInfo) -> Result<()> {
         TaskKind::StartChild => start_child(history, task).await,
         TaskKind::RecordChildClose => {
             let close = HistoryEvent::decode(task.payload.as_slice()).map_err(corrupt)?;
-            let (initiated, child_run) = (task.scheduled_event_id, task.run_id.clone());
-            match apply(history, target_run(&task), move |wf, env| {
-                wf.child_closed(initiated, &child_run, &close, env)
-            })
-            .await
-            {
+            let change = RunChange::ChildClosed {
+                initiated_event_id: task.scheduled_event_id,
+                child_run_id: task.run_id.clone(),
+                close: Box::new(close),
+            };
+            match apply(history, target_run(&task), change).await {
                 Err(e) if is_gone(&e) => Ok(()),
                 other => other,
             }
@@ -108,13 +97,11 @@ pub async fn carry_out(history: &History, task: TaskInfo) -> Result<()> {
                 Err(e) if is_gone(&e) => false,
                 Err(e) => return Err(e),
             };
-            let initiated_id = task.scheduled_event_id;
-            ignore_gone(
-                apply(history, source_run(&task), move |wf, env| {
-                    wf.signal_external_done(initiated_id, delivered, env)
-                })
-                .await,
-            )
+            let change = RunChange::SignalExternalDone {
+                initiated_event_id: task.scheduled_event_id,
+                delivered,
+            };
+            ignore_gone(apply(history, source_run(&task), change).await)
         }
         TaskKind::CancelExternal => {
             let reason = String::from_utf8_lossy(&task.payload).into_owned();
@@ -122,27 +109,21 @@ pub async fn carry_out(history: &History, task: TaskInfo) -> Result<()> {
                 workflow_id: task.workflow_id.clone(),
                 run_id: task.run_id.clone(),
             };
-            let initiated_id = task.scheduled_event_id;
-            let delivered = match apply(history, target_run(&task), move |wf, env| {
-                wf.request_cancel_from(
-                    reason,
-                    SERVER_IDENTITY.into(),
-                    Some((source, initiated_id)),
-                    env,
-                )
-            })
-            .await
-            {
+            let initiated_event_id = task.scheduled_event_id;
+            let change = RunChange::RequestCancel {
+                cause: reason,
+                external: Some((source, initiated_event_id)),
+            };
+            let delivered = match apply(history, target_run(&task), change).await {
                 Ok(()) => true,
                 Err(e) if is_gone(&e) => false,
                 Err(e) => return Err(e),
             };
-            ignore_gone(
-                apply(history, source_run(&task), move |wf, env| {
-                    wf.cancel_external_done(initiated_id, delivered, env)
-                })
-                .await,
-            )
+            let change = RunChange::CancelExternalDone {
+                initiated_event_id,
+                delivered,
+            };
+            ignore_gone(apply(history, source_run(&task), change).await)
         }
         TaskKind::ParentClosePolicy => {
             let policy = ParentClosePolicy::try_from(task.timeout_type).unwrap_or_default();
@@ -153,26 +134,17 @@ pub async fn carry_out(history: &History, task: TaskInfo) -> Result<()> {
                         workflow_id: task.workflow_id.clone(),
                         run_id: task.run_id.clone(),
                     };
-                    apply(history, target_run(&task), |wf, env| {
-                        wf.request_cancel_from(
-                            String::new(),
-                            SERVER_IDENTITY.into(),
-                            Some((parent, 0)),
-                            env,
-                        )
-                    })
-                    .await
+                    let change = RunChange::RequestCancel {
+                        cause: String::new(),
+                        external: Some((parent, 0)),
+                    };
+                    apply(history, target_run(&task), change).await
                 }
                 ParentClosePolicy::Terminate => {
-                    apply(history, target_run(&task), |wf, env| {
-                        wf.terminate(
-                            "by parent close policy".into(),
-                            None,
-                            SERVER_IDENTITY.into(),
-                            env,
-                        )
-                    })
-                    .await
+                    let change = RunChange::Terminate {
+                        reason: "by parent close policy".into(),
+                    };
+                    apply(history, target_run(&task), change).await
                 }
                 _ => Ok(()),
             };
@@ -243,29 +215,26 @@ async fn start_child(history: &History, task: TaskInfo) -> Result<()> {
     match history.call(&ns, &wf, |r| Op::Start(start, r)).await {
         Ok(outcome) => {
             let run_id = outcome.run_id.clone();
-            ignore_gone(
-                apply(history, parent, move |wf, env| {
-                    wf.child_started(initiated_id, &run_id, env)
-                })
-                .await,
-            )?;
+            let change = RunChange::ChildStarted {
+                initiated_event_id: initiated_id,
+                child_run_id: run_id,
+            };
+            ignore_gone(apply(history, parent, change).await)?;
             let child = RunRef {
                 namespace_id: ns,
                 workflow_id: wf,
                 run_id: outcome.run_id,
             };
-            ignore_gone(
-                apply(history, child, |wf, env| {
-                    wf.schedule_first_workflow_task(env);
-                    Ok(())
-                })
-                .await,
-            )
+            ignore_gone(apply(history, child, RunChange::ScheduleFirstWorkflowTask).await)
         }
         Err(Error::WorkflowAlreadyStarted { .. }) => ignore_gone(
-            apply(history, parent, move |wf, env| {
-                wf.child_start_failed(initiated_id, env)
-            })
+            apply(
+                history,
+                parent,
+                RunChange::ChildStartFailed {
+                    initiated_event_id: initiated_id,
+                },
+            )
             .await,
         ),
         Err(e) => Err(e),

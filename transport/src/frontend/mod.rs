@@ -543,10 +543,7 @@ impl WorkflowService for Frontend {
         let wf = run.workflow_id.clone();
         self.call(&ns, &wf, |reply| Op::Apply {
             run,
-            f: Box::new(|wf, _env| {
-                wf.reset_sticky_task_queue();
-                Ok(())
-            }),
+            change: sundial_actors::ops::RunChange::ResetStickyTaskQueue,
             reply,
         })
         .await?;
