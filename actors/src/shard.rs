@@ -29,7 +29,7 @@ pub const MAX_QUEUED_OPS: usize = 10_000;
 /// First wait before a failed acquire or transfer dispatch is retried; doubled per failure.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 /// Longest wait between retries.
-const RETRY_MAX: Duration = Duration::from_secs(10);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The wait before retry number `attempt` (1-based).
 fn backoff(attempt: u32) -> Duration {
