@@ -479,25 +479,13 @@ impl Handler<AddTask> for TaskQueuePartition {
         if let (true, QueueItem::Task(task)) = (msg.sticky, &msg.item) {
             self.sticky = Some(task.normal_task_queue.clone());
         }
-        let (tx, rx) = oneshot::channel();
-        // A query is not persisted: its caller waits for the answer itself.
-        let owed = match msg.item {
-            QueueItem::Task(_) => Some(tx),
-            QueueItem::Query(_) => None,
-        };
-        let answered = owed.is_none();
+        let is_task = matches!(msg.item, QueueItem::Task(_));
+        let (owed, answer) = oneshot::channel();
         let entry = Backlogged {
             item: msg.item,
             backlog_id: None,
             enqueued_ms: now,
-            owed,
-        };
-        let reply = async move {
-            match rx.await {
-                Ok(result) => result,
-                Err(_) if answered => Ok(()),
-                Err(_) => Err(Error::Unavailable("task queue partition stopped".into())),
-            }
+            owed: is_task.then_some(owed),
         };
         if let Some(entry) = self.hand_out(entry, ctx) {
             if msg.sticky && now - self.last_poll_ms > STICKY_POLLER_GRACE_MS {
@@ -505,7 +493,15 @@ impl Handler<AddTask> for TaskQueuePartition {
             }
             self.write_to_backlog(entry, ctx);
         }
-        Box::pin(reply)
+        if !is_task {
+            // A query is not persisted: its caller waits for the answer itself.
+            return Box::pin(actix::fut::ready(Ok(())));
+        }
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(Error::Unavailable("task queue partition stopped".into())))
+        })
     }
 }
 
