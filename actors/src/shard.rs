@@ -188,12 +188,6 @@ impl HistoryShard {
         self
     }
 
-    /// Bounds the shard's run cache.
-    pub fn with_cache_limits(mut self, limits: crate::shard_core::CacheLimits) -> Self {
-        self.core.cache_limits = limits;
-        self
-    }
-
     fn set_ownership(&mut self, ownership: Ownership) {
         self.ownership = ownership;
         self.serving.store(

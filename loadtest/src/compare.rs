@@ -89,19 +89,11 @@ pub async fn run_server(
         .with_context(|| format!("starting {label}"))?;
     let mut config = config.clone();
     config.label = label.to_string();
-    let (server_before, own_before) = (
-        crate::cpu::process_cpu_seconds(process.pid()),
-        crate::cpu::own_cpu_seconds(),
-    );
+    let cpu = crate::cpu::Meter::start(Some(process.pid()));
     let outcome = driver::run(process.addr, &config)
         .await
         .with_context(|| format!("running against {label}"))?;
-    let server_cpu = crate::cpu::process_cpu_seconds(process.pid())
-        .zip(server_before)
-        .map(|(after, before)| after - before);
-    let own_cpu = crate::cpu::own_cpu_seconds()
-        .zip(own_before)
-        .map(|(after, before)| after - before);
+    let (server_cpu, own_cpu) = cpu.spent();
     let report = ServerReport::from_outcome(outcome).with_cpu(server_cpu, own_cpu);
     if !process.is_running() {
         eprintln!(

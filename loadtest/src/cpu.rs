@@ -30,6 +30,37 @@ fn stat_cpu_seconds(stat: &str) -> Option<f64> {
     Some(ticks as f64 / TICKS_PER_SECOND)
 }
 
+/// CPU seconds a server process (when its pid is known) and this process spend from
+/// [`Meter::start`] to [`Meter::spent`].
+pub struct Meter {
+    server_pid: Option<u32>,
+    server_before: Option<f64>,
+    own_before: Option<f64>,
+}
+
+impl Meter {
+    /// Starts measuring (the server `server_pid`, if any, and this process).
+    pub fn start(server_pid: Option<u32>) -> Self {
+        Self {
+            server_pid,
+            server_before: server_pid.and_then(process_cpu_seconds),
+            own_before: own_cpu_seconds(),
+        }
+    }
+
+    /// The server's and this process's CPU seconds since the start (`None` where unknown).
+    pub fn spent(&self) -> (Option<f64>, Option<f64>) {
+        let since = |now: Option<f64>, before: Option<f64>| now.zip(before).map(|(a, b)| a - b);
+        (
+            since(
+                self.server_pid.and_then(process_cpu_seconds),
+                self.server_before,
+            ),
+            since(own_cpu_seconds(), self.own_before),
+        )
+    }
+}
+
 /// Milliseconds of CPU per workflow for `seconds` spent on `workflows`.
 pub fn ms_per_workflow(seconds: f64, workflows: u64) -> f64 {
     if workflows == 0 {

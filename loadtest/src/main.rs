@@ -226,16 +226,10 @@ async fn real_main() -> Result<bool> {
             load,
         } => {
             let config = load.run_config(num_shards);
-            let server_cpu = || server_pid.and_then(sundial_loadtest::cpu::process_cpu_seconds);
-            let (server_before, own_before) =
-                (server_cpu(), sundial_loadtest::cpu::own_cpu_seconds());
+            let cpu = sundial_loadtest::cpu::Meter::start(server_pid);
             let outcome = driver::run(address, &config).await?;
-            let spent =
-                |after: Option<f64>, before: Option<f64>| after.zip(before).map(|(a, b)| a - b);
-            let server = ServerReport::from_outcome(outcome).with_cpu(
-                spent(server_cpu(), server_before),
-                spent(sundial_loadtest::cpu::own_cpu_seconds(), own_before),
-            );
+            let (server_cpu, own_cpu) = cpu.spent();
+            let server = ServerReport::from_outcome(outcome).with_cpu(server_cpu, own_cpu);
             let table = report::table(&[("target", &server)], false);
             let complete = server.incomplete() == 0;
             let report = Report {

@@ -199,20 +199,27 @@ async fn workflow_poller(mut worker: Worker, done: Arc<AtomicBool>) -> Result<()
             ..Default::default()
         };
         let client = worker.client.clone();
-        match with_retries(|| {
+        settle("respond workflow task", || {
             let mut client = client.clone();
             let respond = respond.clone();
             async move { client.respond_workflow_task_completed(rpc(respond)).await }
         })
-        .await
-        {
-            // NotFound: an earlier attempt was applied after all, or the task timed out.
-            Ok(_) => {}
-            Err(s) if s.code() == Code::NotFound => {}
-            Err(s) => bail!("respond workflow task: {s:?}"),
-        }
+        .await?;
     }
     Ok(())
+}
+
+/// A worker's response, retried; NotFound means an earlier attempt was applied after all (an
+/// ambiguous failure) or the task timed out, and counts as settled.
+async fn settle<T, Fut: Future<Output = Result<T, Status>>>(
+    what: &str,
+    f: impl FnMut() -> Fut,
+) -> Result<()> {
+    match with_retries(f).await {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == Code::NotFound => Ok(()),
+        Err(s) => bail!("{what}: {s:?}"),
+    }
 }
 
 /// Completes activity tasks until `done`.
@@ -244,17 +251,12 @@ async fn activity_poller(mut worker: Worker, done: Arc<AtomicBool>) -> Result<()
             ..Default::default()
         };
         let client = worker.client.clone();
-        match with_retries(|| {
+        settle("respond activity", || {
             let mut client = client.clone();
             let respond = respond.clone();
             async move { client.respond_activity_task_completed(rpc(respond)).await }
         })
-        .await
-        {
-            Ok(_) => {}
-            Err(s) if s.code() == Code::NotFound => {}
-            Err(s) => bail!("respond activity: {s:?}"),
-        }
+        .await?;
     }
     Ok(())
 }

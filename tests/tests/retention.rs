@@ -21,12 +21,18 @@ impl sundial_actors::Clock for ManualClock {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_closed_run_is_deleted_after_the_namespace_retention() -> Result<()> {
+/// A server on the in-memory store whose clock the test moves.
+async fn server_on_manual_clock() -> Result<(TestServer, Arc<ManualClock>)> {
     let now = sundial_actors::Clock::now_ms(&sundial_actors::SystemClock);
     let clock = Arc::new(ManualClock(AtomicI64::new(now)));
     let server =
         TestServer::start_with_clock(Arc::new(MemoryStore::new()), None, clock.clone()).await?;
+    Ok((server, clock))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_run_is_deleted_after_the_namespace_retention() -> Result<()> {
+    let (server, clock) = server_on_manual_clock().await?;
     let mut client = server.client().await?;
     client
         .register_namespace(rpc(RegisterNamespaceRequest {
@@ -71,10 +77,7 @@ async fn a_closed_run_is_deleted_after_the_namespace_retention() -> Result<()> {
 /// window moves on, and they fire on time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_beyond_the_in_memory_window_fires_when_its_time_comes() -> Result<()> {
-    let now = sundial_actors::Clock::now_ms(&sundial_actors::SystemClock);
-    let clock = Arc::new(ManualClock(AtomicI64::new(now)));
-    let server =
-        TestServer::start_with_clock(Arc::new(MemoryStore::new()), None, clock.clone()).await?;
+    let (server, clock) = server_on_manual_clock().await?;
     let mut worker = Worker::new(server.client().await?);
     worker.start("waits-an-hour").await?;
     let task = worker.poll_workflow_task().await?;

@@ -89,6 +89,42 @@ impl SqliteStore {
     {
         self.readers.as_ref().unwrap_or(&self.writer).run(f).await
     }
+
+    /// History batches of a run selected by `sql`, whose parameters are the shard, the run's
+    /// key and two event ids (`?5`, `?6`); nothing when `from >= to`.
+    async fn history_batches(
+        &self,
+        sql: &'static str,
+        shard_id: i32,
+        key: &ExecutionKey,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<HistoryBatch>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let key = key.clone();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let params = params![
+                shard_id,
+                key.namespace_id,
+                key.workflow_id,
+                key.run_id,
+                from,
+                to
+            ];
+            let rows = stmt.query_map(params, |row| {
+                Ok(HistoryBatch {
+                    first_event_id: row.get(0)?,
+                    txn_id: row.get(1)?,
+                    events: row.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
 }
 
 impl From<rusqlite::Error> for Error {
@@ -380,37 +416,12 @@ impl ExecutionReader for SqliteStore {
         min_event_id: i64,
         max_event_id: i64,
     ) -> Result<Vec<HistoryBatch>> {
-        if min_event_id >= max_event_id {
-            return Ok(Vec::new());
-        }
-        let key = key.clone();
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT first_event_id, txn_id, events FROM history_node
-                 WHERE shard_id = ?1 AND namespace_id = ?2 AND workflow_id = ?3 AND run_id = ?4
-                   AND first_event_id >= ?5 AND first_event_id < ?6
-                 ORDER BY first_event_id",
-            )?;
-            let rows = stmt.query_map(
-                params![
-                    shard_id,
-                    key.namespace_id,
-                    key.workflow_id,
-                    key.run_id,
-                    min_event_id,
-                    max_event_id
-                ],
-                |row| {
-                    Ok(HistoryBatch {
-                        first_event_id: row.get(0)?,
-                        txn_id: row.get(1)?,
-                        events: row.get(2)?,
-                    })
-                },
-            )?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-        .await
+        const SQL: &str = "SELECT first_event_id, txn_id, events FROM history_node
+             WHERE shard_id = ?1 AND namespace_id = ?2 AND workflow_id = ?3 AND run_id = ?4
+               AND first_event_id >= ?5 AND first_event_id < ?6
+             ORDER BY first_event_id";
+        self.history_batches(SQL, shard_id, key, min_event_id, max_event_id)
+            .await
     }
 
     async fn read_history_covering(
@@ -420,42 +431,17 @@ impl ExecutionReader for SqliteStore {
         from_event_id: i64,
         to_event_id: i64,
     ) -> Result<Vec<HistoryBatch>> {
-        if from_event_id >= to_event_id {
-            return Ok(Vec::new());
-        }
-        let key = key.clone();
-        self.read(move |conn| {
-            // The batch holding `from` starts at the greatest first event id at or before it.
-            let mut stmt = conn.prepare_cached(
-                "SELECT first_event_id, txn_id, events FROM history_node
-                 WHERE shard_id = ?1 AND namespace_id = ?2 AND workflow_id = ?3 AND run_id = ?4
-                   AND first_event_id >= COALESCE(
-                       (SELECT MAX(first_event_id) FROM history_node
-                        WHERE shard_id = ?1 AND namespace_id = ?2 AND workflow_id = ?3
-                          AND run_id = ?4 AND first_event_id <= ?5), ?5)
-                   AND first_event_id < ?6
-                 ORDER BY first_event_id",
-            )?;
-            let rows = stmt.query_map(
-                params![
-                    shard_id,
-                    key.namespace_id,
-                    key.workflow_id,
-                    key.run_id,
-                    from_event_id,
-                    to_event_id
-                ],
-                |row| {
-                    Ok(HistoryBatch {
-                        first_event_id: row.get(0)?,
-                        txn_id: row.get(1)?,
-                        events: row.get(2)?,
-                    })
-                },
-            )?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-        .await
+        // The batch holding `from` starts at the greatest first event id at or before it.
+        const SQL: &str = "SELECT first_event_id, txn_id, events FROM history_node
+             WHERE shard_id = ?1 AND namespace_id = ?2 AND workflow_id = ?3 AND run_id = ?4
+               AND first_event_id >= COALESCE(
+                   (SELECT MAX(first_event_id) FROM history_node
+                    WHERE shard_id = ?1 AND namespace_id = ?2 AND workflow_id = ?3
+                      AND run_id = ?4 AND first_event_id <= ?5), ?5)
+               AND first_event_id < ?6
+             ORDER BY first_event_id";
+        self.history_batches(SQL, shard_id, key, from_event_id, to_event_id)
+            .await
     }
 
     async fn list_transfer_tasks(
