@@ -34,4 +34,8 @@ pub enum Error {
     /// The backend failed (I/O, driver, corrupt row). The outcome of a write is unknown.
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The backend could not be reached (connection refused or lost before a write was sent,
+    /// pool exhausted, database restarting). Nothing was written: the call may be retried.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }

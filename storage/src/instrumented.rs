@@ -84,7 +84,7 @@ pub fn error_type(e: &Error) -> &'static str {
         }
         Error::AlreadyExists(_) => "serviceerror_AlreadyExists",
         Error::NotFound(_) => "serviceerror_NotFound",
-        Error::Backend(_) => "serviceerror_Unavailable",
+        Error::Backend(_) | Error::Unavailable(_) => "serviceerror_Unavailable",
     }
 }
 
