@@ -5,17 +5,25 @@
 //! To add a backend: implement [`Harness`] and add one `conformance_suite!` line at the bottom.
 
 mod concurrency;
-#[cfg_attr(not(feature = "sqlite"), allow(dead_code))] // only durable backends run it
+// Only durable backends run it.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 mod durability;
 mod executions;
+mod fencing;
 mod history;
 mod namespaces;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_backend;
 mod shard;
 mod task_queues;
 mod tasks;
 
 use std::sync::Arc;
 
+#[cfg(feature = "postgres")]
+use postgres::PostgresHarness;
 use sundial_storage::memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 use sundial_storage::sqlite::SqliteStore;
@@ -117,6 +125,7 @@ macro_rules! conformance_suite {
                 concurrency::concurrent_commits_on_one_shard_all_land,
                 concurrency::racing_updates_to_one_execution_never_lose_one,
                 concurrency::a_fenced_shard_fails_alone_among_concurrent_shards,
+                fencing::racing_owners_stale_commit_is_refused_and_leaves_nothing,
             );
             $(conformance_suite!(@$durable super::$harness);)?
         }
@@ -144,6 +153,8 @@ conformance_suite!(memory, MemoryHarness);
 conformance_suite!(sqlite_memory, SqliteMemoryHarness);
 #[cfg(feature = "sqlite")]
 conformance_suite!(sqlite_file, SqliteFileHarness, durable);
+#[cfg(feature = "postgres")]
+conformance_suite!(postgresql, PostgresHarness, durable);
 
 // ---- builders shared by the tests ----
 

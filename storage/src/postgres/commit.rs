@@ -1,0 +1,364 @@
+//! A shard's batch, written inside the caller's transaction in two round trips: first the
+//! fence and the row conditions (reads that lock), then every write.
+//!
+//! The fence reads the shard row with a lock: `FOR SHARE`, or, when the batch rewrites the
+//! shard's data, the conditional `UPDATE` that writes it. Either way an `acquire_shard`
+//! (an `UPDATE` of `range_id`) waits for this transaction and every later commit of the old
+//! owner sees the new `range_id`. The rows named by conditions are locked `FOR UPDATE` (in key
+//! order, so two commits never wait on each other in a cycle) and judged against the state
+//! before the batch, as in memory; a row that must not exist is inserted, so a concurrent
+//! insert of the same key fails on the primary key instead of being overwritten.
+
+use std::collections::{BTreeMap, HashMap};
+
+use deadpool_postgres::Transaction;
+use deadpool_postgres::tokio_postgres::Row;
+
+use super::errors;
+use super::pipeline::{Pipeline, params};
+use super::{column, pipeline};
+use crate::{
+    CurrentExecutionRow, Error, ExecutionKey, ExecutionRow, HistoryBatch, Result, ShardBatch,
+    TimerTaskRow, TransferTaskRow,
+};
+
+const LOCK_SHARD: &str =
+    "SELECT range_id, txid_current() FROM shards WHERE shard_id = $1 FOR SHARE";
+const UPDATE_SHARD: &str = "UPDATE shards SET data = $3 WHERE shard_id = $1 AND range_id = $2
+     RETURNING range_id, txid_current()";
+const READ_RANGE: &str = "SELECT range_id FROM shards WHERE shard_id = $1";
+const LOCK_CURRENT: &str = "SELECT c.namespace_id, c.workflow_id, c.run_id
+     FROM current_executions c
+     WHERE c.shard_id = $1
+       AND (c.namespace_id, c.workflow_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+     ORDER BY c.namespace_id, c.workflow_id
+     FOR UPDATE OF c";
+const LOCK_EXECUTIONS: &str = "SELECT e.namespace_id, e.workflow_id, e.run_id, e.db_version
+     FROM executions e
+     WHERE e.shard_id = $1
+       AND (e.namespace_id, e.workflow_id, e.run_id)
+           IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[]))
+     ORDER BY e.namespace_id, e.workflow_id, e.run_id
+     FOR UPDATE OF e";
+const INSERT_CURRENT: &str =
+    "INSERT INTO current_executions (shard_id, namespace_id, workflow_id, run_id, data)
+     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[])";
+const UPDATE_CURRENT: &str = "UPDATE current_executions c SET run_id = u.run_id, data = u.data
+     FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[])
+          AS u(namespace_id, workflow_id, run_id, data)
+     WHERE c.shard_id = $1 AND c.namespace_id = u.namespace_id
+       AND c.workflow_id = u.workflow_id";
+const INSERT_EXECUTIONS: &str = "INSERT INTO executions
+     (shard_id, namespace_id, workflow_id, run_id, state, db_version, next_event_id)
+     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::int8[],
+                              $7::int8[])";
+const UPDATE_EXECUTIONS: &str = "UPDATE executions e
+     SET state = u.state, db_version = u.db_version, next_event_id = u.next_event_id
+     FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::int8[], $7::int8[])
+          AS u(namespace_id, workflow_id, run_id, state, db_version, next_event_id)
+     WHERE e.shard_id = $1 AND e.namespace_id = u.namespace_id
+       AND e.workflow_id = u.workflow_id AND e.run_id = u.run_id";
+// Same first event id: the write with the higher (or equal) txn_id wins.
+const UPSERT_HISTORY: &str = "INSERT INTO history_node
+     (shard_id, namespace_id, workflow_id, run_id, first_event_id, txn_id, events)
+     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[],
+                              $7::bytea[])
+     ON CONFLICT (shard_id, namespace_id, workflow_id, run_id, first_event_id)
+     DO UPDATE SET txn_id = excluded.txn_id, events = excluded.events
+     WHERE excluded.txn_id >= history_node.txn_id";
+const UPSERT_TRANSFER: &str = "INSERT INTO transfer_tasks (shard_id, task_id, data)
+     SELECT $1, * FROM unnest($2::int8[], $3::bytea[])
+     ON CONFLICT (shard_id, task_id) DO UPDATE SET data = excluded.data";
+const UPSERT_TIMERS: &str = "INSERT INTO timer_tasks (shard_id, fire_time_ms, task_id, data)
+     SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::bytea[])
+     ON CONFLICT (shard_id, fire_time_ms, task_id) DO UPDATE SET data = excluded.data";
+const DELETE_TRANSFER: &str =
+    "DELETE FROM transfer_tasks WHERE shard_id = $1 AND task_id = ANY($2::int8[])";
+const DELETE_TIMERS: &str = "DELETE FROM timer_tasks WHERE shard_id = $1
+     AND (fire_time_ms, task_id) IN (SELECT * FROM unnest($2::int8[], $3::int8[]))";
+const DELETE_EXECUTIONS: &str = "DELETE FROM executions WHERE shard_id = $1
+     AND (namespace_id, workflow_id, run_id)
+         IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[]))";
+const DELETE_HISTORY: &str = "DELETE FROM history_node WHERE shard_id = $1
+     AND (namespace_id, workflow_id, run_id)
+         IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[]))";
+const DELETE_CURRENT: &str = "DELETE FROM current_executions WHERE shard_id = $1
+     AND (namespace_id, workflow_id, run_id)
+         IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[]))";
+
+/// Fences, checks and writes `batch` inside `tx`, and returns the transaction id (to settle
+/// the commit if its answer is lost). On an error the caller drops `tx`, rolling it back.
+pub(super) async fn write_batch(
+    tx: &Transaction<'_>,
+    shard_id: i32,
+    expected_range_id: i64,
+    batch: ShardBatch,
+) -> Result<i64> {
+    // Round trip 1: the fence and the rows the conditions name, locked.
+    let mut reads = Pipeline::default();
+    match &batch.shard_data {
+        Some(data) => reads.push(
+            UPDATE_SHARD,
+            params![shard_id, expected_range_id, data.clone()],
+        ),
+        None => reads.push(LOCK_SHARD, params![shard_id]),
+    }
+    if !batch.current_executions.is_empty() {
+        let (ns, wf): (Vec<String>, Vec<String>) = batch
+            .current_executions
+            .iter()
+            .map(|w| (w.row.namespace_id.clone(), w.row.workflow_id.clone()))
+            .unzip();
+        reads.push(LOCK_CURRENT, params![shard_id, ns, wf]);
+    }
+    if !batch.executions.is_empty() {
+        let (ns, wf, run) = key_columns(batch.executions.iter().map(|w| &w.row.key));
+        reads.push(LOCK_EXECUTIONS, params![shard_id, ns, wf, run]);
+    }
+    let mut answers = reads.run(tx).await.map_err(errors::statement)?.into_iter();
+
+    let fence = answers.next().unwrap_or_default();
+    let xid = match fence.first() {
+        Some(row) => {
+            let range_id: i64 = column(row, 0)?;
+            if range_id != expected_range_id {
+                return Err(lost(shard_id, expected_range_id, range_id));
+            }
+            column(row, 1)?
+        }
+        None => {
+            // No row (never acquired), or the conditional update found another range_id.
+            let actual = match batch.shard_data {
+                Some(_) => tx
+                    .query_opt(READ_RANGE, &[&shard_id])
+                    .await
+                    .map_err(errors::statement)?
+                    .map(|row| column(&row, 0))
+                    .transpose()?
+                    .unwrap_or(0),
+                None => 0,
+            };
+            return Err(lost(shard_id, expected_range_id, actual));
+        }
+    };
+
+    let stored_current: HashMap<(String, String), String> =
+        match batch.current_executions.is_empty() {
+            true => HashMap::new(),
+            false => rows(answers.next(), |row| {
+                Ok(((column(row, 0)?, column(row, 1)?), column(row, 2)?))
+            })?,
+        };
+    for w in &batch.current_executions {
+        let key = (w.row.namespace_id.clone(), w.row.workflow_id.clone());
+        let stored = stored_current.get(&key).map(String::as_str);
+        if stored != w.expected_run_id.as_deref() {
+            return Err(Error::ConditionFailed(format!(
+                "current run of {}: expected {:?}, found {:?}",
+                w.row.workflow_id, w.expected_run_id, stored
+            )));
+        }
+    }
+    let stored_versions: HashMap<ExecutionKey, i64> = match batch.executions.is_empty() {
+        true => HashMap::new(),
+        false => rows(answers.next(), |row| {
+            let key = ExecutionKey {
+                namespace_id: column(row, 0)?,
+                workflow_id: column(row, 1)?,
+                run_id: column(row, 2)?,
+            };
+            Ok((key, column(row, 3)?))
+        })?,
+    };
+    for w in &batch.executions {
+        let stored = stored_versions.get(&w.row.key).copied();
+        if stored != w.expected_db_version {
+            return Err(Error::ConditionFailed(format!(
+                "execution {}/{}: expected db_version {:?}, found {:?}",
+                w.row.key.workflow_id, w.row.key.run_id, w.expected_db_version, stored
+            )));
+        }
+    }
+
+    // Round trip 2: every write, in the order the memory backend applies them.
+    let writes = writes(shard_id, batch, &stored_current, &stored_versions);
+    writes.run(tx).await.map_err(|e| {
+        if errors::is_unique_violation(&e) {
+            let detail = e.as_db_error().and_then(|db| db.detail()).unwrap_or("");
+            Error::ConditionFailed(format!("a row this batch creates exists already: {detail}"))
+        } else {
+            errors::statement(e)
+        }
+    })?;
+    Ok(xid)
+}
+
+fn lost(shard_id: i32, expected: i64, actual: i64) -> Error {
+    Error::ShardOwnershipLost {
+        shard_id,
+        expected,
+        actual,
+    }
+}
+
+/// The rows of one pipelined answer, mapped.
+fn rows<K: std::hash::Hash + Eq, V>(
+    answer: Option<Vec<Row>>,
+    f: impl Fn(&Row) -> Result<(K, V)>,
+) -> Result<HashMap<K, V>> {
+    answer.unwrap_or_default().iter().map(f).collect()
+}
+
+/// The statements that write `batch`, conditions already checked against `stored_*` (the
+/// rows as they were before the batch). Later writes of one key replace earlier ones.
+fn writes(
+    shard_id: i32,
+    batch: ShardBatch,
+    stored_current: &HashMap<(String, String), String>,
+    stored_versions: &HashMap<ExecutionKey, i64>,
+) -> Pipeline {
+    let mut writes = Pipeline::default();
+
+    let mut current = BTreeMap::new();
+    for w in batch.current_executions {
+        current.insert(
+            (w.row.namespace_id.clone(), w.row.workflow_id.clone()),
+            w.row,
+        );
+    }
+    let (updates, inserts): (Vec<_>, Vec<_>) = current
+        .into_iter()
+        .partition(|(key, _)| stored_current.contains_key(key));
+    for (sql, rows) in [(UPDATE_CURRENT, updates), (INSERT_CURRENT, inserts)] {
+        if !rows.is_empty() {
+            let rows: Vec<CurrentExecutionRow> = rows.into_iter().map(|(_, row)| row).collect();
+            writes.push(sql, current_params(shard_id, rows));
+        }
+    }
+
+    let mut executions = BTreeMap::new();
+    for w in batch.executions {
+        executions.insert(w.row.key.clone(), w.row);
+    }
+    let (updates, inserts): (Vec<_>, Vec<_>) = executions
+        .into_values()
+        .partition(|row| stored_versions.contains_key(&row.key));
+    for (sql, rows) in [(UPDATE_EXECUTIONS, updates), (INSERT_EXECUTIONS, inserts)] {
+        if !rows.is_empty() {
+            writes.push(sql, execution_params(shard_id, rows));
+        }
+    }
+
+    // One upsert cannot touch a row twice: keep, per run and first event id, what applying
+    // the batch's appends one by one would leave (a later one wins unless its txn_id is lower).
+    let mut history: BTreeMap<(ExecutionKey, i64), HistoryBatch> = BTreeMap::new();
+    for h in batch.history {
+        let slot = history.entry((h.key, h.batch.first_event_id));
+        match slot {
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                if e.get().txn_id <= h.batch.txn_id {
+                    e.insert(h.batch);
+                }
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(h.batch);
+            }
+        }
+    }
+    if !history.is_empty() {
+        writes.push(UPSERT_HISTORY, history_params(shard_id, history));
+    }
+
+    let transfer: BTreeMap<i64, TransferTaskRow> = batch
+        .transfer_tasks
+        .into_iter()
+        .map(|t| (t.task_id, t))
+        .collect();
+    if !transfer.is_empty() {
+        let (ids, data): (Vec<i64>, Vec<Vec<u8>>) =
+            transfer.into_values().map(|t| (t.task_id, t.data)).unzip();
+        writes.push(UPSERT_TRANSFER, params![shard_id, ids, data]);
+    }
+    let timers: BTreeMap<(i64, i64), TimerTaskRow> = batch
+        .timer_tasks
+        .into_iter()
+        .map(|t| ((t.fire_time_ms, t.task_id), t))
+        .collect();
+    if !timers.is_empty() {
+        let mut fire = Vec::with_capacity(timers.len());
+        let mut ids = Vec::with_capacity(timers.len());
+        let mut data = Vec::with_capacity(timers.len());
+        for t in timers.into_values() {
+            fire.push(t.fire_time_ms);
+            ids.push(t.task_id);
+            data.push(t.data);
+        }
+        writes.push(UPSERT_TIMERS, params![shard_id, fire, ids, data]);
+    }
+    if !batch.delete_transfer_tasks.is_empty() {
+        writes.push(
+            DELETE_TRANSFER,
+            params![shard_id, batch.delete_transfer_tasks],
+        );
+    }
+    if !batch.delete_timer_tasks.is_empty() {
+        let (fire, ids): (Vec<i64>, Vec<i64>) = batch.delete_timer_tasks.into_iter().unzip();
+        writes.push(DELETE_TIMERS, params![shard_id, fire, ids]);
+    }
+    if !batch.delete_executions.is_empty() {
+        for sql in [DELETE_EXECUTIONS, DELETE_HISTORY, DELETE_CURRENT] {
+            let (ns, wf, run) = key_columns(batch.delete_executions.iter());
+            writes.push(sql, params![shard_id, ns, wf, run]);
+        }
+    }
+    writes
+}
+
+/// Run keys as three text arrays.
+fn key_columns<'a>(
+    keys: impl Iterator<Item = &'a ExecutionKey>,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let (mut ns, mut wf, mut run) = (Vec::new(), Vec::new(), Vec::new());
+    for k in keys {
+        ns.push(k.namespace_id.clone());
+        wf.push(k.workflow_id.clone());
+        run.push(k.run_id.clone());
+    }
+    (ns, wf, run)
+}
+
+fn current_params(shard_id: i32, rows: Vec<CurrentExecutionRow>) -> Vec<pipeline::Param> {
+    let (mut ns, mut wf, mut run, mut data) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in rows {
+        ns.push(r.namespace_id);
+        wf.push(r.workflow_id);
+        run.push(r.run_id);
+        data.push(r.data);
+    }
+    params![shard_id, ns, wf, run, data]
+}
+
+fn execution_params(shard_id: i32, rows: Vec<ExecutionRow>) -> Vec<pipeline::Param> {
+    let (mut state, mut version, mut next) = (Vec::new(), Vec::new(), Vec::new());
+    let (ns, wf, run) = key_columns(rows.iter().map(|r| &r.key));
+    for r in rows {
+        state.push(r.state);
+        version.push(r.db_version);
+        next.push(r.next_event_id);
+    }
+    params![shard_id, ns, wf, run, state, version, next]
+}
+
+fn history_params(
+    shard_id: i32,
+    history: BTreeMap<(ExecutionKey, i64), HistoryBatch>,
+) -> Vec<pipeline::Param> {
+    let (ns, wf, run) = key_columns(history.keys().map(|(key, _)| key));
+    let (mut first, mut txn, mut events) = (Vec::new(), Vec::new(), Vec::new());
+    for batch in history.into_values() {
+        first.push(batch.first_event_id);
+        txn.push(batch.txn_id);
+        events.push(batch.events);
+    }
+    params![shard_id, ns, wf, run, first, txn, events]
+}

@@ -1,0 +1,151 @@
+//! How driver and pool failures become [`Error`]s, and how a commit whose answer was lost is
+//! settled.
+//!
+//! Before `COMMIT` is sent nothing of a transaction can be stored (the server rolls back a
+//! transaction whose connection goes away), so a lost connection, a full pool, a restarting
+//! server or a deadlock victim is [`Error::Unavailable`]: safe to retry. Once `COMMIT` was sent
+//! the outcome is unknown until it is read back: every write transaction learns its
+//! transaction id (`txid_current()`) before it commits, and [`settle`] asks the server what
+//! became of it (`txid_status`) on another connection. Only when that cannot be learnt is the
+//! answer [`Error::Backend`] (outcome unknown). A commit is never retried blindly.
+
+use std::time::Duration;
+
+use deadpool_postgres::tokio_postgres::error::{Severity, SqlState};
+use deadpool_postgres::{Pool, PoolError, tokio_postgres};
+
+use crate::{Error, Result};
+
+/// How long [`settle`] keeps asking before it gives up and reports an unknown outcome.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(30);
+/// First and longest pause between two questions of [`settle`].
+const SETTLE_FIRST_PAUSE: Duration = Duration::from_millis(20);
+const SETTLE_LONGEST_PAUSE: Duration = Duration::from_secs(1);
+
+/// True when `e` is about the connection rather than about the statement: the socket failed
+/// or closed, or the connection attempt did.
+fn connection_failed(e: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    e.is_closed()
+        || e.source().is_some_and(|s| s.is::<std::io::Error>())
+        || e.to_string().starts_with("timeout waiting for server")
+}
+
+/// True for server errors after which the same call may succeed and nothing was written:
+/// connection trouble, a shutting-down or starting server, too many connections, a
+/// serialization failure or deadlock victim.
+fn transient(code: &SqlState) -> bool {
+    let code = code.code();
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "55P03"
+        )
+}
+
+/// `e` with its causes (the driver's own message names only the kind of failure), on one line.
+pub(super) fn describe(e: &tokio_postgres::Error) -> String {
+    use std::error::Error as _;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string().replace('\n', "; "));
+        source = cause.source();
+    }
+    text
+}
+
+/// A failure of a statement that ran before any `COMMIT` was sent.
+pub(super) fn statement(e: tokio_postgres::Error) -> Error {
+    let text = describe(&e);
+    if connection_failed(&e) || e.code().is_some_and(transient) {
+        Error::Unavailable(format!("postgres: {text}"))
+    } else {
+        Error::Backend(format!("postgres: {text}"))
+    }
+}
+
+/// True when `e` is a unique-key violation.
+pub(super) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// A failure to get a pooled connection: nothing was sent, so it is always retryable.
+pub(super) fn pool(e: PoolError, target: &str) -> Error {
+    match e {
+        PoolError::Timeout(_) => Error::Unavailable(format!(
+            "{target}: no connection became free or could be opened in time"
+        )),
+        PoolError::Backend(e) => {
+            Error::Unavailable(format!("{target}: cannot connect: {}", connect_cause(&e)))
+        }
+        other => Error::Unavailable(format!("{target}: {other}")),
+    }
+}
+
+/// What went wrong connecting, with a hint where one helps.
+pub(super) fn connect_cause(e: &tokio_postgres::Error) -> String {
+    match e.code() {
+        Some(code) if *code == SqlState::INVALID_CATALOG_NAME => format!(
+            "{} (`sundial schema setup` creates it when the user may create databases)",
+            describe(e)
+        ),
+        _ => describe(e),
+    }
+}
+
+/// The outcome of a `COMMIT` that failed with `cause`, for the transaction `xid`.
+///
+/// A server that answered the `COMMIT` with an `ERROR` rolled the transaction back. Otherwise
+/// (the connection failed, or the server ended the session with a `FATAL` error) the answer was
+/// lost and the outcome is read back with `txid_status` on a fresh connection
+/// until the server says committed or aborted, for at most [`SETTLE_DEADLINE`].
+pub(super) async fn settle(pool: &Pool, xid: i64, cause: tokio_postgres::Error) -> Result<()> {
+    let refused = cause
+        .as_db_error()
+        .is_some_and(|db| db.parsed_severity() == Some(Severity::Error));
+    if refused {
+        return Err(statement(cause));
+    }
+    let deadline = tokio::time::Instant::now() + SETTLE_DEADLINE;
+    let mut pause = SETTLE_FIRST_PAUSE;
+    let cause = describe(&cause);
+    loop {
+        let last = match transaction_status(pool, xid).await {
+            Ok(Some(status)) if status == "committed" => return Ok(()),
+            Ok(Some(status)) if status == "aborted" => {
+                return Err(Error::Unavailable(format!(
+                    "postgres: connection lost during COMMIT ({cause}); the transaction was \
+                     rolled back"
+                )));
+            }
+            Ok(Some(status)) => format!("transaction {xid} is {status}"),
+            Ok(None) => {
+                return Err(Error::Backend(format!(
+                    "postgres: connection lost during COMMIT ({cause}); the server no longer \
+                     knows transaction {xid}: outcome unknown"
+                )));
+            }
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() + pause > deadline {
+            return Err(Error::Backend(format!(
+                "postgres: connection lost during COMMIT ({cause}); outcome unknown ({last})"
+            )));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(SETTLE_LONGEST_PAUSE);
+    }
+}
+
+/// `txid_status` of `xid` on a pooled connection: committed, aborted, in progress, or `None`
+/// when the server no longer knows it.
+async fn transaction_status(pool: &Pool, xid: i64) -> Result<Option<String>> {
+    let client = pool.get().await.map_err(|e| self::pool(e, "postgres"))?;
+    let row = client
+        .query_one("SELECT txid_status($1)", &[&xid])
+        .await
+        .map_err(statement)?;
+    row.try_get(0).map_err(statement)
+}

@@ -1,0 +1,417 @@
+//! The PostgreSQL backend: a pool of connections (`deadpool-postgres` over `tokio-postgres`).
+//!
+//! Every write is one transaction on a pooled connection, so the commits of different shards
+//! run in parallel, each in its own transaction. A shard's [`ShardStore::commit`] reads the
+//! shard row with a lock in the same transaction as its writes (`FOR SHARE`, or a conditional
+//! `UPDATE` when the batch rewrites the shard's data), so an [`acquire_shard`] that bumps
+//! `range_id` waits for the commits in flight and fences every later one; row conditions are
+//! checked under row locks and by unique keys, and any failure rolls the whole batch back.
+//! Failures map to [`Error`] as `errors` describes: retryable before `COMMIT`, settled by
+//! reading the transaction's status after.
+//!
+//! The schema is versioned (see [`schema`]); [`PostgresStore::open`] refuses a database whose
+//! schema is missing or older, naming the command that fixes it.
+//!
+//! [`acquire_shard`]: ShardStore::acquire_shard
+
+mod commit;
+mod errors;
+mod options;
+mod pipeline;
+mod queues;
+pub mod schema;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::tokio_postgres::types::{FromSql, ToSql};
+use deadpool_postgres::tokio_postgres::{self, NoTls, Row};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, WeakPool,
+};
+use tokio::task::AbortHandle;
+
+pub use options::{DEFAULT_MAX_CONNS, PostgresOptions, TlsOptions};
+
+use crate::{
+    CurrentExecutionRow, Error, ExecutionKey, ExecutionReader, ExecutionRow, HistoryBatch, Result,
+    ShardBatch, ShardInfo, ShardStore, TimerTaskRow, TransferTaskRow,
+};
+
+/// How often idle connections past `maxIdleConns` or `maxConnLifetime` are closed.
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(1);
+
+/// A store kept in a PostgreSQL database.
+///
+/// Cheap to share behind an `Arc`; dropping it closes the pool's connections.
+pub struct PostgresStore {
+    pool: Pool,
+    /// `PostgreSQL at host:port (database ..., user ...)`, for messages.
+    target: String,
+    /// Closes surplus idle connections, when the options ask for it.
+    housekeeping: Option<AbortHandle>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(task) = &self.housekeeping {
+            task.abort();
+        }
+        self.pool.close();
+    }
+}
+
+impl PostgresStore {
+    /// Opens a store on a database whose schema is current. An empty database or an older
+    /// schema is refused with an error naming `sundial schema setup` or `sundial schema
+    /// update`; an unreachable server is [`Error::Unavailable`].
+    pub async fn open(options: &PostgresOptions) -> Result<Self> {
+        schema::state(options).await?.require_current(options)?;
+        Self::connect(options)
+    }
+
+    /// Creates the database if it is missing (and the user may), sets up or updates its schema,
+    /// then opens the store: `--auto-setup`, for development.
+    pub async fn open_with_auto_setup(options: &PostgresOptions) -> Result<Self> {
+        schema::auto_setup(options).await?;
+        Self::open(options).await
+    }
+
+    /// The pool, without looking at the schema. Connections open on first use.
+    fn connect(options: &PostgresOptions) -> Result<Self> {
+        let config = options.driver_config(&options.database_name)?;
+        let connect_timeout = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(options::DEFAULT_CONNECT_TIMEOUT);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let mut builder = Pool::builder(manager)
+            .max_size(options.pool_size())
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options::POOL_WAIT))
+            .create_timeout(Some(connect_timeout))
+            .recycle_timeout(Some(connect_timeout));
+        let lifetime = options.lifetime_limit();
+        if let Some(limit) = lifetime {
+            builder = builder.pre_recycle(Hook::sync_fn(move |_, metrics| {
+                if metrics.age() >= limit {
+                    Err(HookError::message("older than maxConnLifetime"))
+                } else {
+                    Ok(())
+                }
+            }));
+        }
+        let pool = builder
+            .build()
+            .map_err(|e| Error::Backend(format!("postgres pool: {e}")))?;
+        let idle = options.idle_limit();
+        let housekeeping = (idle < options.pool_size() || lifetime.is_some()).then(|| {
+            tokio::spawn(close_surplus_connections(pool.weak(), idle, lifetime)).abort_handle()
+        });
+        Ok(Self {
+            pool,
+            target: options.describe(),
+            housekeeping,
+        })
+    }
+
+    /// A pooled connection.
+    async fn client(&self) -> Result<Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| errors::pool(e, &self.target))
+    }
+
+    /// The outcome of the `COMMIT` of transaction `xid`, settled by reading its status when
+    /// the answer was lost. Call it after giving the connection back: settling takes another.
+    async fn settle(
+        &self,
+        committed: std::result::Result<(), tokio_postgres::Error>,
+        xid: i64,
+    ) -> Result<()> {
+        match committed {
+            Ok(()) => Ok(()),
+            Err(e) => errors::settle(&self.pool, xid, e).await,
+        }
+    }
+
+    /// Runs a read of `sql` on a pooled connection.
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(errors::statement)?;
+        client.query(&stmt, params).await.map_err(errors::statement)
+    }
+
+    /// History batches of a run selected by `sql`, whose parameters are the shard, the run's
+    /// key and two event ids (`$5`, `$6`); nothing when `from >= to`.
+    async fn history_batches(
+        &self,
+        sql: &str,
+        shard_id: i32,
+        key: &ExecutionKey,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<HistoryBatch>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let params: [&(dyn ToSql + Sync); 6] = [
+            &shard_id,
+            &key.namespace_id,
+            &key.workflow_id,
+            &key.run_id,
+            &from,
+            &to,
+        ];
+        self.query(sql, &params)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(HistoryBatch {
+                    first_event_id: column(row, 0)?,
+                    txn_id: column(row, 1)?,
+                    events: column(row, 2)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Closes idle connections past `idle_limit` and those older than `lifetime`, until the pool
+/// is gone.
+async fn close_surplus_connections(pool: WeakPool, idle_limit: usize, lifetime: Option<Duration>) {
+    let mut ticks = tokio::time::interval(HOUSEKEEPING_PERIOD);
+    loop {
+        ticks.tick().await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        if let Some(limit) = lifetime {
+            pool.retain(|_, metrics| metrics.age() < limit);
+        }
+        // The oldest idle connections go first (the pool hands out the front of its queue).
+        let idle = pool.retain(|_, _| true).retained;
+        let mut surplus = idle.saturating_sub(idle_limit);
+        pool.retain(|_, _| {
+            if surplus == 0 {
+                return true;
+            }
+            surplus -= 1;
+            false
+        });
+    }
+}
+
+/// Column `i` of `row`.
+fn column<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+    row.try_get(i)
+        .map_err(|e| Error::Backend(format!("postgres: column {i}: {}", errors::describe(&e))))
+}
+
+/// A `usize` limit as an SQL `LIMIT`.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn execution_row(row: &Row) -> Result<ExecutionRow> {
+    Ok(ExecutionRow {
+        key: ExecutionKey {
+            namespace_id: column(row, 0)?,
+            workflow_id: column(row, 1)?,
+            run_id: column(row, 2)?,
+        },
+        state: column(row, 3)?,
+        db_version: column(row, 4)?,
+        next_event_id: column(row, 5)?,
+    })
+}
+
+#[async_trait]
+impl ShardStore for PostgresStore {
+    async fn acquire_shard(&self, shard_id: i32) -> Result<ShardInfo> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(errors::statement)?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO shards (shard_id, range_id, data) VALUES ($1, 1, '')
+                 ON CONFLICT (shard_id) DO UPDATE SET range_id = shards.range_id + 1
+                 RETURNING range_id, data, txid_current()",
+            )
+            .await
+            .map_err(errors::statement)?;
+        let row = tx
+            .query_one(&stmt, &[&shard_id])
+            .await
+            .map_err(errors::statement)?;
+        let info = ShardInfo {
+            shard_id,
+            range_id: column(&row, 0)?,
+            data: column(&row, 1)?,
+        };
+        let xid = column(&row, 2)?;
+        let committed = tx.commit().await;
+        drop(client);
+        self.settle(committed, xid).await?;
+        Ok(info)
+    }
+
+    async fn commit(&self, shard_id: i32, expected_range_id: i64, batch: ShardBatch) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(errors::statement)?;
+        let xid = commit::write_batch(&tx, shard_id, expected_range_id, batch).await?;
+        let committed = tx.commit().await;
+        drop(client);
+        self.settle(committed, xid).await
+    }
+}
+
+const EXECUTION_COLUMNS: &str =
+    "namespace_id, workflow_id, run_id, state, db_version, next_event_id";
+
+#[async_trait]
+impl ExecutionReader for PostgresStore {
+    async fn get_execution(
+        &self,
+        shard_id: i32,
+        key: &ExecutionKey,
+    ) -> Result<Option<ExecutionRow>> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions
+             WHERE shard_id = $1 AND namespace_id = $2 AND workflow_id = $3 AND run_id = $4"
+        );
+        let rows = self
+            .query(
+                &sql,
+                &[&shard_id, &key.namespace_id, &key.workflow_id, &key.run_id],
+            )
+            .await?;
+        rows.first().map(execution_row).transpose()
+    }
+
+    async fn get_current_execution(
+        &self,
+        shard_id: i32,
+        namespace_id: &str,
+        workflow_id: &str,
+    ) -> Result<Option<CurrentExecutionRow>> {
+        let rows = self
+            .query(
+                "SELECT namespace_id, workflow_id, run_id, data FROM current_executions
+                 WHERE shard_id = $1 AND namespace_id = $2 AND workflow_id = $3",
+                &[&shard_id, &namespace_id, &workflow_id],
+            )
+            .await?;
+        rows.first()
+            .map(|row| {
+                Ok(CurrentExecutionRow {
+                    namespace_id: column(row, 0)?,
+                    workflow_id: column(row, 1)?,
+                    run_id: column(row, 2)?,
+                    data: column(row, 3)?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn read_history(
+        &self,
+        shard_id: i32,
+        key: &ExecutionKey,
+        min_event_id: i64,
+        max_event_id: i64,
+    ) -> Result<Vec<HistoryBatch>> {
+        const SQL: &str = "SELECT first_event_id, txn_id, events FROM history_node
+             WHERE shard_id = $1 AND namespace_id = $2 AND workflow_id = $3 AND run_id = $4
+               AND first_event_id >= $5 AND first_event_id < $6
+             ORDER BY first_event_id";
+        self.history_batches(SQL, shard_id, key, min_event_id, max_event_id)
+            .await
+    }
+
+    async fn read_history_covering(
+        &self,
+        shard_id: i32,
+        key: &ExecutionKey,
+        from_event_id: i64,
+        to_event_id: i64,
+    ) -> Result<Vec<HistoryBatch>> {
+        // The batch holding `from` starts at the greatest first event id at or before it.
+        const SQL: &str = "SELECT first_event_id, txn_id, events FROM history_node
+             WHERE shard_id = $1 AND namespace_id = $2 AND workflow_id = $3 AND run_id = $4
+               AND first_event_id >= COALESCE(
+                   (SELECT MAX(first_event_id) FROM history_node
+                    WHERE shard_id = $1 AND namespace_id = $2 AND workflow_id = $3
+                      AND run_id = $4 AND first_event_id <= $5), $5)
+               AND first_event_id < $6
+             ORDER BY first_event_id";
+        self.history_batches(SQL, shard_id, key, from_event_id, to_event_id)
+            .await
+    }
+
+    async fn list_transfer_tasks(
+        &self,
+        shard_id: i32,
+        after_task_id: i64,
+        limit: usize,
+    ) -> Result<Vec<TransferTaskRow>> {
+        let rows = self
+            .query(
+                "SELECT task_id, data FROM transfer_tasks
+                 WHERE shard_id = $1 AND task_id > $2 ORDER BY task_id LIMIT $3",
+                &[&shard_id, &after_task_id, &sql_limit(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TransferTaskRow {
+                    task_id: column(row, 0)?,
+                    data: column(row, 1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_timer_tasks(
+        &self,
+        shard_id: i32,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<TimerTaskRow>> {
+        let rows = self
+            .query(
+                "SELECT fire_time_ms, task_id, data FROM timer_tasks
+                 WHERE shard_id = $1 AND fire_time_ms <= $2
+                 ORDER BY fire_time_ms, task_id LIMIT $3",
+                &[&shard_id, &until_ms, &sql_limit(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TimerTaskRow {
+                    fire_time_ms: column(row, 0)?,
+                    task_id: column(row, 1)?,
+                    data: column(row, 2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_executions(&self, shard_id: i32, limit: usize) -> Result<Vec<ExecutionRow>> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE shard_id = $1
+             ORDER BY namespace_id, workflow_id, run_id LIMIT $2"
+        );
+        let rows = self.query(&sql, &[&shard_id, &sql_limit(limit)]).await?;
+        rows.iter().map(execution_row).collect()
+    }
+}

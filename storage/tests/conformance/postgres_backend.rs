@@ -1,0 +1,300 @@
+//! PostgreSQL-only behaviour, against the private server: schema commands and the refusals of
+//! `open`, connection failures, server restarts, and a `COMMIT` whose answer is lost.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use sundial_storage::postgres::{PostgresOptions, PostgresStore, schema};
+use sundial_storage::{
+    Error, ExecutionReader, ShardBatch, ShardStore, Store, TaskQueueStore, TransferTaskRow,
+};
+
+use super::postgres::{Server, block_on, server};
+use super::{Harness, PostgresHarness, execution, key, start_batch};
+
+fn open_error(options: &PostgresOptions) -> Error {
+    match block_on(PostgresStore::open(options)) {
+        Ok(_) => panic!("open of {} should fail", options.database_name),
+        Err(e) => e,
+    }
+}
+
+/// A raw connection to the server, for what the store never does (damaging a schema).
+async fn admin(options: &PostgresOptions, sql: &str) {
+    let mut config = deadpool_postgres::tokio_postgres::Config::new();
+    let (host, port) = options.connect_addr.split_once(':').unwrap();
+    config
+        .host(host)
+        .port(port.parse().unwrap())
+        .user(&options.user)
+        .password(&options.password)
+        .dbname(&options.database_name);
+    let (client, connection) = config
+        .connect(deadpool_postgres::tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_commands_and_the_refusals_of_open() {
+    let options = server().fresh_options();
+    // A missing database: the message says how to create it.
+    let err = open_error(&options);
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("sundial schema setup"), "{err}");
+    assert!(schema::create_database(&options).await.unwrap());
+    assert!(
+        !schema::create_database(&options).await.unwrap(),
+        "exists now"
+    );
+
+    // Empty: `setup` fixes it.
+    assert_eq!(schema::version(&options).await.unwrap(), None);
+    let err = open_error(&options);
+    assert!(err.to_string().contains("`sundial schema setup`"), "{err}");
+    assert!(err.to_string().contains(&options.connect_addr), "{err}");
+    schema::setup(&options).await.unwrap();
+    assert_eq!(
+        schema::version(&options).await.unwrap(),
+        Some(schema::CURRENT_VERSION)
+    );
+    let err = schema::setup(&options).await.unwrap_err();
+    assert!(err.to_string().contains("already has"), "{err}");
+    let store = PostgresStore::open(&options).await.unwrap();
+    store.acquire_shard(1).await.unwrap();
+    drop(store);
+
+    // Older: `update` fixes it, and an up-to-date schema is left alone.
+    admin(&options, "UPDATE schema_version SET version = 0").await;
+    let err = open_error(&options);
+    assert!(err.to_string().contains("`sundial schema update`"), "{err}");
+    admin(
+        &options,
+        "DROP TABLE shards, executions, current_executions, history_node, transfer_tasks,
+                timer_tasks, namespaces, task_queues, tasks",
+    )
+    .await;
+    assert_eq!(schema::update(&options).await.unwrap(), 0);
+    assert_eq!(
+        schema::update(&options).await.unwrap(),
+        schema::CURRENT_VERSION
+    );
+    PostgresStore::open(&options).await.unwrap();
+
+    // Newer: refused, nothing to run.
+    admin(&options, "UPDATE schema_version SET version = version + 1").await;
+    let err = open_error(&options);
+    assert!(err.to_string().contains("newer"), "{err}");
+    assert!(schema::update(&options).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_setup_creates_the_database_and_schema() {
+    let options = server().fresh_options();
+    let store = PostgresStore::open_with_auto_setup(&options).await.unwrap();
+    assert_eq!(store.acquire_shard(1).await.unwrap().range_id, 1);
+    drop(store);
+    // Again: nothing to do, the data stays.
+    let store = PostgresStore::open_with_auto_setup(&options).await.unwrap();
+    assert_eq!(store.acquire_shard(1).await.unwrap().range_id, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_and_unreachable_servers_are_clear_errors() {
+    let harness = PostgresHarness::new();
+    let mut wrong = harness.options().clone();
+    wrong.password = "not-the-password".to_string();
+    let err = open_error(&wrong);
+    assert!(
+        err.to_string().contains("password authentication failed"),
+        "{err}"
+    );
+
+    // Nothing listens on the port of a dropped listener.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut unreachable = harness.options().clone();
+    unreachable.connect_addr = format!("127.0.0.1:{port}");
+    let err = open_error(&unreachable);
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains(&unreachable.connect_addr), "{err}");
+
+    let mut tls = harness.options().clone();
+    tls.tls.enabled = true;
+    let err = open_error(&tls);
+    assert!(err.to_string().contains("tls.enabled"), "{err}");
+}
+
+/// Calls that meet a restarting server fail with `Unavailable` (never an unknown outcome for
+/// work that was not sent), later calls succeed on new connections, and every acknowledged
+/// commit survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restarts_are_unavailable_then_heal() {
+    let server = tokio::task::block_in_place(|| Server::start("restarts"));
+    let options = server.fresh_options();
+    schema::create_database(&options).await.unwrap();
+    schema::setup(&options).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&options).await.unwrap());
+    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let mut acknowledged = Vec::new();
+    for (round, mode) in ["fast", "immediate"].into_iter().enumerate() {
+        let k = key(&format!("before-{mode}"), "run");
+        store.commit(1, range, start_batch(&k)).await.unwrap();
+        acknowledged.push(k);
+        tokio::task::block_in_place(|| server.restart(mode));
+        // The pool still holds connections to the old server; each call either notices and
+        // reconnects, or fails as retryable. It must succeed within a bounded number of tries.
+        let k = key(&format!("after-{mode}"), "run");
+        let mut failures = 0;
+        loop {
+            let batch = ShardBatch {
+                transfer_tasks: vec![TransferTaskRow {
+                    task_id: round as i64,
+                    data: vec![],
+                }],
+                ..start_batch(&k)
+            };
+            match store.commit(1, range, batch).await {
+                Ok(()) => break,
+                Err(Error::Unavailable(_)) if failures < 20 => failures += 1,
+                Err(e) => panic!("commit after a {mode} restart: {e:?}"),
+            }
+        }
+        acknowledged.push(k);
+    }
+    for k in &acknowledged {
+        assert_eq!(
+            store.get_execution(1, k).await.unwrap(),
+            Some(execution(k, 1))
+        );
+    }
+    assert_eq!(store.list_transfer_tasks(1, -1, 10).await.unwrap().len(), 2);
+}
+
+/// What the proxy does to the next `COMMIT` a client sends.
+const PASS: u8 = 0;
+/// Forward it, then cut both sides: the server commits, the client never hears.
+const CUT_AFTER_COMMIT: u8 = 1;
+/// Cut both sides instead of forwarding it: the server rolls back.
+const CUT_BEFORE_COMMIT: u8 = 2;
+
+/// The simple-query message `COMMIT` as tokio-postgres sends it.
+const COMMIT_MESSAGE: &[u8] = b"Q\0\0\0\x0bCOMMIT\0";
+
+/// A TCP proxy in front of the server that can cut a connection at its next `COMMIT`.
+fn commit_cutting_proxy(server_port: u16, mode: Arc<AtomicU8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(upstream) = TcpStream::connect(("127.0.0.1", server_port)) else {
+                return;
+            };
+            let (client_in, upstream_out) =
+                (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            thread::spawn(move || pump(upstream, client, None));
+            let mode = mode.clone();
+            thread::spawn(move || pump(client_in, upstream_out, Some(mode)));
+        }
+    });
+    port
+}
+
+/// Copies `from` to `to`; with a `mode`, acts on the first `COMMIT` when armed.
+fn pump(mut from: TcpStream, mut to: TcpStream, mode: Option<Arc<AtomicU8>>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        let commit = chunk
+            .windows(COMMIT_MESSAGE.len())
+            .any(|w| w == COMMIT_MESSAGE);
+        let action = match (&mode, commit) {
+            (Some(mode), true) => mode.swap(PASS, Ordering::SeqCst),
+            _ => PASS,
+        };
+        if action != CUT_BEFORE_COMMIT && to.write_all(chunk).is_err() {
+            break;
+        }
+        if action != PASS {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+/// A `COMMIT` whose answer is lost is settled by reading the transaction's status: the one
+/// the server received is reported committed (and its writes are there), the one it never got
+/// is reported `Unavailable` (and nothing of it is there). Either way the store goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_commit_answer_is_settled_by_reading() {
+    let harness = PostgresHarness::new();
+    let mode = Arc::new(AtomicU8::new(PASS));
+    let proxy = commit_cutting_proxy(server().port(), mode.clone());
+    let mut options = harness.options().clone();
+    options.connect_addr = format!("127.0.0.1:{proxy}");
+    let store = PostgresStore::open(&options).await.unwrap();
+    let range = store.acquire_shard(1).await.unwrap().range_id;
+
+    let landed = key("wf", "committed");
+    mode.store(CUT_AFTER_COMMIT, Ordering::SeqCst);
+    store.commit(1, range, start_batch(&landed)).await.unwrap();
+    assert_eq!(mode.load(Ordering::SeqCst), PASS, "the proxy cut a COMMIT");
+    assert_eq!(
+        store.get_execution(1, &landed).await.unwrap(),
+        Some(execution(&landed, 1))
+    );
+
+    let lost = key("wf-2", "rolled-back");
+    mode.store(CUT_BEFORE_COMMIT, Ordering::SeqCst);
+    let err = store
+        .commit(1, range, start_batch(&lost))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert_eq!(store.get_execution(1, &lost).await.unwrap(), None);
+
+    // The same holds for the other writes: here a partition lease.
+    let q = super::queue("orders", 1, 0);
+    mode.store(CUT_AFTER_COMMIT, Ordering::SeqCst);
+    assert_eq!(store.lease_task_queue(&q).await.unwrap(), 1);
+    assert_eq!(store.lease_task_queue(&q).await.unwrap(), 2);
+    store.commit(1, range, start_batch(&lost)).await.unwrap();
+}
+
+#[test]
+fn pool_options_are_validated_before_connecting() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = PostgresOptions {
+        connect_addr: "127.0.0.1:1".to_string(),
+        database_name: "sundial".to_string(),
+        user: "sundial".to_string(),
+        max_conn_lifetime: Duration::from_secs(60),
+        connect_attributes: [("sslmode".to_string(), "require".to_string())].into(),
+        ..PostgresOptions::default()
+    };
+    let err = runtime
+        .block_on(PostgresStore::open(&options))
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("connectAttributes.sslmode"),
+        "{err}"
+    );
+}
