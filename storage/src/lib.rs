@@ -16,6 +16,8 @@ pub mod faults;
 pub mod instrumented;
 pub mod memory;
 mod model;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]

@@ -6,11 +6,16 @@
 
 mod concurrency;
 // Only durable backends run it.
-#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "mysql", feature = "postgres")),
+    allow(dead_code)
+)]
 mod durability;
 mod executions;
 mod fencing;
 mod history;
+#[cfg(feature = "mysql")]
+mod mysql;
 mod namespaces;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -22,6 +27,8 @@ mod tasks;
 
 use std::sync::Arc;
 
+#[cfg(feature = "mysql")]
+use mysql::MariadbHarness;
 #[cfg(feature = "postgres")]
 use postgres::PostgresHarness;
 use sundial_storage::memory::MemoryStore;
@@ -155,6 +162,8 @@ conformance_suite!(sqlite_memory, SqliteMemoryHarness);
 conformance_suite!(sqlite_file, SqliteFileHarness, durable);
 #[cfg(feature = "postgres")]
 conformance_suite!(postgresql, PostgresHarness, durable);
+#[cfg(feature = "mysql")]
+conformance_suite!(mariadb, MariadbHarness, durable);
 
 // ---- builders shared by the tests ----
 
