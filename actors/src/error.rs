@@ -44,6 +44,9 @@ pub enum Error {
     /// ResourceExhausted with cause SYSTEM_OVERLOADED).
     #[error("{0}")]
     Overloaded(String),
+    /// A bug: the server broke one of its own rules (never the caller's fault).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Result type of the actor layer.

@@ -18,6 +18,8 @@ pub mod query_buffer;
 pub mod shard;
 pub mod shard_core;
 pub mod telemetry;
+#[cfg(test)]
+mod testkit;
 mod transfer;
 pub mod updates;
 
@@ -36,7 +38,7 @@ pub use namespaces::Namespaces;
 pub use queries::Queries;
 pub use telemetry::Telemetry;
 
-use crate::ops::{Op, Reply};
+use crate::ops::{FromResponse, Request, Response};
 use crate::shard::{HistoryShard, Submit, SubmitTraced};
 use crate::telemetry::ActorKind;
 
@@ -136,26 +138,46 @@ impl History {
         shard_for(namespace_id, workflow_id, self.num_shards())
     }
 
-    /// Sends an op built around a fresh reply channel to the workflow's shard and waits for
-    /// the reply (which comes after the commit).
-    pub async fn call<T>(
+    /// Sends a request to the workflow's shard and waits for its reply (which comes after the
+    /// commit), read as the type the request is answered with.
+    pub async fn call<T: FromResponse>(
         &self,
         namespace_id: &str,
         workflow_id: &str,
-        make: impl FnOnce(Reply<T>) -> Op,
+        request: Request,
     ) -> Result<T> {
+        let mut replies = self.submit(namespace_id, workflow_id, request).await?;
+        let first = replies.remove(0);
+        crate::ops::expect(first.await)
+    }
+
+    /// Sends a request to the workflow's shard; its replies arrive in order on the futures
+    /// returned, one per reply it gets ([`Request::tickets`]).
+    pub async fn submit(
+        &self,
+        namespace_id: &str,
+        workflow_id: &str,
+        request: Request,
+    ) -> Result<Vec<impl Future<Output = Result<Response>> + use<>>> {
         let shard = self.shard_id(namespace_id, workflow_id);
-        let (tx, rx) = oneshot::channel();
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..request.tickets()).map(|_| oneshot::channel()).unzip();
         let addr = &self.shards[(shard - 1) as usize];
         // Counted out of `mailbox_depth` when the shard takes it from its queue.
         self.telemetry.mailbox(ActorKind::HistoryShard, 1);
         match self.telemetry.caller_context() {
-            None => addr.send(Submit(make(tx))).await,
-            Some(cx) => addr.send(SubmitTraced(make(tx), cx)).await,
+            None => addr.send(Submit(request, senders)).await,
+            Some(cx) => addr.send(SubmitTraced(request, senders, cx)).await,
         }
         .map_err(|e| Error::Unavailable(format!("history shard {shard}: {e}")))?;
-        rx.await
-            .map_err(|_| Error::Unavailable(format!("history shard {shard} dropped the request")))?
+        Ok(receivers
+            .into_iter()
+            .map(move |rx: oneshot::Receiver<Result<Response>>| async move {
+                rx.await.map_err(|_| {
+                    Error::Unavailable(format!("history shard {shard} dropped the request"))
+                })?
+            })
+            .collect())
     }
 }
 

@@ -1,5 +1,10 @@
-//! The requests a history shard applies, each with its typed reply channel.
+//! The requests a history shard applies and the replies it gives: plain data, with no reply
+//! channel or closure inside. A caller's reply is named by a [`Ticket`]; the actor that runs the
+//! shard keeps the channel behind each ticket, the shard's logic only the ticket.
 
+use crate::query_buffer::QueryRoute;
+use crate::updates::{UpdateAnswer, UpdateRequest};
+use crate::{Error, Result};
 use sundial_engine::api::{
     common::v1::{Payloads, WorkflowExecution},
     enums::v1::WorkflowTaskFailedCause,
@@ -11,12 +16,19 @@ use sundial_engine::{
     ActivityInfo, CompletionOutcome, Env, MutableState, Signal, StartParams, TaskInfo, Workflow,
     WorkflowTaskStart,
 };
-use tokio::sync::oneshot;
 
-use crate::Result;
+/// Names a reply the shard owes a caller. Tickets are handed out in order by whoever queues
+/// requests; a request that is answered more than once uses consecutive tickets
+/// ([`Request::tickets`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(pub u64);
 
-/// A reply channel.
-pub type Reply<T> = oneshot::Sender<Result<T>>;
+impl Ticket {
+    /// The ticket after this one (a request's second reply).
+    pub fn next(self) -> Ticket {
+        Ticket(self.0 + 1)
+    }
+}
 
 /// Names a run; an empty `run_id` means the current run of the workflow id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -240,13 +252,15 @@ pub struct ResetWorkflow {
     pub reapply: sundial_engine::Reapply,
 }
 
-/// A request to a history shard.
-pub enum Op {
-    /// Start a run.
-    Start(StartWorkflow, Reply<StartOutcome>),
-    /// Signal a run, or start one and signal it.
-    SignalWithStart(StartWorkflow, Signal, Reply<StartOutcome>),
-    /// A poller takes a workflow task.
+/// A request to a history shard. Each is answered once, with the [`Response`] its doc names,
+/// except a timer (never answered) and update-with-start (twice).
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Start a run: [`StartOutcome`].
+    Start(StartWorkflow),
+    /// Signal a run, or start one and signal it: [`StartOutcome`].
+    SignalWithStart(StartWorkflow, Signal),
+    /// A poller takes a workflow task: [`WorkflowTaskStarted`].
     RecordWorkflowTaskStarted {
         /// The run (exact run id).
         run: RunRef,
@@ -262,10 +276,8 @@ pub enum Op {
         build_id: String,
         /// Queue the poller polled.
         polled_queue: String,
-        /// Reply.
-        reply: Reply<WorkflowTaskStarted>,
     },
-    /// RespondWorkflowTaskCompleted.
+    /// RespondWorkflowTaskCompleted: [`CompletedWorkflowTask`].
     CompleteWorkflowTask {
         /// The run.
         run: RunRef,
@@ -277,10 +289,8 @@ pub enum Op {
         started: (i64, i64),
         /// The request.
         request: Box<RespondWorkflowTaskCompletedRequest>,
-        /// Reply.
-        reply: Reply<CompletedWorkflowTask>,
     },
-    /// RespondWorkflowTaskFailed.
+    /// RespondWorkflowTaskFailed: `()`.
     FailWorkflowTask {
         /// The run.
         run: RunRef,
@@ -296,10 +306,8 @@ pub enum Op {
         failure: Option<Failure>,
         /// Identity.
         identity: String,
-        /// Reply.
-        reply: Reply<()>,
     },
-    /// A poller takes an activity task.
+    /// A poller takes an activity task: [`ActivityStarted`].
     RecordActivityTaskStarted {
         /// The run.
         run: RunRef,
@@ -313,10 +321,8 @@ pub enum Op {
         identity: String,
         /// Build id from the poll's worker-version capabilities ("" when none).
         build_id: String,
-        /// Reply.
-        reply: Reply<ActivityStarted>,
     },
-    /// An activity outcome or heartbeat; replies `cancel_requested`.
+    /// An activity outcome or heartbeat: `bool`, whether cancellation was requested.
     ReportActivity {
         /// The run.
         run: RunRef,
@@ -326,12 +332,10 @@ pub enum Op {
         report: ActivityReport,
         /// Identity.
         identity: String,
-        /// Reply.
-        reply: Reply<bool>,
     },
-    /// SignalWorkflowExecution.
-    Signal(RunRef, Signal, Reply<()>),
-    /// RequestCancelWorkflowExecution.
+    /// SignalWorkflowExecution: `()`.
+    Signal(RunRef, Signal),
+    /// RequestCancelWorkflowExecution: `()`.
     RequestCancel {
         /// The run.
         run: RunRef,
@@ -339,10 +343,8 @@ pub enum Op {
         cause: String,
         /// Identity.
         identity: String,
-        /// Reply.
-        reply: Reply<()>,
     },
-    /// TerminateWorkflowExecution.
+    /// TerminateWorkflowExecution: `()`.
     Terminate {
         /// The run.
         run: RunRef,
@@ -352,27 +354,26 @@ pub enum Op {
         details: Option<Payloads>,
         /// Identity.
         identity: String,
-        /// Reply.
-        reply: Reply<()>,
     },
-    /// Reads a run's state (DescribeWorkflowExecution, history reads, queries).
-    Describe(RunRef, Reply<MutableState>),
-    /// Waits until the run has events at or beyond `next_event_id`, or closes; replies with the
-    /// state at that point (immediately if already so).
+    /// Reads a run's state (DescribeWorkflowExecution, history reads, queries):
+    /// [`MutableState`].
+    Describe(RunRef),
+    /// Waits until the run has events at or beyond `next_event_id`, or closes: the
+    /// [`MutableState`] at that point (immediately if already so).
     Watch {
         /// The run.
         run: RunRef,
         /// Wake when `state.next_event_id` passes this.
         next_event_id: i64,
-        /// Reply.
-        reply: Reply<MutableState>,
     },
-    /// A timer task is due (internal).
+    /// A timer task is due (internal; no reply): fire time, task id, task.
     Timer(i64, i64, TaskInfo),
     /// Workflow updates: UpdateWorkflowExecution, PollWorkflowExecutionUpdate and
-    /// update-with-start (`updates.rs`).
-    Update(crate::updates::UpdateOp),
-    /// QueryWorkflow: how the query reaches the worker (`query_buffer.rs`).
+    /// update-with-start (`updates.rs`): [`UpdateAnswer`] (update-with-start answers
+    /// [`StartOutcome`] first).
+    Update(UpdateRequest),
+    /// QueryWorkflow: how the query reaches the worker, or its answer (`query_buffer.rs`):
+    /// [`QueryRoute`].
     Query {
         /// The run.
         run: RunRef,
@@ -380,49 +381,47 @@ pub enum Op {
         query: sundial_engine::api::query::v1::WorkflowQuery,
         /// `QueryRejectCondition` wire value.
         reject_condition: i32,
-        /// Reply.
-        reply: Reply<crate::query_buffer::QueryRoute>,
     },
-    /// ResetWorkflowExecution: replies with the new run's id.
-    Reset(Box<ResetWorkflow>, Reply<String>),
-    /// DeleteWorkflowExecution: terminates a running run, then deletes it with its history.
-    Delete(RunRef, Reply<()>),
-    /// Applies a named change to a run (cross-workflow transfer tasks, ResetStickyTaskQueue).
+    /// ResetWorkflowExecution: `String`, the new run's id.
+    Reset(Box<ResetWorkflow>),
+    /// DeleteWorkflowExecution: terminates a running run, then deletes it with its history:
+    /// `()`.
+    Delete(RunRef),
+    /// Applies a named change to a run (cross-workflow transfer tasks, ResetStickyTaskQueue):
+    /// `()`.
     Apply {
         /// The run.
         run: RunRef,
         /// The change.
         change: RunChange,
-        /// Reply.
-        reply: Reply<()>,
     },
 }
 
-impl Op {
-    /// The run the op concerns, if any (for loading).
+impl Request {
+    /// The run the request concerns, if any (for loading).
     pub fn run(&self) -> Option<RunRef> {
         match self {
-            Op::Start(s, _) | Op::SignalWithStart(s, _, _) => Some(RunRef {
+            Request::Start(s) | Request::SignalWithStart(s, _) => Some(RunRef {
                 namespace_id: s.params.namespace_id.clone(),
                 workflow_id: s.params.workflow_id.clone(),
                 run_id: String::new(),
             }),
-            Op::RecordWorkflowTaskStarted { run, .. }
-            | Op::CompleteWorkflowTask { run, .. }
-            | Op::FailWorkflowTask { run, .. }
-            | Op::RecordActivityTaskStarted { run, .. }
-            | Op::ReportActivity { run, .. }
-            | Op::Signal(run, _, _)
-            | Op::RequestCancel { run, .. }
-            | Op::Terminate { run, .. }
-            | Op::Describe(run, _)
-            | Op::Apply { run, .. }
-            | Op::Delete(run, _)
-            | Op::Watch { run, .. } => Some(run.clone()),
-            Op::Update(op) => Some(op.run()),
-            Op::Reset(r, _) => Some(r.current.clone()),
-            Op::Query { run, .. } => Some(run.clone()),
-            Op::Timer(_, _, t) => Some(RunRef {
+            Request::RecordWorkflowTaskStarted { run, .. }
+            | Request::CompleteWorkflowTask { run, .. }
+            | Request::FailWorkflowTask { run, .. }
+            | Request::RecordActivityTaskStarted { run, .. }
+            | Request::ReportActivity { run, .. }
+            | Request::Signal(run, _)
+            | Request::RequestCancel { run, .. }
+            | Request::Terminate { run, .. }
+            | Request::Describe(run)
+            | Request::Apply { run, .. }
+            | Request::Delete(run)
+            | Request::Watch { run, .. }
+            | Request::Query { run, .. } => Some(run.clone()),
+            Request::Update(u) => Some(u.run()),
+            Request::Reset(r) => Some(r.current.clone()),
+            Request::Timer(_, _, t) => Some(RunRef {
                 namespace_id: t.namespace_id.clone(),
                 workflow_id: t.workflow_id.clone(),
                 run_id: t.run_id.clone(),
@@ -430,25 +429,105 @@ impl Op {
         }
     }
 
-    /// Answers the op with an error (used when its batch cannot commit).
-    pub fn fail(self, err: crate::Error) {
+    /// How many replies the request gets, on consecutive tickets from its own.
+    pub fn tickets(&self) -> u64 {
         match self {
-            Op::Start(_, r) | Op::SignalWithStart(_, _, r) => drop(r.send(Err(err))),
-            Op::RecordWorkflowTaskStarted { reply, .. } => drop(reply.send(Err(err))),
-            Op::CompleteWorkflowTask { reply, .. } => drop(reply.send(Err(err))),
-            Op::FailWorkflowTask { reply, .. } => drop(reply.send(Err(err))),
-            Op::RecordActivityTaskStarted { reply, .. } => drop(reply.send(Err(err))),
-            Op::ReportActivity { reply, .. } => drop(reply.send(Err(err))),
-            Op::Signal(_, _, r) => drop(r.send(Err(err))),
-            Op::RequestCancel { reply, .. }
-            | Op::Terminate { reply, .. }
-            | Op::Apply { reply, .. }
-            | Op::Delete(_, reply) => drop(reply.send(Err(err))),
-            Op::Describe(_, r) | Op::Watch { reply: r, .. } => drop(r.send(Err(err))),
-            Op::Update(op) => op.fail(err),
-            Op::Reset(_, r) => drop(r.send(Err(err))),
-            Op::Query { reply, .. } => drop(reply.send(Err(err))),
-            Op::Timer(..) => {}
+            Request::Timer(..) => 0,
+            Request::Update(UpdateRequest::UpdateWithStart { .. }) => 2,
+            _ => 1,
         }
     }
+
+    /// The request's name in metrics and traces (Temporal's history API names).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Start(..) => "StartWorkflowExecution",
+            Request::SignalWithStart(..) => "SignalWithStartWorkflowExecution",
+            Request::RecordWorkflowTaskStarted { .. } => "RecordWorkflowTaskStarted",
+            Request::CompleteWorkflowTask { .. } => "RespondWorkflowTaskCompleted",
+            Request::FailWorkflowTask { .. } => "RespondWorkflowTaskFailed",
+            Request::RecordActivityTaskStarted { .. } => "RecordActivityTaskStarted",
+            Request::ReportActivity { .. } => "ReportActivity",
+            Request::Signal(..) => "SignalWorkflowExecution",
+            Request::RequestCancel { .. } => "RequestCancelWorkflowExecution",
+            Request::Terminate { .. } => "TerminateWorkflowExecution",
+            Request::Describe(..) => "DescribeMutableState",
+            Request::Watch { .. } => "PollMutableState",
+            Request::Timer(..) => "Timer",
+            Request::Update(UpdateRequest::Poll { .. }) => "PollWorkflowExecutionUpdate",
+            Request::Update(UpdateRequest::UpdateWithStart { .. }) => "ExecuteMultiOperation",
+            Request::Update(..) => "UpdateWorkflowExecution",
+            Request::Reset(..) => "ResetWorkflowExecution",
+            Request::Query { .. } => "QueryWorkflow",
+            Request::Delete(..) => "DeleteWorkflowExecution",
+            Request::Apply { .. } => "ApplyRunChange",
+        }
+    }
+}
+
+/// A shard's reply to a [`Request`].
+#[derive(Debug)]
+pub enum Response {
+    /// Done, nothing to report.
+    Done,
+    /// A start (or the start half of signal-with-start or update-with-start).
+    Started(StartOutcome),
+    /// A workflow task was started.
+    WorkflowTaskStarted(Box<WorkflowTaskStarted>),
+    /// A workflow task was completed.
+    WorkflowTaskCompleted(Box<CompletedWorkflowTask>),
+    /// An activity task was started.
+    ActivityStarted(Box<ActivityStarted>),
+    /// An activity report was recorded: whether cancellation was requested.
+    CancelRequested(bool),
+    /// A run's state.
+    State(Box<MutableState>),
+    /// A query's route or answer.
+    Query(QueryRoute),
+    /// How far an update got.
+    Update(UpdateAnswer),
+    /// A reset made this run.
+    Reset(String),
+}
+
+/// The value a caller expects from a [`Response`]: each request's reply has one type.
+pub trait FromResponse: Sized {
+    /// The value, or the response given back when it is of another kind.
+    fn from_response(response: Response) -> std::result::Result<Self, Response>;
+}
+
+macro_rules! from_response {
+    ($($ty:ty => $pat:pat => $value:expr),* $(,)?) => {
+        $(impl FromResponse for $ty {
+            fn from_response(response: Response) -> std::result::Result<Self, Response> {
+                match response {
+                    $pat => Ok($value),
+                    other => Err(other),
+                }
+            }
+        })*
+    };
+}
+
+from_response! {
+    () => Response::Done => (),
+    StartOutcome => Response::Started(s) => s,
+    WorkflowTaskStarted => Response::WorkflowTaskStarted(s) => *s,
+    CompletedWorkflowTask => Response::WorkflowTaskCompleted(c) => *c,
+    ActivityStarted => Response::ActivityStarted(a) => *a,
+    bool => Response::CancelRequested(c) => c,
+    MutableState => Response::State(s) => *s,
+    QueryRoute => Response::Query(q) => q,
+    UpdateAnswer => Response::Update(u) => u,
+    String => Response::Reset(r) => r,
+}
+
+/// Reads a shard's reply as the type the caller expects.
+pub fn expect<T: FromResponse>(response: Result<Response>) -> Result<T> {
+    T::from_response(response?).map_err(|other| {
+        Error::Internal(format!(
+            "history shard answered {other:?} where a {} was due",
+            std::any::type_name::<T>()
+        ))
+    })
 }

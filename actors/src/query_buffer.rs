@@ -5,8 +5,8 @@
 //! `RespondWorkflowTaskCompleted.query_results`. When a run has no workflow task left to carry
 //! it (or closes), a waiting query is unblocked and the caller dispatches it directly.
 //!
-//! Memory only, like Temporal's registry: a run reloaded from the store has no buffered
-//! queries, and their callers, seeing the channel closed, dispatch directly.
+//! Memory only, like Temporal's registry: a buffered query holds its run in the cache, and a
+//! run dropped by a failed commit unblocks its queries, whose callers then dispatch directly.
 
 use std::collections::HashMap;
 
@@ -16,8 +16,8 @@ use sundial_engine::api::{
 };
 use sundial_engine::{Env, MutableState};
 use sundial_storage::ExecutionKey;
-use tokio::sync::oneshot;
 
+use crate::ops::{Response, Ticket};
 use crate::shard_core::ShardCore;
 use crate::{Error, Result};
 
@@ -27,44 +27,40 @@ pub const MAX_BUFFERED_QUERIES: usize = 1;
 /// (Temporal's failQueryWorkflowTaskAttemptCount).
 const FAILING_TASK_ATTEMPTS: i32 = 3;
 
-/// How a query reaches the worker.
+/// How a query reaches the worker, or its answer.
+#[derive(Debug)]
 pub enum QueryRoute {
     /// The reject condition matched; the run's `WorkflowExecutionStatus`.
     Rejected(i32),
     /// Dispatch it directly to the worker (a legacy query task) for this run.
     Direct(Box<MutableState>),
-    /// Buffered for the next workflow task; the outcome arrives here.
-    Buffered(oneshot::Receiver<QueryOutcome>),
-}
-
-/// What became of a buffered query.
-#[derive(Debug)]
-pub enum QueryOutcome {
-    /// The worker answered it on a workflow task.
+    /// It was buffered, and the worker answered it on a workflow task.
     Answered(Box<WorkflowQueryResult>),
-    /// No workflow task is left to carry it: dispatch it directly.
+    /// It was buffered, and no workflow task is left to carry it: dispatch it directly.
     Unblocked,
 }
 
-/// A query waiting in a run.
+/// A query waiting in a run for a workflow task, answered on its caller's ticket.
 pub(crate) struct BufferedQuery {
     id: String,
     query: WorkflowQuery,
-    answer: oneshot::Sender<QueryOutcome>,
+    ticket: Ticket,
 }
 
 /// The buffered queries of the shard's runs.
 pub(crate) type QueryBuffers = HashMap<ExecutionKey, Vec<BufferedQuery>>;
 
 impl ShardCore {
-    /// QueryWorkflow: rejects, sends straight to the worker, or buffers (see the module doc).
+    /// QueryWorkflow: rejects, sends straight to the worker, or buffers (see the module doc);
+    /// `None` when buffered, to be answered later on `ticket`.
     pub(crate) fn route_query(
         &mut self,
         key: &ExecutionKey,
+        ticket: Ticket,
         query: WorkflowQuery,
         reject_condition: i32,
         env: &Env,
-    ) -> Result<QueryRoute> {
+    ) -> Result<Option<QueryRoute>> {
         let wf = self.workflow_mut(key).ok_or_else(|| {
             Error::NotFound(format!("workflow not found for ID: {}", key.workflow_id))
         })?;
@@ -79,7 +75,7 @@ impl ShardCore {
             _ => false,
         };
         if reject {
-            return Ok(QueryRoute::Rejected(state.status));
+            return Ok(Some(QueryRoute::Rejected(state.status)));
         }
         let completed_a_task = state.last_completed_wft_started_event_id > 0;
         if !running && !completed_a_task {
@@ -102,22 +98,20 @@ impl ShardCore {
             ));
         }
         if completed_a_task && (!running || state.workflow_task.is_none()) {
-            return Ok(QueryRoute::Direct(Box::new(state.clone())));
+            return Ok(Some(QueryRoute::Direct(Box::new(state.clone()))));
         }
         let buffer = self.query_buffers.entry(key.clone()).or_default();
-        buffer.retain(|q| !q.answer.is_closed());
         if buffer.len() >= MAX_BUFFERED_QUERIES {
             return Err(Error::ResourceExhausted(
                 "consistent query buffer is full, this may be caused by too many queries and workflow not able to process query fast enough".into(),
             ));
         }
-        let (tx, rx) = oneshot::channel();
         buffer.push(BufferedQuery {
             id: uuid::Uuid::new_v4().to_string(),
             query,
-            answer: tx,
+            ticket,
         });
-        Ok(QueryRoute::Buffered(rx))
+        Ok(None)
     }
 
     /// The queries a workflow task of this run carries.
@@ -126,7 +120,6 @@ impl ShardCore {
             .get(key)
             .into_iter()
             .flatten()
-            .filter(|q| !q.answer.is_closed())
             .map(|q| (q.id.clone(), q.query.clone()))
             .collect()
     }
@@ -146,13 +139,28 @@ impl ShardCore {
         *buffer = waiting;
         let mut results = results;
         for q in answered {
-            let result = results.remove(&q.id).expect("partitioned on it");
-            let _ = q.answer.send(QueryOutcome::Answered(Box::new(result)));
+            if let Some(result) = results.remove(&q.id) {
+                let answer = QueryRoute::Answered(Box::new(result));
+                self.answer(q.ticket, Ok(Response::Query(answer)));
+            }
         }
     }
 
+    /// True when some run holds buffered queries.
+    pub fn has_buffered_queries(&self) -> bool {
+        !self.query_buffers.is_empty()
+    }
+
+    /// Forgets the buffered queries whose caller went away.
+    pub fn forget_queries(&mut self, gone: impl Fn(Ticket) -> bool) {
+        self.query_buffers.retain(|_, buffer| {
+            buffer.retain(|q| !gone(q.ticket));
+            !buffer.is_empty()
+        });
+    }
+
     /// Unblocks the queries of runs that have no workflow task left to carry them (closed, or
-    /// nothing pending), and forgets those whose caller gave up.
+    /// nothing pending).
     pub(crate) fn settle_queries(&mut self) {
         if self.query_buffers.is_empty() {
             return;
@@ -165,16 +173,10 @@ impl ShardCore {
                     && (wf.state.workflow_task.is_some()
                         || wf.state.last_completed_wft_started_event_id == 0)
             });
-            let buffer = self.query_buffers.get_mut(&key).expect("listed");
-            if carried {
-                buffer.retain(|q| !q.answer.is_closed());
-            } else {
-                for q in buffer.drain(..) {
-                    let _ = q.answer.send(QueryOutcome::Unblocked);
+            if !carried && let Some(buffer) = self.query_buffers.remove(&key) {
+                for q in buffer {
+                    self.answer(q.ticket, Ok(Response::Query(QueryRoute::Unblocked)));
                 }
-            }
-            if buffer.is_empty() {
-                self.query_buffers.remove(&key);
             }
         }
     }

@@ -2,7 +2,7 @@
 //! that its mailbox held in one fenced storage transaction (group commit). After the commit it
 //! replies, pushes tasks to matching and arms timers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +11,11 @@ use prost::Message as _;
 use slog::{Logger, error, warn};
 use sundial_engine::{Env, TaskInfo, TaskKind};
 use sundial_storage::{DynStore, ExecutionKey};
+use tokio::sync::oneshot;
 
 use crate::matching::{ACTIVITY_QUEUE, Matching, QueueItem, WORKFLOW_QUEUE};
-use crate::ops::Op;
-use crate::shard_core::{Effects, ReadyTask, ShardCore};
+use crate::ops::{Request, Response, Ticket};
+use crate::shard_core::{Answer, Effects, ReadyTask, ShardCore};
 use crate::telemetry::{BatchTrace, ShardTelemetry, Telemetry};
 use crate::{Clock, Error};
 
@@ -58,7 +59,11 @@ pub struct HistoryShard {
     matching: Matching,
     clock: Arc<dyn Clock>,
     log: Logger,
-    queue: Vec<Op>,
+    queue: Vec<(Ticket, Request)>,
+    /// The callers behind the tickets of requests not answered yet.
+    callers: HashMap<Ticket, ReplyTx>,
+    /// The next ticket to hand out.
+    next_ticket: u64,
     busy: bool,
     /// Timers firing up to `timer_window_end` (unix millis), by (fire time, task id).
     timers: BTreeMap<(i64, i64), TaskInfo>,
@@ -94,18 +99,21 @@ impl Handler<SetHistory> for HistoryShard {
     }
 }
 
-/// Submit a request; its reply comes through the op's channel.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Submit(pub Op);
+/// Where a caller waits for one reply.
+pub type ReplyTx = oneshot::Sender<crate::Result<Response>>;
 
-/// [`Submit`] from a traced caller: the shard's spans become children of `1`.
+/// Submit a request with one reply channel per reply it gets ([`Request::tickets`]).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SubmitTraced(pub Op, pub opentelemetry::Context);
+pub struct Submit(pub Request, pub Vec<ReplyTx>);
+
+/// [`Submit`] from a traced caller: the shard's spans become children of `2`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubmitTraced(pub Request, pub Vec<ReplyTx>, pub opentelemetry::Context);
 
 struct Loaded {
-    ops: Vec<Op>,
+    ops: Vec<(Ticket, Request)>,
     result: crate::Result<Vec<Load>>,
     trace: BatchTrace,
 }
@@ -168,6 +176,8 @@ impl HistoryShard {
             clock,
             log,
             queue: Vec::new(),
+            callers: HashMap::new(),
+            next_ticket: 0,
             busy: true,
             timers: BTreeMap::new(),
             timer_window_end: 0,
@@ -257,22 +267,50 @@ impl HistoryShard {
         }
     }
 
-    fn submit(&mut self, op: Op, ctx: &mut Context<Self>) {
+    fn submit(&mut self, request: Request, replies: Vec<ReplyTx>, ctx: &mut Context<Self>) {
         if let Some(err) = self.refusal() {
-            return op.fail(err);
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+            return;
         }
-        self.queue.push(op);
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket += request.tickets();
+        let tickets = (ticket.0..).map(Ticket);
+        self.callers.extend(tickets.zip(replies));
+        self.queue.push((ticket, request));
         self.drain(ctx);
     }
 
-    /// The shard's ownership was lost: it stops serving here; queued requests fail.
+    /// Sends a reply to the caller behind its ticket (if still there).
+    fn reply(&mut self, (ticket, result): Answer) {
+        if let Some(caller) = self.callers.remove(&ticket) {
+            let _ = caller.send(result);
+        }
+    }
+
+    /// Answers every reply a request is owed with `err`.
+    fn refuse(&mut self, ticket: Ticket, request: &Request, err: &Error) {
+        for i in 0..request.tickets() {
+            self.reply((Ticket(ticket.0 + i), Err(err.clone())));
+        }
+    }
+
+    /// Answers every caller still waiting (queued, or waiting in the shard's logic) with `err`:
+    /// the shard's state is being dropped.
+    fn refuse_all(&mut self, err: &Error) {
+        self.queue.clear();
+        for (_, caller) in self.callers.drain() {
+            let _ = caller.send(Err(err.clone()));
+        }
+    }
+
+    /// The shard's ownership was lost: it stops serving here; waiting requests fail.
     fn fenced(&mut self, err: &Error) {
         error!(self.log, "shard ownership lost: another process owns this shard; it stops serving here";
             "shard_id" => self.core.shard_id, "error" => %err);
         self.set_ownership(Ownership::Fenced);
-        for op in self.queue.drain(..) {
-            op.fail(err.clone());
-        }
+        self.refuse_all(err);
         self.timers.clear();
     }
 
@@ -340,12 +378,12 @@ impl HistoryShard {
         self.busy = true;
         let ops = std::mem::take(&mut self.queue);
         let trace = self.telemetry.take_batch();
-        let lookups = ops.iter().filter(|op| op.run().is_some()).count();
-        // What must be read before the ops can be applied.
+        let lookups = ops.iter().filter(|(_, r)| r.run().is_some()).count();
+        // What must be read before the requests can be applied.
         let mut currents = Vec::new();
         let mut runs = Vec::new();
-        for op in &ops {
-            let Some(run) = op.run() else { continue };
+        for (_, request) in &ops {
+            let Some(run) = request.run() else { continue };
             if run.run_id.is_empty() {
                 match self
                     .core
@@ -411,6 +449,7 @@ impl HistoryShard {
         let matching = self.matching.clone();
         let me = ctx.address();
         let log = self.log.clone();
+        let fallback = ready.sticky_fallback();
         actix::spawn(async move {
             let task = ready.task;
             let result = match task.task_kind() {
@@ -420,15 +459,12 @@ impl HistoryShard {
                         .add(&key, QueueItem::Task(task.clone()), task.sticky)
                         .await
                     {
-                        Err(Error::StickyWorkerUnavailable) => {
+                        Err(Error::StickyWorkerUnavailable) if let Some(fallback) = fallback => {
                             let normal = Matching::key(
                                 &task.namespace_id,
-                                &task.normal_task_queue,
+                                &fallback.task_queue,
                                 WORKFLOW_QUEUE,
                             );
-                            let mut fallback = task.clone();
-                            fallback.sticky = false;
-                            fallback.task_queue = task.normal_task_queue.clone();
                             matching
                                 .add(&normal, QueueItem::Task(fallback), false)
                                 .await
@@ -480,7 +516,9 @@ impl HistoryShard {
                 break;
             }
             let task = self.timers.remove(&(fire, id)).expect("present");
-            self.queue.push(Op::Timer(fire, id, task));
+            // A timer is never answered: it takes no ticket.
+            let ticket = Ticket(self.next_ticket);
+            self.queue.push((ticket, Request::Timer(fire, id, task)));
         }
         if !self.queue.is_empty() {
             self.drain(ctx);
@@ -488,7 +526,14 @@ impl HistoryShard {
             self.last_ack_flush_ms = now;
             self.drain(ctx);
         }
-        self.core.prune_watchers();
+        self.forget_gone_callers();
+    }
+
+    /// Forgets the callers that gave up waiting, here and in the shard's logic.
+    fn forget_gone_callers(&mut self) {
+        self.callers.retain(|_, caller| !caller.is_closed());
+        let callers = &self.callers;
+        self.core.forget(|t| !callers.contains_key(&t));
     }
 }
 
@@ -560,9 +605,7 @@ impl Handler<Ready> for HistoryShard {
                     "shard_id" => self.core.shard_id, "attempt" => self.acquire_failures,
                     "retry_in_ms" => wait.as_millis() as u64, "error" => %e);
                 self.set_ownership(Ownership::Down);
-                for op in self.queue.drain(..) {
-                    op.fail(Error::Unavailable(format!("shard unavailable: {e}")));
-                }
+                self.refuse_all(&Error::Unavailable(format!("shard unavailable: {e}")));
                 ctx.notify_later(Acquire, wait);
             }
         }
@@ -592,7 +635,7 @@ impl Handler<Submit> for HistoryShard {
 
     fn handle(&mut self, msg: Submit, ctx: &mut Self::Context) {
         self.telemetry.queued(self.queue.len(), None);
-        self.submit(msg.0, ctx);
+        self.submit(msg.0, msg.1, ctx);
     }
 }
 
@@ -600,8 +643,8 @@ impl Handler<SubmitTraced> for HistoryShard {
     type Result = ();
 
     fn handle(&mut self, msg: SubmitTraced, ctx: &mut Self::Context) {
-        self.telemetry.queued(self.queue.len(), Some(msg.1));
-        self.submit(msg.0, ctx);
+        self.telemetry.queued(self.queue.len(), Some(msg.2));
+        self.submit(msg.0, msg.1, ctx);
     }
 }
 
@@ -620,11 +663,14 @@ impl Handler<Loaded> for HistoryShard {
         let loads = match msg.result {
             Ok(loads) => loads,
             Err(e) => {
-                for op in msg.ops {
-                    match op {
+                let err = Error::Unavailable(format!("storage read failed: {e}"));
+                for (ticket, request) in msg.ops {
+                    match request {
                         // A due timer waits for the next tick instead of being lost.
-                        Op::Timer(fire_ms, task_id, task) => self.rearm(fire_ms, task_id, task),
-                        op => op.fail(Error::Unavailable(format!("storage read failed: {e}"))),
+                        Request::Timer(fire_ms, task_id, task) => {
+                            self.rearm(fire_ms, task_id, task)
+                        }
+                        request => self.refuse(ticket, &request, &err),
                     }
                 }
                 self.busy = false;
@@ -647,8 +693,12 @@ impl Handler<Loaded> for HistoryShard {
         let now = self.clock.now_ms();
         let mut trace = msg.trace;
         let ops = msg.ops.len();
-        for (i, op) in msg.ops.into_iter().enumerate() {
-            let namespace_id = op.run().map(|r| r.namespace_id);
+        // A buffered query whose caller left frees its place before new queries come.
+        if self.core.has_buffered_queries() {
+            self.forget_gone_callers();
+        }
+        for (i, (ticket, request)) in msg.ops.into_iter().enumerate() {
+            let namespace_id = request.run().map(|r| r.namespace_id);
             let search_attributes = namespace_id
                 .as_ref()
                 .and_then(|ns| self.history.as_ref()?.search_attributes(ns));
@@ -666,8 +716,8 @@ impl Handler<Loaded> for HistoryShard {
                     .map(crate::History::limits)
                     .unwrap_or_default(),
             };
-            let name = crate::telemetry::op_name(&op);
-            trace.apply(i, name, || self.core.apply(op, &env));
+            let name = request.name();
+            trace.apply(i, name, || self.core.apply(ticket, request, &env));
         }
         let (batch, effects, touched) = self.core.build_batch();
         let observer = self.telemetry.commit(&batch, &trace, ops, &self.log);
@@ -696,11 +746,11 @@ impl Handler<Committed> for HistoryShard {
     fn handle(&mut self, msg: Committed, ctx: &mut Self::Context) {
         match msg.result {
             Ok(()) => {
-                for wake in self.core.committed(&msg.touched) {
-                    wake(None);
+                for answer in self.core.committed(&msg.touched) {
+                    self.reply(answer);
                 }
-                for reply in msg.effects.replies {
-                    reply(None);
+                for answer in msg.effects.replies {
+                    self.reply(answer);
                 }
                 for t in msg.effects.timers {
                     self.arm(t.task.fire_time_ms, t.task_id, t.task);
@@ -720,8 +770,8 @@ impl Handler<Committed> for HistoryShard {
                     }
                     _ => Error::Unavailable(format!("commit failed: {e}")),
                 };
-                for reply in msg.effects.replies {
-                    reply(Some(err.clone()));
+                for (ticket, _) in msg.effects.replies {
+                    self.reply((ticket, Err(err.clone())));
                 }
                 if matches!(e, sundial_storage::Error::ShardOwnershipLost { .. }) {
                     self.fenced(&err);
@@ -729,7 +779,23 @@ impl Handler<Committed> for HistoryShard {
                 }
                 // The outcome is unknown: the batch may or may not be stored. Never retry it
                 // blindly: take the shard again and start from what the store holds (its runs,
-                // pending transfer tasks and timers), as after a restart. Queued requests wait.
+                // pending transfer tasks and timers), as after a restart. Queued requests wait;
+                // callers waiting in the dropped state (watchers, updates, buffered queries)
+                // are told to retry.
+                let queued: std::collections::HashSet<Ticket> = self
+                    .queue
+                    .iter()
+                    .flat_map(|(t, r)| (t.0..t.0 + r.tickets()).map(Ticket))
+                    .collect();
+                let dropped: Vec<Ticket> = self
+                    .callers
+                    .keys()
+                    .filter(|t| !queued.contains(t))
+                    .copied()
+                    .collect();
+                for ticket in dropped {
+                    self.reply((ticket, Err(err.clone())));
+                }
                 let limits = self.core.cache_limits;
                 self.core = ShardCore::new(self.core.shard_id, 0);
                 self.core.cache_limits = limits;

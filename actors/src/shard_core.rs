@@ -1,8 +1,10 @@
-//! The logic of a history shard, testable without actix: a cache of runs, the application of
-//! [`Op`]s through the engine, and the assembly of one [`ShardBatch`] per group commit.
+//! The logic of a history shard as a plain state machine, testable without actix: a cache of
+//! runs, the application of [`Request`]s through the engine, and the assembly of one
+//! [`ShardBatch`] per commit with the [`Effects`] to carry out once it is durable.
 //!
-//! Replies are deferred: they are sent only after the batch commits (or fail with the commit's
-//! error), so nothing is acknowledged before it is durable.
+//! Nothing here sends or spawns. Requests come in with the [`Ticket`] of their reply; replies
+//! go out as values, released only after the batch that holds their changes commits (or with
+//! the commit's error), so nothing is acknowledged before it is durable.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,21 +20,13 @@ use sundial_storage::{
 };
 
 use crate::ops::{
-    ActivityReport, ActivityTarget, Op, Reply, ResetWorkflow, RunRef, StartOutcome, StartWorkflow,
+    ActivityReport, ActivityTarget, Request, ResetWorkflow, Response, RunRef, StartOutcome,
+    StartWorkflow, Ticket,
 };
 use crate::{Error, Result};
 
-/// A reply waiting for the commit: called with `None` on success, the error otherwise.
-pub type Deferred = Box<dyn FnOnce(Option<Error>) + Send>;
-
-pub(crate) fn defer<T: Send + 'static>(reply: Reply<T>, value: Result<T>) -> Deferred {
-    Box::new(move |err| {
-        let _ = reply.send(match err {
-            None => value,
-            Some(e) => Err(e),
-        });
-    })
-}
+/// A reply: its ticket and what it says.
+pub type Answer = (Ticket, Result<Response>);
 
 struct CachedRun {
     wf: Workflow,
@@ -61,6 +55,22 @@ pub struct ReadyTask {
     pub task: TaskInfo,
 }
 
+impl ReadyTask {
+    /// Where a workflow task goes when its sticky worker is gone: the same task on the run's
+    /// normal queue. `None` for anything but a sticky workflow-task dispatch.
+    pub fn sticky_fallback(&self) -> Option<TaskInfo> {
+        let t = &self.task;
+        if t.task_kind() != TaskKind::DispatchWorkflowTask || !t.sticky {
+            return None;
+        }
+        Some(TaskInfo {
+            sticky: false,
+            task_queue: t.normal_task_queue.clone(),
+            ..t.clone()
+        })
+    }
+}
+
 /// What to do once a batch has committed.
 #[derive(Default)]
 pub struct Effects {
@@ -68,8 +78,8 @@ pub struct Effects {
     pub transfer: Vec<ReadyTask>,
     /// Timer tasks to arm.
     pub timers: Vec<ReadyTask>,
-    /// Replies to send.
-    pub replies: Vec<Deferred>,
+    /// Replies to send (or, if the commit fails, to answer with its error instead).
+    pub replies: Vec<Answer>,
 }
 
 /// A history shard's state and logic.
@@ -81,12 +91,13 @@ pub struct ShardCore {
     next_task_id: i64,
     runs: HashMap<ExecutionKey, CachedRun>,
     current: HashMap<(String, String), CurrentEntry>,
-    watchers: HashMap<ExecutionKey, Vec<(i64, Reply<MutableState>)>>,
+    watchers: HashMap<ExecutionKey, Vec<(i64, Ticket)>>,
     // Accumulated by the batch being built.
     touched: BTreeMap<ExecutionKey, Vec<HistoryEvent>>,
     touched_current: Vec<(String, String)>,
     tasks: Vec<TaskInfo>,
-    deferred: Vec<Deferred>,
+    /// Replies owed once the batch being built commits.
+    replies: Vec<Answer>,
     timer_deletes: Vec<(i64, i64)>,
     /// Runs to delete once nothing else in a batch writes them.
     deletes: Vec<ExecutionKey>,
@@ -153,7 +164,7 @@ impl ShardCore {
             touched: BTreeMap::new(),
             touched_current: Vec::new(),
             tasks: Vec::new(),
-            deferred: Vec::new(),
+            replies: Vec::new(),
             timer_deletes: Vec::new(),
             deletes: Vec::new(),
             deleting: Vec::new(),
@@ -307,43 +318,18 @@ impl ShardCore {
         Ok(key)
     }
 
-    /// Applies one op; its reply waits for the commit.
-    pub fn apply(&mut self, op: Op, env: &Env) {
-        match op {
-            Op::Start(start, reply) => {
+    /// Applies one request; its reply (on `ticket`) waits for the commit.
+    pub fn apply(&mut self, ticket: Ticket, request: Request, env: &Env) {
+        match request {
+            Request::Start(start) => {
                 let result = self.start(start, None, env);
-                self.deferred.push(defer(reply, result));
+                self.answer(ticket, result.map(Response::Started));
             }
-            Op::SignalWithStart(start, signal, reply) => {
-                let run = RunRef {
-                    namespace_id: start.params.namespace_id.clone(),
-                    workflow_id: start.params.workflow_id.clone(),
-                    run_id: String::new(),
-                };
-                let running = self
-                    .resolve(&run)
-                    .ok()
-                    .filter(|k| self.runs.get(k).is_some_and(|r| r.wf.is_open()));
-                let result = match running {
-                    Some(key) => self
-                        .with_run(&key, env, |wf| wf.signal(signal, env).map_err(Error::from))
-                        .map(|_| StartOutcome {
-                            run_id: key.run_id.clone(),
-                            started: false,
-                            eager: None,
-                        }),
-                    None => {
-                        let mut start = start;
-                        start.reuse_policy = match start.reuse_policy {
-                            0 => WorkflowIdReusePolicy::AllowDuplicate as i32,
-                            p => p,
-                        };
-                        self.start(start, Some(signal), env)
-                    }
-                };
-                self.deferred.push(defer(reply, result));
+            Request::SignalWithStart(start, signal) => {
+                let result = self.signal_with_start(start, signal, env);
+                self.answer(ticket, result.map(Response::Started));
             }
-            Op::RecordWorkflowTaskStarted {
+            Request::RecordWorkflowTaskStarted {
                 run,
                 scheduled_event_id,
                 attempt,
@@ -351,7 +337,6 @@ impl ShardCore {
                 identity,
                 build_id,
                 polled_queue,
-                reply,
             } => {
                 let result = self.resolve(&run).and_then(|key| {
                     let queries = self.buffered_queries(&key);
@@ -373,15 +358,15 @@ impl ShardCore {
                         })
                     })
                 });
-                self.deferred.push(defer(reply, result));
+                let result = result.map(|s| Response::WorkflowTaskStarted(Box::new(s)));
+                self.answer(ticket, result);
             }
-            Op::CompleteWorkflowTask {
+            Request::CompleteWorkflowTask {
                 run,
                 scheduled_event_id,
                 attempt,
                 started,
                 mut request,
-                reply,
             } => {
                 let query_results = std::mem::take(&mut request.query_results);
                 let result = self.resolve(&run).and_then(|key| {
@@ -403,9 +388,10 @@ impl ShardCore {
                     }
                     Ok(completed)
                 });
-                self.deferred.push(defer(reply, result));
+                let result = result.map(|c| Response::WorkflowTaskCompleted(Box::new(c)));
+                self.answer(ticket, result);
             }
-            Op::FailWorkflowTask {
+            Request::FailWorkflowTask {
                 run,
                 scheduled_event_id,
                 attempt,
@@ -413,141 +399,126 @@ impl ShardCore {
                 cause,
                 failure,
                 identity,
-                reply,
             } => {
-                let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, env, |wf| {
-                        wf.check_workflow_task_start(started.0, started.1)?;
-                        wf.fail_workflow_task(
-                            scheduled_event_id,
-                            attempt,
-                            cause,
-                            failure,
-                            identity,
-                            env,
-                        )
-                        .map_err(Error::from)
-                    })
+                let result = self.on_run(&run, env, |wf| {
+                    wf.check_workflow_task_start(started.0, started.1)?;
+                    wf.fail_workflow_task(
+                        scheduled_event_id,
+                        attempt,
+                        cause,
+                        failure,
+                        identity,
+                        env,
+                    )
+                    .map_err(Error::from)
                 });
-                self.deferred.push(defer(reply, result));
+                self.answer(ticket, result.map(|()| Response::Done));
             }
-            Op::RecordActivityTaskStarted {
+            Request::RecordActivityTaskStarted {
                 run,
                 scheduled_event_id,
                 attempt,
                 request_id,
                 identity,
                 build_id,
-                reply,
             } => {
-                let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, env, |wf| {
-                        let activity = wf.record_activity_task_started(
-                            scheduled_event_id,
-                            attempt,
-                            &request_id,
-                            &identity,
-                            &build_id,
-                            env,
-                        )?;
-                        Ok(crate::ops::ActivityStarted {
-                            activity,
-                            state: wf.state.clone(),
-                        })
+                let result = self.on_run(&run, env, |wf| {
+                    let activity = wf.record_activity_task_started(
+                        scheduled_event_id,
+                        attempt,
+                        &request_id,
+                        &identity,
+                        &build_id,
+                        env,
+                    )?;
+                    Ok(crate::ops::ActivityStarted {
+                        activity,
+                        state: wf.state.clone(),
                     })
                 });
-                self.deferred.push(defer(reply, result));
+                let result = result.map(|a| Response::ActivityStarted(Box::new(a)));
+                self.answer(ticket, result);
             }
-            Op::ReportActivity {
+            Request::ReportActivity {
                 run,
                 target,
                 report,
                 identity,
-                reply,
             } => {
-                let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, env, |wf| {
-                        report_activity(wf, target, report, identity, env)
-                    })
+                let result = self.on_run(&run, env, |wf| {
+                    report_activity(wf, target, report, identity, env)
                 });
-                self.deferred.push(defer(reply, result));
+                self.answer(ticket, result.map(Response::CancelRequested));
             }
-            Op::Signal(run, signal, reply) => {
-                let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, env, |wf| wf.signal(signal, env).map_err(Error::from))
-                });
-                self.deferred.push(defer(reply, result));
+            Request::Signal(run, signal) => {
+                let result =
+                    self.on_run(&run, env, |wf| wf.signal(signal, env).map_err(Error::from));
+                self.answer(ticket, result.map(|()| Response::Done));
             }
-            Op::RequestCancel {
+            Request::RequestCancel {
                 run,
                 cause,
                 identity,
-                reply,
             } => {
-                let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, env, |wf| {
-                        wf.request_cancel(cause, identity, env).map_err(Error::from)
-                    })
+                let result = self.on_run(&run, env, |wf| {
+                    wf.request_cancel(cause, identity, env).map_err(Error::from)
                 });
-                self.deferred.push(defer(reply, result));
+                self.answer(ticket, result.map(|()| Response::Done));
             }
-            Op::Terminate {
+            Request::Terminate {
                 run,
                 reason,
                 details,
                 identity,
-                reply,
             } => {
-                let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, env, |wf| {
-                        wf.terminate(reason, details, identity, env)
-                            .map_err(Error::from)
-                    })
+                let result = self.on_run(&run, env, |wf| {
+                    wf.terminate(reason, details, identity, env)
+                        .map_err(Error::from)
                 });
-                self.deferred.push(defer(reply, result));
+                self.answer(ticket, result.map(|()| Response::Done));
             }
-            Op::Describe(run, reply) => {
+            Request::Describe(run) => {
                 let result = self
                     .resolve(&run)
-                    .map(|key| self.runs[&key].wf.state.clone());
-                self.deferred.push(defer(reply, result));
+                    .map(|key| Response::State(Box::new(self.runs[&key].wf.state.clone())));
+                self.answer(ticket, result);
             }
-            Op::Watch {
-                run,
-                next_event_id,
-                reply,
-            } => match self.resolve(&run) {
+            Request::Watch { run, next_event_id } => match self.resolve(&run) {
                 Ok(key) => {
                     let state = &self.runs[&key].wf.state;
                     if state.next_event_id > next_event_id || state.close_time_ms != 0 {
-                        let state = state.clone();
-                        self.deferred.push(defer(reply, Ok(state)));
+                        let state = Response::State(Box::new(state.clone()));
+                        self.answer(ticket, Ok(state));
                     } else {
                         self.watchers
                             .entry(key)
                             .or_default()
-                            .push((next_event_id, reply));
+                            .push((next_event_id, ticket));
                     }
                 }
-                Err(e) => self.deferred.push(defer(reply, Err(e))),
+                Err(e) => self.answer(ticket, Err(e)),
             },
-            Op::Update(op) => crate::updates::apply(self, op, env),
-            Op::Query {
+            Request::Update(update) => crate::updates::apply(self, ticket, update, env),
+            Request::Query {
                 run,
                 query,
                 reject_condition,
-                reply,
             } => {
-                let result = self
+                let routed = self
                     .resolve(&run)
-                    .and_then(|key| self.route_query(&key, query, reject_condition, env));
-                self.deferred.push(defer(reply, result));
+                    .and_then(|key| self.route_query(&key, ticket, query, reject_condition, env));
+                match routed {
+                    // Buffered: answered when a workflow task carries it (or it is unblocked).
+                    Ok(None) => {}
+                    Ok(Some(route)) => self.answer(ticket, Ok(Response::Query(route))),
+                    Err(e) => self.answer(ticket, Err(e)),
+                }
             }
-            Op::Reset(reset, reply) => {
+            Request::Reset(reset) => {
                 let result = self.reset(*reset, env);
-                self.deferred.push(defer(reply, result));
+                self.answer(ticket, result.map(Response::Reset));
             }
-            Op::Delete(run, reply) => {
+            Request::Delete(run) => {
                 let result = self.resolve(&run).and_then(|key| {
                     let open = self.runs.get(&key).is_some_and(|r| r.wf.is_open());
                     if open {
@@ -562,54 +533,108 @@ impl ShardCore {
                         })?;
                     }
                     self.deletes.push(key);
-                    Ok(())
+                    Ok(Response::Done)
                 });
-                self.deferred.push(defer(reply, result));
+                self.answer(ticket, result);
             }
-            Op::Apply { run, change, reply } => {
-                let result = self.resolve(&run).and_then(|key| {
-                    self.with_run(&key, env, |wf| {
-                        change.apply_to(wf, env).map_err(Error::from)
-                    })
+            Request::Apply { run, change } => {
+                let result = self.on_run(&run, env, |wf| {
+                    change.apply_to(wf, env).map_err(Error::from)
                 });
-                self.deferred.push(defer(reply, result));
+                self.answer(ticket, result.map(|()| Response::Done));
             }
-            Op::Timer(fire_ms, task_id, task) => {
-                if !task.speculative {
-                    self.timer_deletes.push((fire_ms, task_id));
+            Request::Timer(fire_ms, task_id, task) => self.fire(fire_ms, task_id, task, env),
+        }
+    }
+
+    /// Queues a reply to release once the batch being built commits.
+    pub(crate) fn answer(&mut self, ticket: Ticket, result: Result<Response>) {
+        self.replies.push((ticket, result));
+    }
+
+    /// Runs `f` on the run `run` names (see [`ShardCore::with_run`]).
+    fn on_run<T>(
+        &mut self,
+        run: &RunRef,
+        env: &Env,
+        f: impl FnOnce(&mut Workflow) -> Result<T>,
+    ) -> Result<T> {
+        let key = self.resolve(run)?;
+        self.with_run(&key, env, f)
+    }
+
+    /// Signal-with-start: signals the running run, or starts one (allowing a duplicate id
+    /// unless the caller said otherwise) with the signal in its first events.
+    fn signal_with_start(
+        &mut self,
+        mut start: StartWorkflow,
+        signal: sundial_engine::Signal,
+        env: &Env,
+    ) -> Result<StartOutcome> {
+        let run = RunRef {
+            namespace_id: start.params.namespace_id.clone(),
+            workflow_id: start.params.workflow_id.clone(),
+            run_id: String::new(),
+        };
+        let running = self
+            .resolve(&run)
+            .ok()
+            .filter(|k| self.runs.get(k).is_some_and(|r| r.wf.is_open()));
+        match running {
+            Some(key) => {
+                self.with_run(&key, env, |wf| wf.signal(signal, env).map_err(Error::from))?;
+                Ok(StartOutcome {
+                    run_id: key.run_id.clone(),
+                    started: false,
+                    eager: None,
+                })
+            }
+            None => {
+                if start.reuse_policy == 0 {
+                    start.reuse_policy = WorkflowIdReusePolicy::AllowDuplicate as i32;
                 }
-                let key = ExecutionKey {
-                    namespace_id: task.namespace_id.clone(),
-                    workflow_id: task.workflow_id.clone(),
-                    run_id: task.run_id.clone(),
-                };
-                if task.task_kind() == TaskKind::DeleteExecution {
-                    // Retention passed: the run goes with its history (a run reset or reopened
-                    // since is open again and stays).
-                    if self.runs.get(&key).is_some_and(|r| !r.wf.is_open()) {
-                        self.deletes.push(key);
-                    }
-                } else if self.runs.contains_key(&key) {
-                    let _ = self.with_run(&key, env, |wf| {
-                        match task.task_kind() {
-                            TaskKind::UserTimer => wf.fire_timer(&task, env),
-                            TaskKind::ActivityTimeout => wf.activity_timed_out(&task, env),
-                            TaskKind::ActivityRetry => wf.activity_retry_due(&task, env),
-                            TaskKind::WorkflowTaskTimeout => wf.workflow_task_timed_out(&task, env),
-                            TaskKind::WorkflowRunTimeout | TaskKind::WorkflowExecutionTimeout => {
-                                if wf.is_open() {
-                                    wf.time_out(env)
-                                } else {
-                                    Ok(())
-                                }
-                            }
-                            TaskKind::WorkflowBackoff => wf.backoff_elapsed(env),
-                            _ => Ok(()),
+                self.start(start, Some(signal), env)
+            }
+        }
+    }
+
+    /// A timer task is due: its event (or deletion, for retention) goes into the batch.
+    fn fire(&mut self, fire_ms: i64, task_id: i64, task: TaskInfo, env: &Env) {
+        if !task.speculative {
+            self.timer_deletes.push((fire_ms, task_id));
+        }
+        let key = ExecutionKey {
+            namespace_id: task.namespace_id.clone(),
+            workflow_id: task.workflow_id.clone(),
+            run_id: task.run_id.clone(),
+        };
+        if task.task_kind() == TaskKind::DeleteExecution {
+            // Retention passed: the run goes with its history (a run reset or reopened since
+            // is open again and stays).
+            if self.runs.get(&key).is_some_and(|r| !r.wf.is_open()) {
+                self.deletes.push(key);
+            }
+        } else if self.runs.contains_key(&key) {
+            // A timer that no longer applies (its activity finished, its run closed) changes
+            // nothing; the engine refuses it and the run is left as it was.
+            let _ = self.with_run(&key, env, |wf| {
+                match task.task_kind() {
+                    TaskKind::UserTimer => wf.fire_timer(&task, env),
+                    TaskKind::ActivityTimeout => wf.activity_timed_out(&task, env),
+                    TaskKind::ActivityRetry => wf.activity_retry_due(&task, env),
+                    TaskKind::WorkflowTaskTimeout => wf.workflow_task_timed_out(&task, env),
+                    TaskKind::WorkflowRunTimeout | TaskKind::WorkflowExecutionTimeout => {
+                        if wf.is_open() {
+                            wf.time_out(env)
+                        } else {
+                            Ok(())
                         }
-                        .map_err(Error::from)
-                    });
+                    }
+                    TaskKind::WorkflowBackoff => wf.backoff_elapsed(env),
+                    _ => Ok(()),
                 }
-            }
+                .map_err(Error::from)
+            });
         }
     }
 
@@ -888,10 +913,11 @@ impl ShardCore {
                 queries: Default::default(),
             }))
         });
+        // The run this one follows as current (none for a first start).
         let previous = ExecutionKey {
+            run_id: self.current_run_id(&ns, &wf_id).unwrap_or_default(),
             namespace_id: ns,
             workflow_id: wf_id,
-            run_id: String::new(),
         };
         self.add_new_run(wf, &previous);
         Ok(StartOutcome {
@@ -909,7 +935,7 @@ impl ShardCore {
             || !self.timer_deletes.is_empty()
             || !self.transfer_acks.is_empty()
             || !self.deletes.is_empty()
-            || !self.deferred.is_empty()
+            || !self.replies.is_empty()
     }
 
     /// Builds the batch of everything applied since the last one, plus the effects to carry
@@ -1010,12 +1036,12 @@ impl ShardCore {
         self.deletes = later;
         batch.delete_executions = now.clone();
         self.deleting = now;
-        effects.replies = std::mem::take(&mut self.deferred);
+        effects.replies = std::mem::take(&mut self.replies);
         (batch, effects, touched_keys)
     }
 
     /// The batch committed: stored versions move on and watchers of changed runs wake.
-    pub fn committed(&mut self, touched: &[ExecutionKey]) -> Vec<Deferred> {
+    pub fn committed(&mut self, touched: &[ExecutionKey]) -> Vec<Answer> {
         let mut wake = Vec::new();
         for key in std::mem::take(&mut self.deleting) {
             self.uncache_run(&key);
@@ -1041,12 +1067,12 @@ impl ShardCore {
             if let Some(list) = self.watchers.remove(key) {
                 let state = self.runs.get(key).map(|r| r.wf.state.clone());
                 let mut keep = Vec::new();
-                for (next, reply) in list {
+                for (next, ticket) in list {
                     match &state {
                         Some(s) if s.next_event_id > next || s.close_time_ms != 0 => {
-                            wake.push(defer(reply, Ok(s.clone())));
+                            wake.push((ticket, Ok(Response::State(Box::new(s.clone())))));
                         }
-                        _ => keep.push((next, reply)),
+                        _ => keep.push((next, ticket)),
                     }
                 }
                 if !keep.is_empty() {
@@ -1132,23 +1158,20 @@ impl ShardCore {
         (self.runs.len(), self.current.len())
     }
 
-    /// Drops watchers whose caller went away.
-    pub fn prune_watchers(&mut self) {
+    /// Forgets the waiting callers (watchers, update callers, buffered queries) that `gone`
+    /// says went away.
+    pub fn forget(&mut self, gone: impl Fn(Ticket) -> bool) {
         self.watchers.retain(|_, list| {
-            list.retain(|(_, r)| !r.is_closed());
+            list.retain(|(_, t)| !gone(*t));
             !list.is_empty()
         });
-        self.update_waiters.prune();
+        self.update_waiters.forget(&gone);
+        self.forget_queries(&gone);
     }
 
     /// A cached run, for changes that live in memory only.
     pub(crate) fn workflow_mut(&mut self, key: &ExecutionKey) -> Option<&mut Workflow> {
         self.runs.get_mut(key).map(|r| &mut r.wf)
-    }
-
-    /// Queues a reply to send once the batch commits.
-    pub(crate) fn push_deferred(&mut self, reply: Deferred) {
-        self.deferred.push(reply);
     }
 }
 
@@ -1202,3 +1225,7 @@ fn not_found(run: &RunRef) -> Error {
 #[cfg(test)]
 #[path = "shard_core_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "shard_machine_tests.rs"]
+mod machine_tests;

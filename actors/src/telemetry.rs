@@ -33,8 +33,6 @@ use sundial_engine::api::enums::v1::WorkflowExecutionStatus;
 use sundial_storage::instrumented::{InstrumentedStore, LATENCY_BUCKETS, NamespaceNames};
 use sundial_storage::{DynStore, ExecutionKey, ShardBatch};
 
-use crate::ops::Op;
-
 /// Buckets of `shard_commit_batch_size` (ops per group commit).
 const BATCH_SIZE_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
@@ -384,7 +382,7 @@ impl BatchTrace {
 
     /// Runs `apply` (the application of op number `index` of the batch) inside a
     /// `shard apply` span when that op was traced
-    /// (`op` names it, see [`op_name`]).
+    /// (`op` names it, see [`crate::ops::Request::name`]).
     pub fn apply<T>(&mut self, index: usize, op: &'static str, apply: impl FnOnce() -> T) -> T {
         let parent = match (
             &self.tracer,
@@ -529,32 +527,6 @@ fn closed_runs(batch: &ShardBatch) -> Vec<ClosedRun> {
         });
     }
     out
-}
-
-/// The name of an op in spans.
-pub fn op_name(op: &Op) -> &'static str {
-    #[allow(unreachable_patterns)]
-    match op {
-        Op::Start(..) => "StartWorkflowExecution",
-        Op::SignalWithStart(..) => "SignalWithStartWorkflowExecution",
-        Op::RecordWorkflowTaskStarted { .. } => "RecordWorkflowTaskStarted",
-        Op::CompleteWorkflowTask { .. } => "RespondWorkflowTaskCompleted",
-        Op::FailWorkflowTask { .. } => "RespondWorkflowTaskFailed",
-        Op::RecordActivityTaskStarted { .. } => "RecordActivityTaskStarted",
-        Op::ReportActivity { .. } => "ReportActivity",
-        Op::Signal(..) => "SignalWorkflowExecution",
-        Op::RequestCancel { .. } => "RequestCancelWorkflowExecution",
-        Op::Terminate { .. } => "TerminateWorkflowExecution",
-        Op::Describe(..) => "DescribeMutableState",
-        Op::Watch { .. } => "PollMutableState",
-        Op::Timer(..) => "Timer",
-        Op::Update(crate::updates::UpdateOp::Poll { .. }) => "PollWorkflowExecutionUpdate",
-        Op::Update(crate::updates::UpdateOp::UpdateWithStart { .. }) => "ExecuteMultiOperation",
-        Op::Update(..) => "UpdateWorkflowExecution",
-        Op::Reset(..) => "ResetWorkflowExecution",
-        Op::Query { .. } => "QueryWorkflow",
-        _ => "Other",
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use sundial_engine::api::{
 };
 use sundial_engine::{Signal, StartParams, TaskInfo, TaskKind};
 
-use crate::ops::{Op, RunChange, RunRef, StartWorkflow};
+use crate::ops::{Request, RunChange, RunRef, StartOutcome, StartWorkflow};
 use crate::{Error, History, Result};
 
 fn source_run(task: &TaskInfo) -> RunRef {
@@ -41,9 +41,7 @@ fn corrupt(e: prost::DecodeError) -> Error {
 /// Applies `change` to a run through its shard.
 async fn apply(history: &History, run: RunRef, change: RunChange) -> Result<()> {
     let (ns, wf) = (run.namespace_id.clone(), run.workflow_id.clone());
-    history
-        .call(&ns, &wf, |reply| Op::Apply { run, change, reply })
-        .await
+    history.call(&ns, &wf, Request::Apply { run, change }).await
 }
 
 /// True for errors that mean "that workflow is not there (any more)".
@@ -90,7 +88,7 @@ pub async fn carry_out(history: &History, task: TaskInfo) -> Result<()> {
             let target = target_run(&task);
             let (ns, wf) = (target.namespace_id.clone(), target.workflow_id.clone());
             let delivered = match history
-                .call(&ns, &wf, |r| Op::Signal(target, signal, r))
+                .call::<()>(&ns, &wf, Request::Signal(target, signal))
                 .await
             {
                 Ok(()) => true,
@@ -212,7 +210,10 @@ async fn start_child(history: &History, task: TaskInfo) -> Result<()> {
         task.target_namespace_id.clone(),
         initiated.workflow_id.clone(),
     );
-    match history.call(&ns, &wf, |r| Op::Start(start, r)).await {
+    match history
+        .call::<StartOutcome>(&ns, &wf, Request::Start(start))
+        .await
+    {
         Ok(outcome) => {
             let run_id = outcome.run_id.clone();
             let change = RunChange::ChildStarted {

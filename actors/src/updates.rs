@@ -3,7 +3,7 @@
 //!
 //! Admitted updates and speculative workflow tasks live in the cached run only (the engine's
 //! `UpdateRegistry`); nothing about them is stored. A waiter is answered after the commit that
-//! got its update far enough (like `Op::Watch`), or with `Unavailable` when the run fell out of
+//! got its update far enough (like `Request::Watch`), or with `Unavailable` when the run fell out of
 //! the cache, since its in-memory updates went with it (the caller retries, as Temporal's
 //! callers retry `WorkflowUpdateAbortedErr`).
 
@@ -17,11 +17,12 @@ use sundial_engine::{Env, UpdateRefusal, UpdateStatus};
 use sundial_storage::ExecutionKey;
 
 use crate::Error;
-use crate::ops::{Reply, RunRef, StartOutcome, StartWorkflow};
-use crate::shard_core::{Deferred, ShardCore, defer};
+use crate::ops::{Response, RunRef, StartOutcome, StartWorkflow, Ticket};
+use crate::shard_core::{Answer, ShardCore};
 
 /// A workflow-update request to a history shard.
-pub enum UpdateOp {
+#[derive(Debug, Clone)]
+pub enum UpdateRequest {
     /// UpdateWorkflowExecution: admit the update, then wait for `stage`.
     Update {
         /// The run (empty run id: the current run).
@@ -32,8 +33,6 @@ pub enum UpdateOp {
         request: Request,
         /// `UpdateWorkflowExecutionLifecycleStage` wire value to wait for.
         stage: i32,
-        /// Answered once the stage is reached.
-        reply: Reply<UpdateAnswer>,
     },
     /// PollWorkflowExecutionUpdate: wait for a known update to reach `stage`.
     Poll {
@@ -44,11 +43,11 @@ pub enum UpdateOp {
         /// `UpdateWorkflowExecutionLifecycleStage` wire value to wait for (unspecified or
         /// admitted: answer at once).
         stage: i32,
-        /// Answered once the stage is reached.
-        reply: Reply<UpdateAnswer>,
     },
     /// ExecuteMultiOperation [Start, Update]: start the workflow unless it can take the update
-    /// as it is, then admit the update and wait for `stage`.
+    /// as it is, then admit the update and wait for `stage`. Answered twice: the start's
+    /// [`StartOutcome`] on the request's ticket once committed, the [`UpdateAnswer`] on the
+    /// next ticket once the stage is reached.
     UpdateWithStart {
         /// The start half.
         start: Box<StartWorkflow>,
@@ -56,38 +55,19 @@ pub enum UpdateOp {
         request: Request,
         /// `UpdateWorkflowExecutionLifecycleStage` wire value to wait for.
         stage: i32,
-        /// The start's outcome (sent after the commit).
-        start_reply: Reply<StartOutcome>,
-        /// Answered once the stage is reached.
-        reply: Reply<UpdateAnswer>,
     },
 }
 
-impl UpdateOp {
-    /// The run the op needs loaded.
+impl UpdateRequest {
+    /// The run the request needs loaded.
     pub fn run(&self) -> RunRef {
         match self {
-            UpdateOp::Update { run, .. } | UpdateOp::Poll { run, .. } => run.clone(),
-            UpdateOp::UpdateWithStart { start, .. } => RunRef {
+            UpdateRequest::Update { run, .. } | UpdateRequest::Poll { run, .. } => run.clone(),
+            UpdateRequest::UpdateWithStart { start, .. } => RunRef {
                 namespace_id: start.params.namespace_id.clone(),
                 workflow_id: start.params.workflow_id.clone(),
                 run_id: String::new(),
             },
-        }
-    }
-
-    /// Answers the op with an error (its batch could not commit).
-    pub fn fail(self, err: Error) {
-        match self {
-            UpdateOp::Update { reply, .. } | UpdateOp::Poll { reply, .. } => {
-                let _ = reply.send(Err(err));
-            }
-            UpdateOp::UpdateWithStart {
-                start_reply, reply, ..
-            } => {
-                let _ = start_reply.send(Err(err.clone()));
-                let _ = reply.send(Err(err));
-            }
         }
     }
 }
@@ -112,7 +92,7 @@ pub enum UpdateAnswer {
 struct Waiter {
     update_id: String,
     stage: Stage,
-    reply: Reply<UpdateAnswer>,
+    ticket: Ticket,
 }
 
 /// The callers waiting on updates, by run.
@@ -124,18 +104,12 @@ pub struct UpdateWaiters {
 }
 
 impl UpdateWaiters {
-    fn add(
-        &mut self,
-        key: ExecutionKey,
-        update_id: String,
-        stage: i32,
-        reply: Reply<UpdateAnswer>,
-    ) {
+    fn add(&mut self, key: ExecutionKey, update_id: String, stage: i32, ticket: Ticket) {
         self.runs.insert(key.clone());
         self.waiting.entry(key).or_default().push(Waiter {
             update_id,
             stage: Stage::try_from(stage).unwrap_or(Stage::Unspecified),
-            reply,
+            ticket,
         });
     }
 
@@ -145,9 +119,9 @@ impl UpdateWaiters {
     }
 
     /// Drops waiters whose caller went away.
-    pub fn prune(&mut self) {
+    pub fn forget(&mut self, gone: impl Fn(Ticket) -> bool) {
         self.waiting.retain(|_, list| {
-            list.retain(|w| !w.reply.is_closed());
+            list.retain(|w| !gone(w.ticket));
             !list.is_empty()
         });
     }
@@ -161,15 +135,14 @@ fn update_id_of(request: &Request) -> String {
         .unwrap_or_default()
 }
 
-/// Applies an update op; replies wait for the commit.
-pub(crate) fn apply(core: &mut ShardCore, op: UpdateOp, env: &Env) {
-    match op {
-        UpdateOp::Update {
+/// Applies an update request; replies wait for the commit.
+pub(crate) fn apply(core: &mut ShardCore, ticket: Ticket, request: UpdateRequest, env: &Env) {
+    match request {
+        UpdateRequest::Update {
             run,
             first_execution_run_id,
             request,
             stage,
-            reply,
         } => match core.resolve(&run) {
             Ok(key) => admit(
                 core,
@@ -177,16 +150,15 @@ pub(crate) fn apply(core: &mut ShardCore, op: UpdateOp, env: &Env) {
                 request,
                 &first_execution_run_id,
                 stage,
-                reply,
+                ticket,
                 env,
             ),
-            Err(e) => core.push_deferred(defer(reply, Err(e))),
+            Err(e) => core.answer(ticket, Err(e)),
         },
-        UpdateOp::Poll {
+        UpdateRequest::Poll {
             run,
             update_id,
             stage,
-            reply,
         } => {
             let known = core.resolve(&run).and_then(|key| {
                 let wf = core
@@ -195,18 +167,16 @@ pub(crate) fn apply(core: &mut ShardCore, op: UpdateOp, env: &Env) {
                 Ok((wf.update_status(&update_id).is_some(), key))
             });
             match known {
-                Ok((true, key)) => core.update_waiters.add(key, update_id, stage, reply),
-                Ok((false, _)) => core.push_deferred(defer(reply, Ok(UpdateAnswer::NotFound))),
-                Err(e) => core.push_deferred(defer(reply, Err(e))),
+                Ok((true, key)) => core.update_waiters.add(key, update_id, stage, ticket),
+                Ok((false, _)) => core.answer(ticket, Ok(Response::Update(UpdateAnswer::NotFound))),
+                Err(e) => core.answer(ticket, Err(e)),
             }
         }
-        UpdateOp::UpdateWithStart {
+        UpdateRequest::UpdateWithStart {
             start,
             request,
             stage,
-            start_reply,
-            reply,
-        } => update_with_start(core, *start, request, stage, start_reply, reply, env),
+        } => update_with_start(core, *start, request, stage, ticket, env),
     }
 }
 
@@ -217,7 +187,7 @@ fn admit(
     request: Request,
     first_execution_run_id: &str,
     stage: i32,
-    reply: Reply<UpdateAnswer>,
+    ticket: Ticket,
     env: &Env,
 ) {
     let update_id = update_id_of(&request);
@@ -225,32 +195,35 @@ fn admit(
         Ok(wf.admit_update(request, first_execution_run_id, env))
     });
     match admitted {
-        Ok(Ok(())) => core.update_waiters.add(key, update_id, stage, reply),
-        Ok(Err(UpdateRefusal::WrongFirstRun)) => core.push_deferred(defer(
-            reply,
+        Ok(Ok(())) => core.update_waiters.add(key, update_id, stage, ticket),
+        Ok(Err(UpdateRefusal::WrongFirstRun)) => core.answer(
+            ticket,
             Err(Error::NotFound(format!(
                 "workflow not found for ID: {}",
                 key.workflow_id
             ))),
-        )),
-        Ok(Err(refusal)) => core.push_deferred(defer(reply, Ok(UpdateAnswer::Refused(refusal)))),
-        Err(e) => core.push_deferred(defer(reply, Err(e))),
+        ),
+        Ok(Err(refusal)) => {
+            core.answer(ticket, Ok(Response::Update(UpdateAnswer::Refused(refusal))))
+        }
+        Err(e) => core.answer(ticket, Err(e)),
     }
 }
 
 /// Update-with-start: the update goes to the current run when that run can take it (its
 /// outcome is known, the start is a retry of the one that made it, the update is known, or the
 /// conflict policy is USE_EXISTING); otherwise the workflow is started (the start's id-reuse and
-/// conflict rules apply) and the update goes to the new run's first workflow task.
+/// conflict rules apply) and the update goes to the new run's first workflow task. The start's
+/// outcome is answered on `ticket`, the update's on the next one.
 fn update_with_start(
     core: &mut ShardCore,
     start: StartWorkflow,
     request: Request,
     stage: i32,
-    start_reply: Reply<StartOutcome>,
-    reply: Reply<UpdateAnswer>,
+    ticket: Ticket,
     env: &Env,
 ) {
+    let update_ticket = ticket.next();
     let current = RunRef {
         namespace_id: start.params.namespace_id.clone(),
         workflow_id: start.params.workflow_id.clone(),
@@ -275,11 +248,12 @@ fn update_with_start(
                 started: false,
                 eager: None,
             };
-            core.push_deferred(defer(start_reply, Ok(outcome)));
+            core.answer(ticket, Ok(Response::Started(outcome)));
             if completed {
-                core.update_waiters.add(key, update_id, stage, reply);
+                core.update_waiters
+                    .add(key, update_id, stage, update_ticket);
             } else {
-                admit(core, key, request, "", stage, reply, env);
+                admit(core, key, request, "", stage, update_ticket, env);
             }
             return;
         }
@@ -291,15 +265,15 @@ fn update_with_start(
                 workflow_id: current.workflow_id,
                 run_id: outcome.run_id.clone(),
             };
-            core.push_deferred(defer(start_reply, Ok(outcome)));
-            admit(core, key, request, "", stage, reply, env);
+            core.answer(ticket, Ok(Response::Started(outcome)));
+            admit(core, key, request, "", stage, update_ticket, env);
         }
         Err(e) => {
-            core.push_deferred(defer(start_reply, Err(e)));
-            core.push_deferred(defer(
-                reply,
+            core.answer(ticket, Err(e));
+            core.answer(
+                update_ticket,
                 Err(Error::Unavailable("Operation was aborted.".into())),
-            ));
+            );
         }
     }
 }
@@ -316,17 +290,15 @@ fn stage_of(status: &UpdateStatus) -> Option<Stage> {
 
 /// After a commit: answers the waiters whose update got far enough (or will get no further),
 /// and forgets updates that ended without a trace once they were reported.
-pub(crate) fn wake(core: &mut ShardCore) -> Vec<Deferred> {
+pub(crate) fn wake(core: &mut ShardCore) -> Vec<Answer> {
     let mut out = Vec::new();
     let keys: Vec<ExecutionKey> = core.update_waiters.runs.iter().cloned().collect();
     for key in keys {
         let waiters = core.update_waiters.waiting.remove(&key).unwrap_or_default();
         let Some(wf) = core.workflow_mut(&key) else {
             for w in waiters {
-                out.push(defer(
-                    w.reply,
-                    Err(Error::Unavailable("workflow update was aborted".into())),
-                ));
+                let aborted = Error::Unavailable("workflow update was aborted".into());
+                out.push((w.ticket, Err(aborted)));
             }
             core.update_waiters.runs.remove(&key);
             continue;
@@ -344,7 +316,7 @@ pub(crate) fn wake(core: &mut ShardCore) -> Vec<Deferred> {
                 },
             };
             match answer {
-                Some(answer) => out.push(defer(w.reply, Ok(answer))),
+                Some(answer) => out.push((w.ticket, Ok(Response::Update(answer)))),
                 None => keep.push(w),
             }
         }

@@ -80,6 +80,7 @@ pub fn to_status(err: Error) -> Status {
         Error::StickyWorkerUnavailable => Status::unavailable("sticky worker unavailable"),
         Error::Unavailable(m) => Status::unavailable(m),
         Error::ResourceExhausted(m) => Status::resource_exhausted(m),
+        Error::Internal(m) => Status::internal(m),
         Error::Overloaded(m) => with_detail(
             Code::ResourceExhausted,
             m,

@@ -45,11 +45,14 @@ impl Frontend {
                     from
                 };
                 let r = run.clone();
-                let watch = self.call(&ns, &run.workflow_id, |reply| Op::Watch {
-                    run: r,
-                    next_event_id: wait_for,
-                    reply,
-                });
+                let watch = self.call(
+                    &ns,
+                    &run.workflow_id,
+                    HistoryRequest::Watch {
+                        run: r,
+                        next_event_id: wait_for,
+                    },
+                );
                 match tokio::time::timeout_at(deadline, watch).await {
                     Ok(s) => state = s?,
                     Err(_) => break,

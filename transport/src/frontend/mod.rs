@@ -21,7 +21,8 @@ use std::time::Duration;
 use prost::Message;
 use sundial_actors::matching::{ACTIVITY_QUEUE, QueryTask, QueueItem, WORKFLOW_QUEUE};
 use sundial_actors::ops::{
-    ActivityReport, ActivityTarget, Op, RunRef, StartWorkflow, WorkflowTaskStarted,
+    ActivityReport, ActivityTarget, FromResponse, Request as HistoryRequest, RunRef, StartWorkflow,
+    WorkflowTaskStarted,
 };
 use sundial_actors::{Error, Matching, Node};
 use sundial_engine::api::{
@@ -76,22 +77,22 @@ impl Frontend {
         Ok(self.node.namespaces.get(name).await.map_err(to_status)?.id)
     }
 
-    async fn call<T>(
+    async fn call<T: FromResponse>(
         &self,
         namespace_id: &str,
         workflow_id: &str,
-        make: impl FnOnce(sundial_actors::ops::Reply<T>) -> Op,
+        request: HistoryRequest,
     ) -> Result<T, Status> {
         self.node
             .history
-            .call(namespace_id, workflow_id, make)
+            .call(namespace_id, workflow_id, request)
             .await
             .map_err(to_status)
     }
 
     async fn describe_state(&self, run: RunRef) -> Result<MutableState, Status> {
         let (ns, wf) = (run.namespace_id.clone(), run.workflow_id.clone());
-        self.call(&ns, &wf, |r| Op::Describe(run, r)).await
+        self.call(&ns, &wf, HistoryRequest::Describe(run)).await
     }
 }
 
@@ -216,8 +217,10 @@ impl WorkflowService for Frontend {
         let run = run_of(&token);
         let cause = WorkflowTaskFailedCause::try_from(req.cause)
             .unwrap_or(WorkflowTaskFailedCause::WorkflowWorkerUnhandledFailure);
-        self.call(&token.namespace_id, &token.workflow_id, |reply| {
-            Op::FailWorkflowTask {
+        self.call::<()>(
+            &token.namespace_id,
+            &token.workflow_id,
+            HistoryRequest::FailWorkflowTask {
                 run,
                 scheduled_event_id: token.scheduled_event_id,
                 attempt: token.attempt,
@@ -225,9 +228,8 @@ impl WorkflowService for Frontend {
                 cause,
                 failure: req.failure,
                 identity: req.identity,
-                reply,
-            }
-        })
+            },
+        )
         .await?;
         Ok(Response::new(RespondWorkflowTaskFailedResponse {}))
     }
@@ -399,7 +401,8 @@ impl WorkflowService for Frontend {
             external_workflow_execution: None,
         };
         let wf = run.workflow_id.clone();
-        self.call(&ns, &wf, |r| Op::Signal(run, signal, r)).await?;
+        self.call::<()>(&ns, &wf, HistoryRequest::Signal(run, signal))
+            .await?;
         Ok(Response::new(SignalWorkflowExecutionResponse::default()))
     }
 
@@ -411,12 +414,15 @@ impl WorkflowService for Frontend {
         let ns = self.namespace_id(&req.namespace).await?;
         let run = self.execution_ref(&ns, &req.workflow_execution)?;
         let wf = run.workflow_id.clone();
-        self.call(&ns, &wf, |reply| Op::RequestCancel {
-            run,
-            cause: req.reason,
-            identity: req.identity,
-            reply,
-        })
+        self.call::<()>(
+            &ns,
+            &wf,
+            HistoryRequest::RequestCancel {
+                run,
+                cause: req.reason,
+                identity: req.identity,
+            },
+        )
         .await?;
         Ok(Response::new(RequestCancelWorkflowExecutionResponse {}))
     }
@@ -435,13 +441,16 @@ impl WorkflowService for Frontend {
         } else {
             req.reason
         };
-        self.call(&ns, &wf, |reply| Op::Terminate {
-            run,
-            reason,
-            details: req.details,
-            identity: req.identity,
-            reply,
-        })
+        self.call::<()>(
+            &ns,
+            &wf,
+            HistoryRequest::Terminate {
+                run,
+                reason,
+                details: req.details,
+                identity: req.identity,
+            },
+        )
         .await?;
         Ok(Response::new(TerminateWorkflowExecutionResponse {}))
     }
@@ -522,7 +531,8 @@ impl WorkflowService for Frontend {
         let ns = self.namespace_id(&req.namespace).await?;
         let run = self.execution_ref(&ns, &req.workflow_execution)?;
         let wf = run.workflow_id.clone();
-        self.call(&ns, &wf, |reply| Op::Delete(run, reply)).await?;
+        self.call::<()>(&ns, &wf, HistoryRequest::Delete(run))
+            .await?;
         Ok(Response::new(DeleteWorkflowExecutionResponse {}))
     }
 
@@ -541,11 +551,14 @@ impl WorkflowService for Frontend {
         let ns = self.namespace_id(&req.namespace).await?;
         let run = self.execution_ref(&ns, &req.execution)?;
         let wf = run.workflow_id.clone();
-        self.call(&ns, &wf, |reply| Op::Apply {
-            run,
-            change: sundial_actors::ops::RunChange::ResetStickyTaskQueue,
-            reply,
-        })
+        self.call::<()>(
+            &ns,
+            &wf,
+            HistoryRequest::Apply {
+                run,
+                change: sundial_actors::ops::RunChange::ResetStickyTaskQueue,
+            },
+        )
         .await?;
         Ok(Response::new(ResetStickyTaskQueueResponse {}))
     }
@@ -631,8 +644,10 @@ impl Frontend {
         let (report, limited) = self.within_limits(report, &identity)?;
         let run = run_of(&token);
         let cancel_requested = self
-            .call(&token.namespace_id, &token.workflow_id, |reply| {
-                Op::ReportActivity {
+            .call(
+                &token.namespace_id,
+                &token.workflow_id,
+                HistoryRequest::ReportActivity {
                     run,
                     target: ActivityTarget::Scheduled {
                         scheduled_event_id: token.scheduled_event_id,
@@ -640,9 +655,8 @@ impl Frontend {
                     },
                     report,
                     identity,
-                    reply,
-                }
-            })
+                },
+            )
             .await?;
         Ok(limited.reported(cancel_requested))
     }
@@ -682,13 +696,16 @@ impl Frontend {
         };
         let target = ActivityTarget::Id(activity_id.to_string());
         let cancel_requested = self
-            .call(&ns, workflow_id, |reply| Op::ReportActivity {
-                run,
-                target,
-                report,
-                identity,
-                reply,
-            })
+            .call(
+                &ns,
+                workflow_id,
+                HistoryRequest::ReportActivity {
+                    run,
+                    target,
+                    report,
+                    identity,
+                },
+            )
             .await?;
         Ok(limited.reported(cancel_requested))
     }

@@ -1,6 +1,7 @@
 //! Task polls and workflow-task completion: matching hands a task over, history records its start, and the response is built.
 
 use super::*;
+use sundial_actors::ops::{ActivityStarted, CompletedWorkflowTask};
 use sundial_actors::telemetry::QueueTags;
 
 impl Frontend {
@@ -40,8 +41,10 @@ impl Frontend {
                     let result: Result<WorkflowTaskStarted, Error> = self
                         .node
                         .history
-                        .call(&task.namespace_id, &task.workflow_id, |reply| {
-                            Op::RecordWorkflowTaskStarted {
+                        .call(
+                            &task.namespace_id,
+                            &task.workflow_id,
+                            HistoryRequest::RecordWorkflowTaskStarted {
                                 run,
                                 scheduled_event_id: task.scheduled_event_id,
                                 attempt: task.attempt,
@@ -49,9 +52,8 @@ impl Frontend {
                                 identity,
                                 build_id,
                                 polled_queue: polled,
-                                reply,
-                            }
-                        })
+                            },
+                        )
                         .await;
                     match result {
                         Ok(started) => {
@@ -161,17 +163,18 @@ impl Frontend {
             let result = self
                 .node
                 .history
-                .call(&task.namespace_id, &task.workflow_id, |reply| {
-                    Op::RecordActivityTaskStarted {
+                .call::<ActivityStarted>(
+                    &task.namespace_id,
+                    &task.workflow_id,
+                    HistoryRequest::RecordActivityTaskStarted {
                         run,
                         scheduled_event_id: task.scheduled_event_id,
                         attempt: task.attempt,
                         request_id,
                         identity,
                         build_id,
-                        reply,
-                    }
-                })
+                    },
+                )
                 .await;
             match result {
                 Ok(started) => {
@@ -214,17 +217,18 @@ impl Frontend {
             .as_ref()
             .is_some_and(|s| s.worker_task_queue.is_some());
         let run = run_of(&token);
-        let completed = self
-            .call(&token.namespace_id, &token.workflow_id, |reply| {
-                Op::CompleteWorkflowTask {
+        let completed: CompletedWorkflowTask = self
+            .call(
+                &token.namespace_id,
+                &token.workflow_id,
+                HistoryRequest::CompleteWorkflowTask {
                     run,
                     scheduled_event_id: token.scheduled_event_id,
                     attempt: token.attempt,
                     started: (token.started_event_id, token.started_time_ms),
                     request: Box::new(req),
-                    reply,
-                }
-            })
+                },
+            )
             .await?;
         if let Some(rejected) = completed.outcome.rejected {
             // The task failed instead (and is recorded so); the worker learns why, in the

@@ -3,7 +3,7 @@
 //! (or once unblocked) it goes straight to the worker as a legacy query task, answered through
 //! RespondQueryTaskCompleted.
 
-use sundial_actors::query_buffer::{QueryOutcome, QueryRoute};
+use sundial_actors::query_buffer::QueryRoute;
 use sundial_engine::api::query::v1::WorkflowQuery;
 
 use super::*;
@@ -35,14 +35,21 @@ impl Frontend {
         check_blob(query.query_args.as_ref(), &self.node.history.limits())?;
         let wf = run.workflow_id.clone();
         let routed = query.clone();
-        let route = self
-            .call(&ns, &wf, |reply| Op::Query {
+        // A buffered query is answered when a workflow task carries it: the caller's deadline
+        // bounds the wait (and a caller gone is forgotten by the shard).
+        let routed = self.call(
+            &ns,
+            &wf,
+            HistoryRequest::Query {
                 run: run.clone(),
                 query: routed,
                 reject_condition: req.query_reject_condition,
-                reply,
-            })
-            .await?;
+            },
+        );
+        let route = match tokio::time::timeout_at(deadline, routed).await {
+            Ok(route) => route?,
+            Err(_) => return Err(Status::deadline_exceeded("query timed out")),
+        };
         let answer = match route {
             QueryRoute::Rejected(status) => {
                 return Ok(Response::new(QueryWorkflowResponse {
@@ -51,25 +58,19 @@ impl Frontend {
                 }));
             }
             QueryRoute::Direct(state) => self.query_directly(&ns, &state, query, deadline).await?,
-            QueryRoute::Buffered(outcome) => {
-                match tokio::time::timeout_at(deadline, outcome).await {
-                    Ok(Ok(QueryOutcome::Answered(result))) => {
-                        let result = *result;
-                        Answer {
-                            answered: result.result_type == QueryResultType::Answered as i32,
-                            result: result.answer,
-                            error_message: result.error_message,
-                            failure: result.failure,
-                        }
-                    }
-                    // Unblocked, or dropped with the run's cached state: go straight to the
-                    // worker now.
-                    Ok(_) => {
-                        let state = self.describe_state(run).await?;
-                        self.query_directly(&ns, &state, query, deadline).await?
-                    }
-                    Err(_) => return Err(Status::deadline_exceeded("query timed out")),
+            QueryRoute::Answered(result) => {
+                let result = *result;
+                Answer {
+                    answered: result.result_type == QueryResultType::Answered as i32,
+                    result: result.answer,
+                    error_message: result.error_message,
+                    failure: result.failure,
                 }
+            }
+            // No workflow task is left to carry it: straight to the worker now.
+            QueryRoute::Unblocked => {
+                let state = self.describe_state(run).await?;
+                self.query_directly(&ns, &state, query, deadline).await?
             }
         };
         if answer.answered {

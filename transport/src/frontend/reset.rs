@@ -49,7 +49,7 @@ impl Frontend {
             match self
                 .node
                 .history
-                .call(&ns, &wf, |reply| Op::Reset(Box::new(reset), reply))
+                .call(&ns, &wf, HistoryRequest::Reset(Box::new(reset)))
                 .await
             {
                 Ok(run_id) => {

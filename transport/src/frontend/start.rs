@@ -1,6 +1,7 @@
 //! StartWorkflowExecution and SignalWithStartWorkflowExecution: validation and the start op.
 
 use super::*;
+use sundial_actors::ops::StartOutcome;
 
 /// Validates a start request and turns it into the start op's input.
 pub(super) fn start_workflow(
@@ -109,8 +110,8 @@ impl Frontend {
         let workflow_id = req.workflow_id.clone();
         let custom = self.node.history.search_attributes(&ns);
         let start = start_workflow(&ns, req, &self.node.history.limits(), custom.as_deref())?;
-        let outcome = self
-            .call(&ns, &workflow_id, |r| Op::Start(start, r))
+        let outcome: StartOutcome = self
+            .call(&ns, &workflow_id, HistoryRequest::Start(start))
             .await?;
         let eager_workflow_task = match outcome.eager {
             Some(started) => Some(
@@ -190,8 +191,12 @@ impl Frontend {
             &self.node.history.limits(),
             self.node.history.search_attributes(&ns).as_deref(),
         )?;
-        let outcome = self
-            .call(&ns, &workflow_id, |r| Op::SignalWithStart(start, signal, r))
+        let outcome: StartOutcome = self
+            .call(
+                &ns,
+                &workflow_id,
+                HistoryRequest::SignalWithStart(start, signal),
+            )
             .await?;
         Ok(Response::new(SignalWithStartWorkflowExecutionResponse {
             run_id: outcome.run_id,

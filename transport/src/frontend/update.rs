@@ -7,7 +7,7 @@
 use super::*;
 use prost_wkt_types::Any;
 use sundial_actors::ops::StartOutcome;
-use sundial_actors::updates::{UpdateAnswer, UpdateOp};
+use sundial_actors::updates::{UpdateAnswer, UpdateRequest};
 use sundial_engine::api::{
     enums::v1::{
         ResourceExhaustedCause, ResourceExhaustedScope,
@@ -180,17 +180,17 @@ impl Wait {
 }
 
 impl Frontend {
-    /// Sends an update op and waits for its answer as `wait` says (`run`, `update_id` name the
-    /// update, to ask for the stage it reached when the wait is over).
+    /// Sends an update request and waits for its answer as `wait` says (`run`, `update_id`
+    /// name the update, to ask for the stage it reached when the wait is over).
     async fn wait_update(
         &self,
         run: &RunRef,
         update_id: &str,
         wait: Wait,
-        op: impl FnOnce(sundial_actors::ops::Reply<UpdateAnswer>) -> UpdateOp,
+        request: UpdateRequest,
     ) -> Result<Reached, Ended> {
         let (ns, wf) = (run.namespace_id.clone(), run.workflow_id.clone());
-        let call = self.call(&ns, &wf, |reply| Op::Update(op(reply)));
+        let call = self.call(&ns, &wf, HistoryRequest::Update(request));
         let answer = match tokio::time::timeout(wait.limit, call).await {
             Ok(answer) => answer?,
             Err(_) => self.wait_over(wait, run, update_id).await?,
@@ -220,15 +220,12 @@ impl Frontend {
         let (ns, wf) = (run.namespace_id.clone(), run.workflow_id.clone());
         let run = run.clone();
         let update_id = update_id.to_string();
-        self.call(&ns, &wf, |reply| {
-            Op::Update(UpdateOp::Poll {
-                run,
-                update_id,
-                stage: Stage::Unspecified as i32,
-                reply,
-            })
-        })
-        .await
+        let poll = UpdateRequest::Poll {
+            run,
+            update_id,
+            stage: Stage::Unspecified as i32,
+        };
+        self.call(&ns, &wf, HistoryRequest::Update(poll)).await
     }
 
     async fn reached(
@@ -322,13 +319,17 @@ impl Frontend {
             let first_run = req.first_execution_run_id.clone();
             let (r, request) = (run.clone(), request.clone());
             let result = self
-                .wait_update(&run, &update_id, wait, |reply| UpdateOp::Update {
-                    run: r,
-                    first_execution_run_id: first_run,
-                    request,
-                    stage,
-                    reply,
-                })
+                .wait_update(
+                    &run,
+                    &update_id,
+                    wait,
+                    UpdateRequest::Update {
+                        run: r,
+                        first_execution_run_id: first_run,
+                        request,
+                        stage,
+                    },
+                )
                 .await;
             match result {
                 Ok(reached) => {
@@ -365,12 +366,16 @@ impl Frontend {
         let stage = req.wait_policy.map_or(0, |p| p.lifecycle_stage);
         let (r, id) = (run.clone(), update_id.clone());
         let reached = self
-            .wait_update(&run, &update_id, wait, |reply| UpdateOp::Poll {
-                run: r,
-                update_id: id,
-                stage,
-                reply,
-            })
+            .wait_update(
+                &run,
+                &update_id,
+                wait,
+                UpdateRequest::Poll {
+                    run: r,
+                    update_id: id,
+                    stage,
+                },
+            )
             .await
             .map_err(|e| match e {
                 Ended::Continuing => not_found("workflow update was aborted by closing workflow"),
@@ -428,27 +433,33 @@ impl Frontend {
         let update_id = update_id_of(&update_req);
         let stage = stage_of(&update_req);
         let request = update_req.request.clone().unwrap_or_default();
-        let (update_tx, update_rx) = tokio::sync::oneshot::channel();
-        let started: StartOutcome = self
-            .call(&ns, &workflow_id, |start_reply| {
-                Op::Update(UpdateOp::UpdateWithStart {
-                    start: Box::new(start),
-                    request,
-                    stage,
-                    start_reply,
-                    reply: update_tx,
-                })
-            })
-            .await
-            .map_err(|e| multi_op_error(vec![e, aborted_op()]))?;
+        let with_start = UpdateRequest::UpdateWithStart {
+            start: Box::new(start),
+            request,
+            stage,
+        };
+        let replies = self
+            .node
+            .history
+            .submit(&ns, &workflow_id, HistoryRequest::Update(with_start))
+            .await;
+        let (started, update_answer) = match replies.map(<[_; 2]>::try_from) {
+            Ok(Ok([started, update])) => (started, update),
+            Ok(Err(_)) => {
+                let e = Status::internal("update-with-start is answered twice");
+                return Err(multi_op_error(vec![e, aborted_op()]));
+            }
+            Err(e) => return Err(multi_op_error(vec![to_status(e), aborted_op()])),
+        };
+        let started: StartOutcome = sundial_actors::ops::expect(started.await)
+            .map_err(|e| multi_op_error(vec![to_status(e), aborted_op()]))?;
         let run = RunRef {
             namespace_id: ns.clone(),
             workflow_id: workflow_id.clone(),
             run_id: started.run_id.clone(),
         };
-        let answer = match tokio::time::timeout(wait.limit, update_rx).await {
-            Ok(Ok(answer)) => answer.map_err(to_status),
-            Ok(Err(_)) => Err(Status::unavailable("history shard dropped the request")),
+        let answer = match tokio::time::timeout(wait.limit, update_answer).await {
+            Ok(answer) => sundial_actors::ops::expect(answer).map_err(to_status),
             Err(_) => self.wait_over(wait, &run, &update_id).await,
         };
         let reached = match answer {
