@@ -11,15 +11,35 @@ use sundial_tests::worker::{commands, event_types, secs};
 
 use EventType::*;
 
+/// A data directory and port for one test's servers: each start is a process on the same
+/// SQLite file, as a restart would be.
+struct Site {
+    _dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    log: std::path::PathBuf,
+    port: u16,
+}
+
+impl Site {
+    fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        Ok(Self {
+            db: dir.path().join("sundial.db"),
+            log: dir.path().join("sundial.log"),
+            port: free_port()?,
+            _dir: dir,
+        })
+    }
+
+    async fn start(&self) -> Result<(SundialProcess, sundial_tests::Client)> {
+        SundialProcess::start_dev(self.port, &self.db, &self.log).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_started_before_kill_fires_after_restart() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (db, log) = (
-        dir.path().join("sundial.db"),
-        dir.path().join("sundial.log"),
-    );
-    let port = free_port()?;
-    let (mut process, client) = SundialProcess::start_dev(port, &db, &log).await?;
+    let site = Site::new()?;
+    let (mut process, client) = site.start().await?;
     let mut worker = Worker::new(client);
     let wf = "timer-survives";
     let run_id = worker.start(wf).await?;
@@ -31,7 +51,7 @@ async fn a_timer_started_before_kill_fires_after_restart() -> Result<()> {
     process.kill()?;
     drop(process);
 
-    let (process, client) = SundialProcess::start_dev(port, &db, &log).await?;
+    let (process, client) = site.start().await?;
     worker.client = client;
     let history = worker.event_types(wf).await?;
     if timer_started.elapsed() < Duration::from_millis(2500) {
@@ -91,13 +111,8 @@ async fn a_timer_started_before_kill_fires_after_restart() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_signal_survives_kill() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (db, log) = (
-        dir.path().join("sundial.db"),
-        dir.path().join("sundial.log"),
-    );
-    let port = free_port()?;
-    let (mut process, client) = SundialProcess::start_dev(port, &db, &log).await?;
+    let site = Site::new()?;
+    let (mut process, client) = site.start().await?;
     let mut worker = Worker::new(client);
     let wf = "signal-survives";
     worker.start(wf).await?;
@@ -105,7 +120,7 @@ async fn an_acknowledged_signal_survives_kill() -> Result<()> {
     process.kill()?;
     drop(process);
 
-    let (process, client) = SundialProcess::start_dev(port, &db, &log).await?;
+    let (process, client) = site.start().await?;
     worker.client = client;
     assert_eq!(
         worker.event_types(wf).await?,
@@ -147,20 +162,15 @@ async fn an_acknowledged_signal_survives_kill() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_the_same_file_and_port_does_not_fence_the_first() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (db, log) = (
-        dir.path().join("sundial.db"),
-        dir.path().join("sundial.log"),
-    );
-    let port = free_port()?;
-    let (_first, client) = SundialProcess::start_dev(port, &db, &log).await?;
+    let site = Site::new()?;
+    let (_first, client) = site.start().await?;
     let mut worker = Worker::new(client);
     worker.start("before-the-second").await?;
 
     // The second fails to bind the port; it must do so before it takes any shard.
-    let second_log = dir.path().join("second.log");
-    let port_arg = port.to_string();
-    let db_arg = db.to_string_lossy().into_owned();
+    let second_log = site.log.with_file_name("second.log");
+    let port_arg = site.port.to_string();
+    let db_arg = site.db.to_string_lossy().into_owned();
     let args = [
         "server",
         "start-dev",
@@ -171,7 +181,7 @@ async fn a_second_server_on_the_same_file_and_port_does_not_fence_the_first() ->
         "--db-filename",
         &db_arg,
     ];
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], site.port));
     let mut second = SundialProcess::spawn(&args, addr, &second_log)?;
     let status = second.wait_exit(Duration::from_secs(30))?;
     assert!(!status.success(), "the second server did not fail");
@@ -185,6 +195,80 @@ async fn a_second_server_on_the_same_file_and_port_does_not_fence_the_first() ->
     assert_eq!(
         info.workflow_execution_info.unwrap_or_default().status,
         WorkflowExecutionStatus::Running as i32
+    );
+    Ok(())
+}
+
+/// The backlog count of the worker's workflow queue.
+async fn workflow_backlog(worker: &mut Worker) -> Result<i64> {
+    use sundial_proto::api::workflowservice::v1::DescribeTaskQueueRequest;
+    let response = worker
+        .client
+        .describe_task_queue(DescribeTaskQueueRequest {
+            namespace: worker.namespace.clone(),
+            task_queue: Some(sundial_tests::worker::task_queue(&worker.task_queue)),
+            report_stats: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(response.stats.map_or(0, |s| s.approximate_backlog_count))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matched_task_whose_start_was_never_recorded_is_delivered_after_kill() -> Result<()> {
+    let site = Site::new()?;
+    let (mut process, client) = site.start().await?;
+    let mut worker = Worker::new(client);
+    let wf = "matched-never-started";
+    let run_id = worker.start(wf).await?;
+    // No poller yet: the task goes to the queue's backlog.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while workflow_backlog(&mut worker).await? < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the task never reached the backlog"
+        );
+        tokio::task::yield_now().await;
+    }
+    // Another process holds SQLite's write lock: the poll is matched with the task, but the
+    // start cannot be recorded, and the poll fails.
+    let locker = rusqlite::Connection::open(&site.db)?;
+    locker.execute_batch("BEGIN EXCLUSIVE")?;
+    let polled = worker.try_poll_workflow_task(Duration::from_secs(30)).await;
+    assert!(
+        polled.is_err(),
+        "a workflow task was handed out though its start could not be stored: {polled:?}"
+    );
+    process.kill()?;
+    drop(process);
+    locker.execute_batch("ROLLBACK")?;
+    drop(locker);
+
+    let (process, client) = site.start().await?;
+    worker.client = client;
+    let task = match worker
+        .try_poll_workflow_task(Duration::from_secs(15))
+        .await?
+    {
+        Some(task) => task,
+        None => panic!(
+            "the matched task was lost with the process; log:\n{}",
+            process.logs()
+        ),
+    };
+    assert_eq!(
+        task.workflow_execution.clone().unwrap_or_default().run_id,
+        run_id
+    );
+    assert_eq!(
+        event_types(&task.history.clone().unwrap_or_default().events),
+        [
+            WorkflowExecutionStarted,
+            WorkflowTaskScheduled,
+            WorkflowTaskStarted
+        ],
+        "started once, after the restart"
     );
     Ok(())
 }
