@@ -56,12 +56,25 @@ async fn visible(store: &DynStore, i: i64) -> [bool; 5] {
     ]
 }
 
+/// The transfer tasks of round `round`'s commits.
+async fn round_tasks(store: &DynStore, round: i64) -> BTreeSet<i64> {
+    let first = (round + 1) * MAX_COMMITS * 10;
+    store
+        .list_transfer_tasks(1, first, MAX_COMMITS as usize)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.task_id)
+        .filter(|id| *id <= first + MAX_COMMITS)
+        .collect()
+}
+
 /// Each round, the current owner commits in a loop while a new owner takes the shard: every
 /// commit acknowledged to the old owner is stored whole, every commit it started after the
 /// acquire returned is refused with the new `range_id`, and the refused commit (run, pointer,
 /// history, tasks, shard data) is nowhere to be seen.
 pub async fn racing_owners_stale_commit_is_refused_and_leaves_nothing(h: &dyn Harness) {
-    const ROUNDS: i64 = 3;
+    const ROUNDS: i64 = 8;
     let store = h.open();
     let mut owner = store.acquire_shard(1).await.unwrap().range_id;
     let mut last_data = Vec::new();
@@ -73,7 +86,7 @@ pub async fn racing_owners_stale_commit_is_refused_and_leaves_nothing(h: &dyn Ha
             async move {
                 let mut landed = Vec::new();
                 for n in 1..=MAX_COMMITS {
-                    let i = (round + 1) * MAX_COMMITS * 10 + n;
+                    let i = (round + 1) * MAX_COMMITS * 10 + n; // see `round_tasks`
                     let started_after_fence = fenced.load(Ordering::SeqCst);
                     match store.commit(1, owner, batch(i)).await {
                         Ok(()) => {
@@ -102,6 +115,7 @@ pub async fn racing_owners_stale_commit_is_refused_and_leaves_nothing(h: &dyn Ha
         }
         let taken = store.acquire_shard(1).await.unwrap();
         fenced.store(true, Ordering::SeqCst);
+        let at_acquire = round_tasks(&store, round).await;
         let (landed, refused, actual) = writer.await.unwrap();
         assert_eq!(actual, taken.range_id, "refused with the new range_id");
         assert!(taken.range_id > owner);
@@ -123,14 +137,12 @@ pub async fn racing_owners_stale_commit_is_refused_and_leaves_nothing(h: &dyn Ha
             last_data = format!("acks-{i}").into_bytes();
         }
         assert_eq!(taken.data, last_data);
-        let listed: BTreeSet<i64> = store
-            .list_transfer_tasks(1, (round + 1) * MAX_COMMITS * 10, MAX_COMMITS as usize)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.task_id)
-            .filter(|id| *id <= (round + 1) * MAX_COMMITS * 10 + MAX_COMMITS)
-            .collect();
+        // Nothing of the old owner landed after the acquire returned.
+        let listed = round_tasks(&store, round).await;
+        assert_eq!(
+            listed, at_acquire,
+            "round {round}: written after the acquire"
+        );
         assert_eq!(listed, landed.iter().copied().collect(), "round {round}");
 
         // The new owner's commits land.

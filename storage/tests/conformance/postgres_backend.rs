@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use deadpool_postgres::tokio_postgres::{self, Client};
 use sundial_storage::postgres::{PostgresOptions, PostgresStore, schema};
 use sundial_storage::{
     Error, ExecutionReader, ShardBatch, ShardStore, Store, TaskQueueStore, TransferTaskRow,
@@ -23,22 +24,58 @@ fn open_error(options: &PostgresOptions) -> Error {
     }
 }
 
-/// A raw connection to the server, for what the store never does (damaging a schema).
-async fn admin(options: &PostgresOptions, sql: &str) {
-    let mut config = deadpool_postgres::tokio_postgres::Config::new();
+/// A raw connection to the server, for what the store never does (damaging a schema, holding
+/// locks, counting connections).
+async fn admin_client(options: &PostgresOptions) -> Client {
+    let mut config = tokio_postgres::Config::new();
     let (host, port) = options.connect_addr.split_once(':').unwrap();
     config
         .host(host)
         .port(port.parse().unwrap())
         .user(&options.user)
         .password(&options.password)
-        .dbname(&options.database_name);
-    let (client, connection) = config
-        .connect(deadpool_postgres::tokio_postgres::NoTls)
+        .dbname(&options.database_name)
+        .application_name("conformance-admin");
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+async fn admin(options: &PostgresOptions, sql: &str) {
+    admin_client(options)
+        .await
+        .batch_execute(sql)
         .await
         .unwrap();
-    tokio::spawn(connection);
-    client.batch_execute(sql).await.unwrap();
+}
+
+/// How many connections the store has open to its database.
+async fn store_connections(admin: &Client, options: &PostgresOptions) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = $1 AND application_name = 'sundial'",
+            &[&options.database_name],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Waits until the store has `want` connections open, for at most 10 seconds.
+async fn until_store_connections(admin: &Client, options: &PostgresOptions, want: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = store_connections(admin, options).await;
+        if open == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the store keeps {open} connections open, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,6 +310,57 @@ async fn a_lost_commit_answer_is_settled_by_reading() {
     assert_eq!(store.lease_task_queue(&q).await.unwrap(), 1);
     assert_eq!(store.lease_task_queue(&q).await.unwrap(), 2);
     store.commit(1, range, start_batch(&lost)).await.unwrap();
+}
+
+/// `maxConns` bounds the connections, idle ones past `maxIdleConns` are closed, and so are
+/// connections older than `maxConnLifetime`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_limits_are_honoured() {
+    let harness = PostgresHarness::new();
+    let mut options = harness.options().clone();
+    options.max_conns = 4;
+    options.max_idle_conns = 1;
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&options).await.unwrap());
+    let range = store.acquire_shard(1).await.unwrap().range_id;
+    // Hold the shard row so that commits wait, each on a connection of its own.
+    let mut admin = admin_client(&options).await;
+    let blocker = admin.transaction().await.unwrap();
+    blocker
+        .execute("SELECT 1 FROM shards WHERE shard_id = 1 FOR UPDATE", &[])
+        .await
+        .unwrap();
+    let commits: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let batch = ShardBatch {
+                    transfer_tasks: vec![TransferTaskRow {
+                        task_id: i,
+                        data: vec![],
+                    }],
+                    ..ShardBatch::default()
+                };
+                store.commit(1, range, batch).await
+            })
+        })
+        .collect();
+    let watcher = admin_client(&options).await;
+    until_store_connections(&watcher, &options, 4).await;
+    blocker.commit().await.unwrap();
+    for commit in commits {
+        commit.await.unwrap().unwrap();
+    }
+    assert!(store_connections(&watcher, &options).await <= 4);
+    until_store_connections(&watcher, &options, 1).await;
+    drop(store);
+
+    let mut options = harness.options().clone();
+    options.max_conn_lifetime = Duration::from_millis(500);
+    let store = PostgresStore::open(&options).await.unwrap();
+    // The connection this opens is closed once it is older than the limit, store or no call.
+    store.acquire_shard(2).await.unwrap();
+    until_store_connections(&watcher, &options, 0).await;
+    assert_eq!(store.acquire_shard(2).await.unwrap().range_id, 2);
 }
 
 #[test]
