@@ -16,6 +16,8 @@ mod fencing;
 mod history;
 #[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "mysql")]
+mod mysql_backend;
 mod namespaces;
 #[cfg(feature = "postgres")]
 mod postgres;
