@@ -83,7 +83,7 @@ pub(super) fn server_code(e: &mysql_async::Error) -> Option<u16> {
 
 /// True when the connection broke (refused, reset, closed): the server may not even have seen
 /// the last statement.
-fn connection_lost(e: &mysql_async::Error) -> bool {
+pub(super) fn connection_lost(e: &mysql_async::Error) -> bool {
     matches!(
         e,
         mysql_async::Error::Io(_)

@@ -8,7 +8,8 @@ use mysql_async::Transaction;
 use mysql_async::prelude::Queryable;
 
 use super::error::TxResult;
-use super::{MysqlStore, first_row, insert_new, sql_limit};
+use super::settle::{self, CommitMark};
+use super::{Ended, MysqlStore, first_row, insert_new, sql_limit};
 use crate::{
     CurrentExecutionRow, Error, ExecutionKey, ExecutionReader, ExecutionRow, HistoryBatch, Result,
     ShardBatch, ShardInfo, ShardStore, TimerTaskRow, TransferTaskRow,
@@ -41,22 +42,33 @@ fn run_key(key: &ExecutionKey) -> RunKey<'_> {
     (&key.namespace_id, &key.workflow_id, &key.run_id)
 }
 
-/// Reads the shard's `range_id` with a lock held to the end of the transaction and fails
-/// unless it is `expected`. A shared lock lets commits of one owner run side by side; a batch
-/// that rewrites the shard's data takes the row exclusively.
+/// Fences the commit and marks the shard's row (see `settle`): the `UPDATE` matches only the
+/// expected `range_id`, so a stale owner changes nothing and is refused with the `range_id` it
+/// lost to. It also writes the batch's new shard data. The row's lock is held to the end of the
+/// transaction: acquiring the shard waits for the commit, and a shard's commits take turns.
 async fn fence(
     tx: &mut Transaction<'_>,
     shard_id: i32,
     expected: i64,
-    exclusive: bool,
-) -> TxResult<()> {
-    let sql = if exclusive {
-        "SELECT range_id FROM shards WHERE shard_id = ? FOR UPDATE"
-    } else {
-        "SELECT range_id FROM shards WHERE shard_id = ? LOCK IN SHARE MODE"
-    };
-    let actual = first_row::<i64>(tx, sql, (shard_id,)).await?.unwrap_or(0);
-    if actual != expected {
+    shard_data: Option<&Vec<u8>>,
+) -> TxResult<CommitMark> {
+    let token = settle::new_token();
+    // LAST_INSERT_ID(expr) hands the new sequence number back in the statement's answer.
+    tx.exec_drop(
+        "UPDATE shards SET commit_seq = LAST_INSERT_ID(commit_seq + 1), commit_token = ?,
+             data = COALESCE(?, data)
+         WHERE shard_id = ? AND range_id = ?",
+        (token, shard_data, shard_id, expected),
+    )
+    .await?;
+    if tx.affected_rows() == 0 {
+        let actual = first_row::<i64>(
+            tx,
+            "SELECT range_id FROM shards WHERE shard_id = ?",
+            (shard_id,),
+        )
+        .await?
+        .unwrap_or(0);
         return Err(Error::ShardOwnershipLost {
             shard_id,
             expected,
@@ -64,7 +76,13 @@ async fn fence(
         }
         .into());
     }
-    Ok(())
+    let seq = tx.last_insert_id().and_then(|id| i64::try_from(id).ok());
+    let seq = seq.ok_or_else(|| Error::Backend("mysql: no commit_seq in the answer".into()))?;
+    Ok(CommitMark {
+        seq,
+        token,
+        session: tx.id(),
+    })
 }
 
 /// The rows a batch's conditions name that exist before the batch.
@@ -127,7 +145,7 @@ async fn check_conditions<'b>(
     Ok(existing)
 }
 
-/// Writes every row of `batch` (conditions checked, their rows locked). A row that did not
+/// Writes every row of `batch` but the shard's data (conditions checked, their rows locked). A row that did not
 /// exist is inserted with a plain `INSERT`: if another transaction created it meanwhile (no
 /// lock covers a missing row at READ COMMITTED), the duplicate key fails the condition.
 async fn apply_batch<'b>(
@@ -269,13 +287,6 @@ async fn apply_batch<'b>(
         )
         .await?;
     }
-    if let Some(data) = &batch.shard_data {
-        tx.exec_drop(
-            "UPDATE shards SET data = ? WHERE shard_id = ?",
-            (data, shard_id),
-        )
-        .await?;
-    }
     for key in &batch.delete_executions {
         let k = (shard_id, &key.namespace_id, &key.workflow_id, &key.run_id);
         for sql in [
@@ -314,16 +325,17 @@ async fn acquire(tx: &mut Transaction<'_>, shard_id: i32) -> TxResult<ShardInfo>
     })
 }
 
-/// The fenced commit of a shard's batch.
+/// The fenced commit of a shard's batch; answers the mark it left on the shard's row.
 async fn commit_batch(
     tx: &mut Transaction<'_>,
     shard_id: i32,
     expected_range_id: i64,
     batch: &ShardBatch,
-) -> TxResult<()> {
-    fence(tx, shard_id, expected_range_id, batch.shard_data.is_some()).await?;
+) -> TxResult<CommitMark> {
+    let mark = fence(tx, shard_id, expected_range_id, batch.shard_data.as_ref()).await?;
     let existing = check_conditions(tx, shard_id, batch).await?;
-    apply_batch(tx, shard_id, batch, existing).await
+    apply_batch(tx, shard_id, batch, existing).await?;
+    Ok(mark)
 }
 
 #[async_trait]
@@ -338,11 +350,17 @@ impl ShardStore for MysqlStore {
 
     async fn commit(&self, shard_id: i32, expected_range_id: i64, batch: ShardBatch) -> Result<()> {
         let batch = &batch;
-        self.transaction(|mut tx| async move {
-            let committed = commit_batch(&mut tx, shard_id, expected_range_id, batch).await;
-            (tx, committed)
-        })
-        .await
+        let ended = self
+            .run_transaction(|mut tx| async move {
+                let committed = commit_batch(&mut tx, shard_id, expected_range_id, batch).await;
+                (tx, committed)
+            })
+            .await;
+        match ended {
+            Ended::Committed(_) => Ok(()),
+            Ended::Failed(e) => Err(e),
+            Ended::Unknown(mark, unknown) => self.settle(shard_id, &mark, unknown).await,
+        }
     }
 }
 

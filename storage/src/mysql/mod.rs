@@ -2,28 +2,31 @@
 //! accept).
 //!
 //! Calls share a `mysql_async` connection pool; each shard's commit is one transaction of its
-//! own, so commits of different shards run in parallel over the pool. A commit first reads the
-//! shard's row with a lock (`LOCK IN SHARE MODE`, or `FOR UPDATE` when it rewrites the row's
-//! data), then locks and checks the rows its conditions name, then writes: acquiring the shard
-//! (which updates that row) waits for the commits in flight and fences every later one.
+//! own, so commits of different shards run in parallel over the pool. A commit first updates
+//! the shard's row on the condition that its `range_id` is the expected one (the fence; it also
+//! marks the row for `settle`), then locks and checks the rows its conditions name, then writes.
+//! The row's lock is held to the end: acquiring the shard (which updates that row) waits for the
+//! commit in flight and fences every later one.
 //!
 //! Transactions run at READ COMMITTED, chosen on purpose (every session sets it): conditions
 //! are checked with locking reads, which see the latest committed rows at any level, and READ
-//! COMMITTED takes no gap locks, so two commits inserting different new rows of one shard never
+//! COMMITTED takes no gap locks, so two transactions inserting different new rows never
 //! deadlock over a gap. (With binary logging, MySQL then needs `binlog_format=ROW`, its
 //! default.)
 //!
 //! Failures: a call that could not reach the server or failed before its `COMMIT` was sent
-//! wrote nothing and returns [`Error::Unavailable`]; a connection lost after `COMMIT` was sent
-//! leaves the outcome unknown and returns [`Error::Backend`] (the shard then starts again from
-//! what the store holds). A commit is never retried blindly; only one the server rolled back as
-//! a deadlock victim is run again, a few times.
+//! wrote nothing and returns [`Error::Unavailable`]. When the connection is lost after a shard
+//! commit's `COMMIT` was sent, the outcome is settled by reading the shard's row (`settle`):
+//! `Ok`, `Unavailable`, or [`Error::Backend`] while it cannot be learnt (the shard then starts
+//! again from what the store holds); other writes report such a loss as `Backend`. A commit is
+//! never retried blindly; only one the server rolled back as a deadlock victim runs again.
 
 mod error;
 mod executions;
 mod options;
 mod queues;
 mod schema;
+mod settle;
 
 use std::time::Duration;
 
@@ -144,20 +147,41 @@ impl MysqlStore {
     /// Runs `body` in a transaction of its own and commits it. `body` gets the transaction and
     /// hands it back with its outcome. A refusal of `body` rolls the transaction back and is
     /// the answer; a transaction the server rolled back as a deadlock victim runs again
-    /// (nothing of it was written).
-    async fn transaction<T, F, Fut>(&self, mut body: F) -> Result<T>
+    /// (nothing of it was written). A `COMMIT` whose answer was lost is an unknown outcome
+    /// ([`Error::Backend`]).
+    async fn transaction<T, F, Fut>(&self, body: F) -> Result<T>
+    where
+        F: FnMut(Transaction<'static>) -> Fut,
+        Fut: Future<Output = (Transaction<'static>, TxResult<T>)>,
+    {
+        match self.run_transaction(body).await {
+            Ended::Committed(value) => Ok(value),
+            Ended::Failed(e) | Ended::Unknown(_, e) => Err(e),
+        }
+    }
+
+    /// [`transaction`](Self::transaction), telling a lost `COMMIT` apart with what `body`
+    /// answered, so the caller can settle it.
+    async fn run_transaction<T, F, Fut>(&self, mut body: F) -> Ended<T>
     where
         F: FnMut(Transaction<'static>) -> Fut,
         Fut: Future<Output = (Transaction<'static>, TxResult<T>)>,
     {
         let mut attempt = 1;
         loop {
-            let (tx, outcome) = body(self.begin().await?).await;
+            let tx = match self.begin().await {
+                Ok(tx) => tx,
+                Err(e) => return Ended::Failed(e),
+            };
+            let (tx, outcome) = body(tx).await;
             match outcome {
                 Ok(value) => {
                     return match tx.commit().await {
-                        Ok(()) => Ok(value),
-                        Err(e) => Err(error::classify(e, Sent::Commit, &self.target)),
+                        Ok(()) => Ended::Committed(value),
+                        Err(e) if error::connection_lost(&e) => {
+                            Ended::Unknown(value, error::classify(e, Sent::Commit, &self.target))
+                        }
+                        Err(e) => Ended::Failed(error::classify(e, Sent::Commit, &self.target)),
                     };
                 }
                 Err(TxError::Db(e))
@@ -168,11 +192,22 @@ impl MysqlStore {
                 Err(e) => {
                     // Best effort: a broken connection rolls back on the server anyway.
                     let _ = tx.rollback().await;
-                    return Err(e.into_error(Sent::BeforeCommit, &self.target));
+                    return Ended::Failed(e.into_error(Sent::BeforeCommit, &self.target));
                 }
             }
         }
     }
+}
+
+/// How a transaction ended.
+enum Ended<T> {
+    /// It committed; what its body answered.
+    Committed(T),
+    /// It did not commit.
+    Failed(Error),
+    /// Its `COMMIT` was sent and the answer lost: what its body answered, and the error that
+    /// says the outcome is unknown.
+    Unknown(T, Error),
 }
 
 impl Drop for MysqlStore {

@@ -24,10 +24,14 @@ use crate::{Error, Result};
 const MIGRATIONS: &[&[&str]] = &[
     // 1: the initial schema.
     &[
+        // `commit_seq` and `commit_token` mark the shard's last commit, so a commit whose
+        // answer was lost can be settled by reading them.
         "CREATE TABLE IF NOT EXISTS shards (
-            shard_id INT           NOT NULL,
-            range_id BIGINT        NOT NULL,
-            data     LONGBLOB      NOT NULL,
+            shard_id     INT      NOT NULL,
+            range_id     BIGINT   NOT NULL,
+            data         LONGBLOB NOT NULL,
+            commit_seq   BIGINT   NOT NULL DEFAULT 0,
+            commit_token BIGINT   NOT NULL DEFAULT 0,
             PRIMARY KEY (shard_id)
         ) ENGINE = InnoDB ROW_FORMAT = DYNAMIC",
         "CREATE TABLE IF NOT EXISTS executions (

@@ -113,8 +113,10 @@ pub fn start_server(name: &str) -> Result<Server, String> {
     remove_stale_runs(&root);
     let dir = root.join(format!("{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).map_err(|e| format!("creating {}: {e}", data.display()))?;
+    let (data, tmp) = (dir.join("data"), dir.join("tmp"));
+    for d in [&data, &tmp] {
+        std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+    }
     // mariadbd refuses to run as root unless told to.
     let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
     let user_flag = as_root.then_some("--user=root");
@@ -153,6 +155,7 @@ pub fn start_server(name: &str) -> Result<Server, String> {
     let mut server_args = vec![
         "--no-defaults".to_string(),
         format!("--datadir={}", data.display()),
+        format!("--tmpdir={}", tmp.display()),
         format!("--port={port}"),
         "--bind-address=127.0.0.1".to_string(),
         format!("--socket={}", socket.display()),

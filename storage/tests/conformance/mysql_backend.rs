@@ -1,8 +1,10 @@
 //! The MySQL backend's own tests, beyond the conformance suite: the schema commands, options,
 //! and how failures of the server reach the caller.
 
-use std::net::TcpListener;
-use std::sync::Arc;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
@@ -326,7 +328,7 @@ async fn a_full_pool_is_unavailable() {
         let waiting: Option<u64> = watcher
             .query_first(
                 "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-                 WHERE DB = DATABASE() AND INFO LIKE '%LOCK IN SHARE MODE'",
+                 WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND INFO LIKE 'UPDATE shards%'",
             )
             .await
             .unwrap();
@@ -345,4 +347,147 @@ async fn a_full_pool_is_unavailable() {
     holder.rollback().await.unwrap();
     blocked.await.unwrap().unwrap();
     assert!(store.get_execution(1, &k).await.unwrap().is_some());
+}
+
+/// Where [`CommitCutter`] cuts a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// The `COMMIT` never reaches the server.
+    BeforeCommit,
+    /// The server gets the `COMMIT`; its answer never reaches the client.
+    AfterCommit,
+}
+
+/// A TCP proxy in front of the test server that cuts one client connection at its next
+/// `COMMIT`, once armed. The server side of a cut connection stays open, as when only the
+/// client's network fails.
+struct CommitCutter {
+    port: u16,
+    armed: Arc<Mutex<Option<Cut>>>,
+}
+
+/// A `COM_QUERY` packet's command byte followed by `COMMIT`.
+const COMMIT_QUERY: &[u8] = b"\x03COMMIT";
+
+impl CommitCutter {
+    fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(Mutex::new(None));
+        let cutter = CommitCutter {
+            port,
+            armed: armed.clone(),
+        };
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                let severed = Arc::new(AtomicBool::new(false));
+                let (c, s, cut) = (
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    severed.clone(),
+                );
+                std::thread::spawn(move || relay_answers(s, c, &cut));
+                let armed = armed.clone();
+                std::thread::spawn(move || relay_requests(client, server, &severed, &armed));
+            }
+        });
+        cutter
+    }
+
+    fn arm(&self, cut: Cut) {
+        *self.armed.lock().unwrap() = Some(cut);
+    }
+
+    /// True once the armed cut happened.
+    fn disarmed(&self) -> bool {
+        self.armed.lock().unwrap().is_none()
+    }
+}
+
+/// Client to server, cutting at an armed `COMMIT`.
+fn relay_requests(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    severed: &AtomicBool,
+    armed: &Mutex<Option<Cut>>,
+) {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        let is_commit = chunk.windows(COMMIT_QUERY.len()).any(|w| w == COMMIT_QUERY);
+        let cut = if is_commit {
+            armed.lock().unwrap().take()
+        } else {
+            None
+        };
+        if let Some(cut) = cut {
+            // No answer reaches the client from here on.
+            severed.store(true, Ordering::SeqCst);
+            if cut == Cut::AfterCommit {
+                let _ = server.write_all(chunk);
+            }
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
+        if server.write_all(chunk).is_err() {
+            return;
+        }
+    }
+}
+
+/// Server to client, dropping everything once the connection is severed.
+fn relay_answers(mut server: TcpStream, mut client: TcpStream, severed: &AtomicBool) {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = match server.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if severed.load(Ordering::SeqCst) {
+            continue;
+        }
+        if client.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// A commit whose answer is lost is settled by reading the shard's row: committed when the
+/// server got the `COMMIT`, `Unavailable` (and nothing written) when it did not; never retried
+/// blindly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_commit_answer_is_settled_by_reading() {
+    let h = MariadbHarness::new();
+    let cutter = CommitCutter::start(server().port);
+    let options = MysqlOptions {
+        connect_addr: format!("127.0.0.1:{}", cutter.port),
+        ..h.options.clone()
+    };
+    let store = MysqlStore::open(&options).await.unwrap();
+    let range = store.acquire_shard(1).await.unwrap().range_id;
+
+    let landed = key("landed", "run");
+    cutter.arm(Cut::AfterCommit);
+    store.commit(1, range, start_batch(&landed)).await.unwrap();
+    assert!(cutter.disarmed(), "the COMMIT was cut");
+    assert!(store.get_execution(1, &landed).await.unwrap().is_some());
+
+    let lost = key("lost", "run");
+    cutter.arm(Cut::BeforeCommit);
+    let err = store
+        .commit(1, range, start_batch(&lost))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(cutter.disarmed(), "the COMMIT was cut");
+    assert_eq!(store.get_execution(1, &lost).await.unwrap(), None);
+    // Nothing of it landed, so the same batch (its insert expects no row) commits now.
+    store.commit(1, range, start_batch(&lost)).await.unwrap();
+    assert_eq!(store.list_executions(1, 10).await.unwrap().len(), 2);
 }
