@@ -139,18 +139,7 @@ impl Workflow {
         };
         let id = self.append(
             env.now_ms,
-            Attributes::ActivityTaskScheduledEventAttributes(scheduled.clone()),
-        );
-        self.state.activities.insert(
-            id,
-            ActivityInfo {
-                scheduled_event_id: id,
-                scheduled: Some(scheduled),
-                attempt: 1,
-                first_scheduled_time_ms: env.now_ms,
-                scheduled_time_ms: env.now_ms,
-                ..Default::default()
-            },
+            Attributes::ActivityTaskScheduledEventAttributes(scheduled),
         );
         if !attrs.request_eager_execution {
             self.dispatch_activity(id, env);
@@ -294,7 +283,6 @@ impl Workflow {
     ) {
         let started_id = self.append_activity_started(ai);
         self.append(env.now_ms, close(started_id));
-        self.state.activities.remove(&ai.scheduled_event_id);
         self.schedule_workflow_task(env);
     }
 
@@ -493,9 +481,10 @@ impl Workflow {
                 },
             ),
         );
-        let Some(mut ai) = pending else {
+        let Some(ai) = pending else {
             return Ok(false);
         };
+        // The applier recorded the request on the activity (and, below, its cancellation).
         if ai.started_time_ms == 0 {
             self.append(
                 env.now_ms,
@@ -508,12 +497,8 @@ impl Workflow {
                     },
                 ),
             );
-            self.state.activities.remove(&scheduled_event_id);
             return Ok(true);
         }
-        ai.cancel_requested = true;
-        ai.cancel_requested_event_id = requested;
-        self.state.activities.insert(scheduled_event_id, ai);
         Ok(false)
     }
 

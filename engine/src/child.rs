@@ -121,7 +121,6 @@ impl Workflow {
             0 => ParentClosePolicy::Terminate as i32,
             p => p,
         };
-        let control = attrs.control.clone();
         let initiated = StartChildWorkflowExecutionInitiatedEventAttributes {
             namespace: namespace.clone(),
             namespace_id: self.state.namespace_id.clone(),
@@ -156,20 +155,6 @@ impl Workflow {
         let id = self.append(
             env.now_ms,
             Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(initiated),
-        );
-        self.state.children.insert(
-            id,
-            ChildInfo {
-                initiated_event_id: id,
-                workflow_id: attrs.workflow_id.clone(),
-                namespace,
-                namespace_id: self.state.namespace_id.clone(),
-                workflow_type: attrs.workflow_type.map(|t| t.name).unwrap_or_default(),
-                parent_close_policy,
-                workflow_task_completed_event_id: completed_event_id,
-                control: control.clone(),
-                ..Default::default()
-            },
         );
         let namespace_id = self.state.namespace_id.clone();
         let root = self.root_execution();
@@ -402,18 +387,6 @@ impl Workflow {
             env.now_ms,
             Attributes::SignalExternalWorkflowExecutionInitiatedEventAttributes(initiated),
         );
-        self.state.pending_signals.insert(
-            id,
-            ExternalInfo {
-                initiated_event_id: id,
-                namespace,
-                namespace_id: self.state.namespace_id.clone(),
-                workflow_id: execution.workflow_id.clone(),
-                run_id: execution.run_id.clone(),
-                control: attrs.control,
-                workflow_task_completed_event_id: completed_event_id,
-            },
-        );
         let namespace_id = self.state.namespace_id.clone();
         self.push_transfer(TaskKind::SignalExternal, |t| {
             t.scheduled_event_id = id;
@@ -525,18 +498,6 @@ impl Workflow {
                 },
             ),
         );
-        self.state.pending_cancels.insert(
-            id,
-            ExternalInfo {
-                initiated_event_id: id,
-                namespace,
-                namespace_id: self.state.namespace_id.clone(),
-                workflow_id: attrs.workflow_id.clone(),
-                run_id: attrs.run_id.clone(),
-                control: attrs.control,
-                workflow_task_completed_event_id: completed_event_id,
-            },
-        );
         let namespace_id = self.state.namespace_id.clone();
         self.push_transfer(TaskKind::CancelExternal, |t| {
             t.scheduled_event_id = id;
@@ -586,7 +547,12 @@ impl Workflow {
 
     /// At close: the parent learns of it (unless the run continues in a new one), and
     /// children get their parent-close policy.
-    pub(crate) fn on_close(&mut self, close_event_id: i64, continues: bool) {
+    pub(crate) fn on_close(
+        &mut self,
+        close_event_id: i64,
+        continues: bool,
+        children: Vec<ChildInfo>,
+    ) {
         let started = self.started_attributes().clone();
         if !continues && let Some(parent) = started.parent_workflow_execution.clone() {
             let close = self
@@ -604,7 +570,6 @@ impl Workflow {
                 t.target_run_id = parent.run_id;
             });
         }
-        let children: Vec<ChildInfo> = self.state.children.values().cloned().collect();
         for child in children {
             if child.parent_close_policy == ParentClosePolicy::Abandon as i32 {
                 continue;

@@ -385,16 +385,6 @@ impl Workflow {
                 Ok(false)
             }
             Cmd::UpsertWorkflowSearchAttributesCommandAttributes(a) => {
-                if let (Some(new), Some(started)) =
-                    (a.search_attributes.as_ref(), self.state.started.as_mut())
-                {
-                    let current = started
-                        .search_attributes
-                        .get_or_insert_with(Default::default);
-                    for (k, v) in &new.indexed_fields {
-                        current.indexed_fields.insert(k.clone(), v.clone());
-                    }
-                }
                 self.append(
                     env.now_ms,
                     Attributes::UpsertWorkflowSearchAttributesEventAttributes(
@@ -407,14 +397,6 @@ impl Workflow {
                 Ok(false)
             }
             Cmd::ModifyWorkflowPropertiesCommandAttributes(a) => {
-                if let (Some(new), Some(started)) =
-                    (a.upserted_memo.as_ref(), self.state.started.as_mut())
-                {
-                    let current = started.memo.get_or_insert_with(Default::default);
-                    for (k, v) in &new.fields {
-                        current.fields.insert(k.clone(), v.clone());
-                    }
-                }
                 self.append(
                     env.now_ms,
                     Attributes::WorkflowPropertiesModifiedEventAttributes(

@@ -13,6 +13,7 @@
 #![allow(deprecated)]
 
 mod activity;
+mod apply;
 mod child;
 mod commands;
 pub mod cron;

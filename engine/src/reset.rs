@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 use prost::Message;
 use temporalio_protos::temporal::api::{
-    common::v1::WorkflowExecution,
     enums::v1::{
         EventType, UpdateAdmittedEventOrigin, WorkflowExecutionStatus, WorkflowTaskFailedCause,
     },
@@ -24,10 +23,8 @@ use temporalio_protos::temporal::api::{
     update::v1::Request,
 };
 
-use crate::state::{
-    ActivityInfo, ChildInfo, ExternalInfo, MutableState, TaskKind, TimerInfo, WorkflowTaskInfo,
-};
-use crate::time::{duration_ms, timestamp_ms};
+use crate::state::{ExternalInfo, MutableState, TaskKind, TimerInfo, WorkflowTaskInfo};
+use crate::time::duration_ms;
 use crate::update::UpdateInfo;
 use crate::workflow::{Env, Workflow};
 use crate::{Error, Result};
@@ -255,13 +252,9 @@ impl Workflow {
     }
 
     fn reapply_signal(&mut self, a: &WorkflowExecutionSignaledEventAttributes, env: &Env) {
-        if !a.request_id.is_empty() {
-            if self.state.signal_request_ids.contains(&a.request_id) {
-                return;
-            }
-            self.state.signal_request_ids.push(a.request_id.clone());
+        if !a.request_id.is_empty() && self.state.signal_request_ids.contains(&a.request_id) {
+            return;
         }
-        self.state.signal_count += 1;
         self.append(
             env.now_ms,
             Attributes::WorkflowExecutionSignaledEventAttributes(a.clone()),
@@ -414,265 +407,51 @@ impl Workflow {
         }
     }
 
-    /// Applies one kept event to the state being rebuilt.
+    /// Applies one kept event to the state being rebuilt (through the one event applier),
+    /// noting what must be re-armed in the new run.
     fn fold(&mut self, event: &HistoryEvent, pending: &mut Pending) -> Result<()> {
-        let time_ms = event.event_time.as_ref().map_or(0, timestamp_ms);
         let id = event.event_id;
         let Some(attributes) = &event.attributes else {
             return Ok(());
         };
-        let state = &mut self.state;
+        let kind = EventType::try_from(event.event_type).unwrap_or(EventType::Unspecified);
+        let closes_run = matches!(
+            kind,
+            EventType::WorkflowExecutionCompleted
+                | EventType::WorkflowExecutionFailed
+                | EventType::WorkflowExecutionTimedOut
+                | EventType::WorkflowExecutionCanceled
+                | EventType::WorkflowExecutionTerminated
+                | EventType::WorkflowExecutionContinuedAsNew
+        );
+        if closes_run {
+            return Err(Error::InvalidArgument(format!(
+                "Cannot reset to event {id}: the run had closed by then."
+            )));
+        }
+        self.state.apply_event(event);
         if let Some(initiated) = crate::events::child_closed_initiated_id(attributes) {
             pending.child_starts.remove(&initiated);
-            state.children.remove(&initiated);
-            return Ok(());
         }
         match attributes {
-            Attributes::WorkflowExecutionStartedEventAttributes(a) => {
-                let backoff = duration_ms(a.first_workflow_task_backoff.as_ref());
-                state.started = Some(a.clone());
-                state.start_time_ms = time_ms;
-                state.execution_time_ms = time_ms.saturating_add(backoff.max(0));
-            }
-            Attributes::WorkflowTaskScheduledEventAttributes(a) => {
-                let queue = a.task_queue.clone().unwrap_or_default();
-                state.workflow_task = Some(WorkflowTaskInfo {
-                    scheduled_event_id: id,
-                    attempt: a.attempt.max(1),
-                    sticky: queue.kind == 2,
-                    task_queue: queue.name,
-                    timeout_ms: duration_ms(a.start_to_close_timeout.as_ref()),
-                    scheduled_time_ms: time_ms,
-                    ..Default::default()
-                });
-            }
-            Attributes::WorkflowTaskStartedEventAttributes(a) => {
-                if let Some(task) = state.workflow_task.as_mut() {
-                    task.started_event_id = id;
-                    task.started_time_ms = time_ms;
-                    task.request_id = a.request_id.clone();
-                    task.identity = a.identity.clone();
-                }
-            }
-            Attributes::WorkflowTaskCompletedEventAttributes(a) => {
-                state.last_completed_wft_started_event_id = a.started_event_id;
-                state.workflow_task = None;
-            }
-            Attributes::WorkflowTaskFailedEventAttributes(_)
-            | Attributes::WorkflowTaskTimedOutEventAttributes(_) => {
-                state.workflow_task = None;
-            }
-            Attributes::ActivityTaskScheduledEventAttributes(a) => {
-                state.activities.insert(
-                    id,
-                    ActivityInfo {
-                        scheduled_event_id: id,
-                        scheduled: Some(a.clone()),
-                        attempt: 1,
-                        first_scheduled_time_ms: time_ms,
-                        scheduled_time_ms: time_ms,
-                        ..Default::default()
-                    },
-                );
-            }
-            Attributes::ActivityTaskCancelRequestedEventAttributes(a) => {
-                if let Some(ai) = state.activities.get_mut(&a.scheduled_event_id) {
-                    ai.cancel_requested = true;
-                    ai.cancel_requested_event_id = id;
-                }
-            }
-            Attributes::ActivityTaskCompletedEventAttributes(a) => {
-                state.activities.remove(&a.scheduled_event_id);
-            }
-            Attributes::ActivityTaskFailedEventAttributes(a) => {
-                state.activities.remove(&a.scheduled_event_id);
-            }
-            Attributes::ActivityTaskTimedOutEventAttributes(a) => {
-                state.activities.remove(&a.scheduled_event_id);
-            }
-            Attributes::ActivityTaskCanceledEventAttributes(a) => {
-                state.activities.remove(&a.scheduled_event_id);
-            }
-            Attributes::TimerStartedEventAttributes(a) => {
-                state.timers.insert(
-                    a.timer_id.clone(),
-                    TimerInfo {
-                        timer_id: a.timer_id.clone(),
-                        started_event_id: id,
-                        expiry_time_ms: time_ms
-                            .saturating_add(duration_ms(a.start_to_fire_timeout.as_ref())),
-                    },
-                );
-            }
-            Attributes::TimerFiredEventAttributes(a) => {
-                state.timers.remove(&a.timer_id);
-            }
-            Attributes::TimerCanceledEventAttributes(a) => {
-                state.timers.remove(&a.timer_id);
-            }
-            Attributes::WorkflowExecutionSignaledEventAttributes(a) => {
-                state.signal_count += 1;
-                if !a.request_id.is_empty() {
-                    state.signal_request_ids.push(a.request_id.clone());
-                }
-            }
-            Attributes::WorkflowExecutionCancelRequestedEventAttributes(_) => {
-                state.cancel_requested = true;
-            }
-            Attributes::UpsertWorkflowSearchAttributesEventAttributes(a) => {
-                if let (Some(new), Some(started)) = (&a.search_attributes, state.started.as_mut()) {
-                    let current = started
-                        .search_attributes
-                        .get_or_insert_with(Default::default);
-                    for (k, v) in &new.indexed_fields {
-                        current.indexed_fields.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-            Attributes::WorkflowPropertiesModifiedEventAttributes(a) => {
-                if let (Some(new), Some(started)) = (&a.upserted_memo, state.started.as_mut()) {
-                    let current = started.memo.get_or_insert_with(Default::default);
-                    for (k, v) in &new.fields {
-                        current.fields.insert(k.clone(), v.clone());
-                    }
-                }
-            }
             Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a) => {
-                state.children.insert(
-                    id,
-                    ChildInfo {
-                        initiated_event_id: id,
-                        workflow_id: a.workflow_id.clone(),
-                        namespace: a.namespace.clone(),
-                        namespace_id: a.namespace_id.clone(),
-                        workflow_type: a
-                            .workflow_type
-                            .as_ref()
-                            .map(|t| t.name.clone())
-                            .unwrap_or_default(),
-                        parent_close_policy: a.parent_close_policy,
-                        workflow_task_completed_event_id: a.workflow_task_completed_event_id,
-                        control: a.control.clone(),
-                        ..Default::default()
-                    },
-                );
                 pending.child_starts.insert(id, a.clone());
             }
             Attributes::ChildWorkflowExecutionStartedEventAttributes(a) => {
                 pending.child_starts.remove(&a.initiated_event_id);
-                if let Some(child) = state.children.get_mut(&a.initiated_event_id) {
-                    child.started_event_id = id;
-                    child.run_id = a
-                        .workflow_execution
-                        .as_ref()
-                        .map(|e| e.run_id.clone())
-                        .unwrap_or_default();
-                }
             }
             Attributes::SignalExternalWorkflowExecutionInitiatedEventAttributes(a) => {
-                let info = external_info(
-                    id,
-                    (&a.namespace, &a.namespace_id),
-                    a.workflow_execution.clone(),
-                    &a.control,
-                    a.workflow_task_completed_event_id,
-                );
-                state.pending_signals.insert(id, info);
                 pending
                     .signal_payloads
                     .insert(id, (a.encode_to_vec(), a.child_workflow_only));
             }
-            Attributes::ExternalWorkflowExecutionSignaledEventAttributes(a) => {
-                state.pending_signals.remove(&a.initiated_event_id);
-            }
-            Attributes::SignalExternalWorkflowExecutionFailedEventAttributes(a) => {
-                state.pending_signals.remove(&a.initiated_event_id);
-            }
             Attributes::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(a) => {
-                let info = external_info(
-                    id,
-                    (&a.namespace, &a.namespace_id),
-                    a.workflow_execution.clone(),
-                    &a.control,
-                    a.workflow_task_completed_event_id,
-                );
-                state.pending_cancels.insert(id, info);
                 pending
                     .cancel_payloads
                     .insert(id, (a.reason.clone(), a.child_workflow_only));
             }
-            Attributes::ExternalWorkflowExecutionCancelRequestedEventAttributes(a) => {
-                state.pending_cancels.remove(&a.initiated_event_id);
-            }
-            Attributes::RequestCancelExternalWorkflowExecutionFailedEventAttributes(a) => {
-                state.pending_cancels.remove(&a.initiated_event_id);
-            }
-            Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(a) => {
-                state.updates.insert(
-                    a.protocol_instance_id.clone(),
-                    UpdateInfo {
-                        accepted_event_id: id,
-                        completed_event_id: 0,
-                        admitted_event_id: 0,
-                    },
-                );
-            }
-            Attributes::WorkflowExecutionUpdateAdmittedEventAttributes(a) => {
-                let update_id = update_id_of(a.request.as_ref());
-                state.updates.entry(update_id).or_insert(UpdateInfo {
-                    accepted_event_id: 0,
-                    completed_event_id: 0,
-                    admitted_event_id: id,
-                });
-            }
-            Attributes::WorkflowExecutionUpdateCompletedEventAttributes(a) => {
-                let update_id = a
-                    .meta
-                    .as_ref()
-                    .map(|m| m.update_id.clone())
-                    .unwrap_or_default();
-                if let Some(info) = state.updates.get_mut(&update_id) {
-                    info.completed_event_id = id;
-                }
-            }
-            _ => {
-                let kind = EventType::try_from(event.event_type).unwrap_or(EventType::Unspecified);
-                let closes_run = matches!(
-                    kind,
-                    EventType::WorkflowExecutionCompleted
-                        | EventType::WorkflowExecutionFailed
-                        | EventType::WorkflowExecutionTimedOut
-                        | EventType::WorkflowExecutionCanceled
-                        | EventType::WorkflowExecutionTerminated
-                        | EventType::WorkflowExecutionContinuedAsNew
-                );
-                if closes_run {
-                    return Err(Error::InvalidArgument(format!(
-                        "Cannot reset to event {id}: the run had closed by then."
-                    )));
-                }
-            }
+            _ => {}
         }
         Ok(())
-    }
-}
-
-/// The pending record of a SignalExternal or RequestCancelExternal initiated event.
-fn external_info(
-    initiated_event_id: i64,
-    (namespace, namespace_id): (&str, &str),
-    target: Option<WorkflowExecution>,
-    control: &str,
-    workflow_task_completed_event_id: i64,
-) -> ExternalInfo {
-    let target = target.unwrap_or_default();
-    ExternalInfo {
-        initiated_event_id,
-        namespace: namespace.to_string(),
-        namespace_id: namespace_id.to_string(),
-        workflow_id: target.workflow_id,
-        run_id: target.run_id,
-        control: control.to_string(),
-        workflow_task_completed_event_id,
     }
 }

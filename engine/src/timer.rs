@@ -11,7 +11,7 @@ use temporalio_protos::temporal::api::{
 
 use crate::Result;
 use crate::commands::CommandError;
-use crate::state::{TaskInfo, TaskKind, TimerInfo};
+use crate::state::{TaskInfo, TaskKind};
 use crate::time::{duration_ms, validate_and_cap};
 use crate::workflow::{Env, Workflow};
 
@@ -61,14 +61,6 @@ impl Workflow {
             }),
         );
         let expiry = env.now_ms.saturating_add(fire_after);
-        self.state.timers.insert(
-            timer_id.clone(),
-            TimerInfo {
-                timer_id: timer_id.clone(),
-                started_event_id: id,
-                expiry_time_ms: expiry,
-            },
-        );
         self.push_timer(TaskKind::UserTimer, expiry, |t| {
             t.timer_id = timer_id;
             t.scheduled_event_id = id;
@@ -85,7 +77,6 @@ impl Workflow {
             Some(t) if t.started_event_id == task.scheduled_event_id => {}
             _ => return Ok(()),
         }
-        self.state.timers.remove(&task.timer_id);
         self.append(
             env.now_ms,
             Attributes::TimerFiredEventAttributes(TimerFiredEventAttributes {

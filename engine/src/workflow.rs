@@ -318,7 +318,8 @@ impl Workflow {
     }
 
     /// Appends an event: buffered (placeholder id) when a workflow task is started and the
-    /// event type waits, otherwise with the next id. Returns the id given.
+    /// event type waits, otherwise with the next id; either way the event applier
+    /// (`apply.rs`) records what it means for the state. Returns the id given.
     pub(crate) fn append(&mut self, now_ms: i64, attributes: Attributes) -> i64 {
         let event_type = event_type_of(&attributes);
         // Anything written makes a speculative workflow task a real one (speculative.rs).
@@ -331,6 +332,8 @@ impl Workflow {
         };
         if (self.workflow_task_started() || self.applying_commands) && is_bufferable(event_type) {
             event.event_id = BUFFERED_EVENT_ID;
+            // What the event means for the run holds from now, though its id comes later.
+            self.state.apply_run_event(&event);
             self.state.buffered_events.push(event);
             if self.state.buffered_events.len() > MAX_BUFFERED_EVENTS
                 && self.workflow_task_started()
@@ -343,7 +346,11 @@ impl Workflow {
             }
             return BUFFERED_EVENT_ID;
         }
-        self.push_event(event)
+        let id = self.push_event(event);
+        if let Some(event) = self.events.last() {
+            self.state.apply_run_event(event);
+        }
+        id
     }
 
     fn push_event(&mut self, mut event: HistoryEvent) -> i64 {
@@ -429,20 +436,17 @@ impl Workflow {
     /// not to.
     pub fn signal(&mut self, signal: Signal, env: &Env) -> Result<()> {
         self.ensure_open()?;
-        if !signal.request_id.is_empty() {
-            if self.state.signal_request_ids.contains(&signal.request_id) {
-                return Ok(());
-            }
-            self.state
-                .signal_request_ids
-                .push(signal.request_id.clone());
+        if !signal.request_id.is_empty()
+            && self.state.signal_request_ids.contains(&signal.request_id)
+        {
+            return Ok(());
         }
         if self.state.signal_count >= env.limits.signals_per_execution {
             return Err(Error::LimitExceeded(
                 "exceeded workflow execution limit for signal events".into(),
             ));
         }
-        self.state.signal_count += 1;
+        // The event applier counts the signal and remembers its request id.
         self.append(
             env.now_ms,
             Attributes::WorkflowExecutionSignaledEventAttributes(
@@ -484,7 +488,6 @@ impl Workflow {
         if self.state.cancel_requested {
             return Ok(());
         }
-        self.state.cancel_requested = true;
         let (external_workflow_execution, external_initiated_event_id) = match external {
             Some((execution, initiated)) => (Some(execution), initiated),
             None => (None, 0),
@@ -578,25 +581,22 @@ impl Workflow {
         Ok(())
     }
 
-    /// Appends the close event and drops everything pending.
+    /// Appends the close event (the event applier closes the run and drops everything
+    /// pending) and acts on the parent and the children.
     pub(crate) fn close(
         &mut self,
         env: &Env,
         status: WorkflowExecutionStatus,
         attributes: Attributes,
     ) {
+        let children: Vec<_> = self.state.children.values().cloned().collect();
         let id = self.append(env.now_ms, attributes);
+        debug_assert_eq!(
+            self.state.status, status as i32,
+            "the close event sets the status"
+        );
         let continues = status == WorkflowExecutionStatus::ContinuedAsNew || self.new_run.is_some();
-        self.on_close(id, continues);
-        self.state.children.clear();
-        self.state.pending_signals.clear();
-        self.state.pending_cancels.clear();
-        self.state.status = status as i32;
-        self.state.close_event_id = id;
-        self.state.close_time_ms = env.now_ms;
-        self.state.workflow_task = None;
-        self.state.activities.clear();
-        self.state.timers.clear();
+        self.on_close(id, continues, children);
         self.state.buffered_events.clear();
     }
 

@@ -3,7 +3,9 @@
 //! Every step takes the run's [`Changes`](crate::Changes) and checks the invariants a store
 //! relies on: event ids are 1..n, contiguous and in order; `next_event_id` follows the last
 //! event; event types match their attributes; the pending workflow task points at real events;
-//! and the mutable state survives a prost round trip (what the store writes is what it reads).
+//! the mutable state survives a prost round trip (what the store writes is what it reads); and
+//! folding the history through the event applier rebuilds what the live path holds (so every
+//! scenario of these tests checks the applier that reset uses against the live path).
 
 use prost::Message;
 use temporalio_protos::temporal::api::{
@@ -15,7 +17,7 @@ use temporalio_protos::temporal::api::{
         StartTimerCommandAttributes, command::Attributes as Cmd,
     },
     common::v1::{ActivityType, Payload, Payloads, RetryPolicy, WorkflowType},
-    enums::v1::{CommandType, EventType, TaskQueueKind},
+    enums::v1::{CommandType, EventType, TaskQueueKind, WorkflowExecutionStatus},
     failure::v1::{ApplicationFailureInfo, Failure, failure::FailureInfo},
     history::v1::{HistoryEvent, WorkflowExecutionStartedEventAttributes},
     taskqueue::v1::{StickyExecutionAttributes, TaskQueue},
@@ -208,12 +210,30 @@ impl Driver {
             );
         }
         assert_round_trip(&self.wf.state);
+        self.assert_history_rebuilds_state();
         self.tasks.extend(changes.tasks.iter().cloned());
         self.last_events = changes.events;
         self.last_tasks = changes.tasks;
         if let Some(run) = changes.new_run {
             self.new_run = Some(*run);
         }
+    }
+
+    /// Folds the history so far, and the events waiting in the buffer, through the event
+    /// applier into a new state: what the events tell must be what the live state holds.
+    fn assert_history_rebuilds_state(&self) {
+        let live = &self.wf.state;
+        let mut folded = MutableState::default();
+        for event in self.history.iter().chain(&live.buffered_events) {
+            folded.apply_event(event);
+        }
+        assert_eq!(
+            EventFacts::of(&folded),
+            EventFacts::of(live),
+            "the history folded (left) differs from the live state (right); history {:?}, buffered {:?}",
+            types_of(&self.history),
+            types_of(&live.buffered_events),
+        );
     }
 
     /// Runs `step`, which must fail without touching the run; returns what it returned.
@@ -606,6 +626,111 @@ pub fn assert_round_trip(state: &MutableState) -> MutableState {
         "mutable state must survive a prost round trip"
     );
     decoded
+}
+
+/// What a run's history tells about its state (the rest is kept by the live path alone:
+/// attempts, heartbeats, task ids, workflow tasks that write no events).
+#[derive(Debug, PartialEq)]
+struct EventFacts {
+    /// Pending activities: scheduled id → (activity id, cancel requested at).
+    activities: Vec<(i64, String, i64)>,
+    /// Pending timers: id → (started id, expiry).
+    timers: Vec<(String, i64, i64)>,
+    /// Children: initiated id → (workflow id, started id, run id, parent-close policy).
+    children: Vec<(i64, String, i64, String, i32)>,
+    pending_signals: Vec<(i64, String, String)>,
+    pending_cancels: Vec<(i64, String, String)>,
+    signal_count: i64,
+    signal_request_ids: Vec<String>,
+    cancel_requested: bool,
+    /// Accepted updates: id → (admitted, accepted, completed event ids).
+    updates: Vec<(String, i64, i64, i64)>,
+    started: Option<WorkflowExecutionStartedEventAttributes>,
+    /// The workflow task, when it has events: (scheduled id, started id).
+    workflow_task: Option<(i64, i64)>,
+    last_completed_wft_started_event_id: i64,
+    /// Status, close event id and close time.
+    closed: (i32, i64, i64),
+}
+
+impl EventFacts {
+    fn of(state: &MutableState) -> Self {
+        let external = |m: &std::collections::BTreeMap<i64, crate::state::ExternalInfo>| {
+            m.values()
+                .map(|e| {
+                    (
+                        e.initiated_event_id,
+                        e.workflow_id.clone(),
+                        e.run_id.clone(),
+                    )
+                })
+                .collect()
+        };
+        Self {
+            activities: state
+                .activities
+                .values()
+                .map(|a| {
+                    let id = a.scheduled.as_ref().map_or("", |s| s.activity_id.as_str());
+                    (
+                        a.scheduled_event_id,
+                        id.to_string(),
+                        a.cancel_requested_event_id,
+                    )
+                })
+                .collect(),
+            timers: state
+                .timers
+                .values()
+                .map(|t| (t.timer_id.clone(), t.started_event_id, t.expiry_time_ms))
+                .collect(),
+            children: state
+                .children
+                .values()
+                .map(|c| {
+                    (
+                        c.initiated_event_id,
+                        c.workflow_id.clone(),
+                        c.started_event_id,
+                        c.run_id.clone(),
+                        c.parent_close_policy,
+                    )
+                })
+                .collect(),
+            pending_signals: external(&state.pending_signals),
+            pending_cancels: external(&state.pending_cancels),
+            signal_count: state.signal_count,
+            signal_request_ids: state.signal_request_ids.clone(),
+            cancel_requested: state.cancel_requested,
+            // An update admitted in history that the worker rejects writes nothing more: the
+            // live state forgets it, its history cannot tell. Accepted ones are in history.
+            updates: state
+                .updates
+                .iter()
+                .filter(|(_, u)| u.accepted_event_id != 0)
+                .map(|(id, u)| {
+                    (
+                        id.clone(),
+                        u.admitted_event_id,
+                        u.accepted_event_id,
+                        u.completed_event_id,
+                    )
+                })
+                .collect(),
+            started: state.started.clone(),
+            workflow_task: state
+                .workflow_task
+                .as_ref()
+                .filter(|t| !t.transient && !t.speculative)
+                .map(|t| (t.scheduled_event_id, t.started_event_id)),
+            last_completed_wft_started_event_id: state.last_completed_wft_started_event_id,
+            closed: if state.close_event_id == 0 {
+                (WorkflowExecutionStatus::Running as i32, 0, 0)
+            } else {
+                (state.status, state.close_event_id, state.close_time_ms)
+            },
+        }
+    }
 }
 
 // ---- requests and commands ----

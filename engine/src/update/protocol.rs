@@ -14,8 +14,8 @@ use temporalio_protos::temporal::api::{
 };
 
 use super::{
-    ACCEPTANCE_TYPE, InFlight, InvalidTransition, REJECTION_TYPE, RESPONSE_TYPE, UpdateInfo,
-    UpdateInput, UpdateState, unprocessed_update_failure,
+    ACCEPTANCE_TYPE, InFlight, InvalidTransition, REJECTION_TYPE, RESPONSE_TYPE, UpdateInput,
+    UpdateState, unprocessed_update_failure,
 };
 use crate::commands::CommandError;
 use crate::workflow::{Env, Workflow};
@@ -170,7 +170,7 @@ impl Workflow {
             .map(|u| u.request)
             .or(acceptance.accepted_request)
             .filter(|_| !admitted_in_history);
-        let accepted_event_id = self.append(
+        self.append(
             env.now_ms,
             Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(
                 WorkflowExecutionUpdateAcceptedEventAttributes {
@@ -181,14 +181,6 @@ impl Workflow {
                     accepted_request: request,
                 },
             ),
-        );
-        self.state.updates.insert(
-            update_id.to_string(),
-            UpdateInfo {
-                accepted_event_id,
-                completed_event_id: 0,
-                admitted_event_id: 0,
-            },
         );
         Ok(())
     }
@@ -235,7 +227,7 @@ impl Workflow {
             .updates
             .get(update_id)
             .map_or(0, |i| i.accepted_event_id);
-        let completed_event_id = self.append(
+        self.append(
             env.now_ms,
             Attributes::WorkflowExecutionUpdateCompletedEventAttributes(
                 WorkflowExecutionUpdateCompletedEventAttributes {
@@ -245,9 +237,6 @@ impl Workflow {
                 },
             ),
         );
-        if let Some(info) = self.state.updates.get_mut(update_id) {
-            info.completed_event_id = completed_event_id;
-        }
         Ok(())
     }
 
