@@ -131,7 +131,10 @@ impl MysqlStore {
         sql: &str,
         params: impl Into<Params> + Send,
     ) -> Result<Option<T>> {
-        Ok(self.select(sql, params).await?.into_iter().next())
+        let mut conn = self.conn().await?;
+        first_row(&mut conn, sql, params)
+            .await
+            .map_err(|e| e.into_error(Sent::BeforeCommit, &self.target))
     }
 
     /// Starts a transaction on a pooled connection.
