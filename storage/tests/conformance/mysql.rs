@@ -151,7 +151,11 @@ pub fn start_server(name: &str) -> Result<Server, String> {
         .port();
     let error_log = dir.join("error.log");
     let server_pid = dir.join("server.pid");
-    let socket = dir.join("mysqld.sock");
+    // A Unix socket's path has room for 107 bytes; a deep checkout puts it in /tmp instead.
+    let mut socket = dir.join("mysqld.sock");
+    if socket.as_os_str().len() > 100 {
+        socket = std::env::temp_dir().join(format!("sundial-{}-{name}.sock", std::process::id()));
+    }
     let mut server_args = vec![
         "--no-defaults".to_string(),
         format!("--datadir={}", data.display()),
