@@ -48,6 +48,7 @@ impl Config {
             max_conns: None,
             max_idle_conns: None,
             max_conn_lifetime: None,
+            tls: None,
         };
         let datastore = DataStore {
             sql: Some(sql),

@@ -21,6 +21,66 @@ pub struct Global {
     /// TLS for node-to-node and client-to-frontend traffic; absent means plaintext.
     #[serde(default)]
     pub tls: Tls,
+    /// Who may call what: JWT verification, claim mapping and the authorizer. Absent (or
+    /// every key empty) means every caller may call everything.
+    #[serde(default)]
+    pub authorization: Authorization,
+}
+
+/// Authentication and authorization of API calls, Temporal's `global.authorization`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Authorization {
+    /// Where the keys that sign JWTs come from.
+    pub jwt_key_provider: JwtKeyProvider,
+    /// Name of the JWT claim holding the caller's permissions (Temporal: `permissions`).
+    pub permissions_claim_name: String,
+    /// Regular expression that splits a permission into namespace and role.
+    pub permissions_regex: String,
+    /// `default` for Temporal's default authorizer; empty lets every call through.
+    pub authorizer: String,
+    /// `default` for Temporal's default JWT claim mapper; empty maps no claims.
+    pub claim_mapper: String,
+    /// Header carrying the caller's token (Temporal: `authorization`).
+    pub auth_header_name: String,
+    /// A second header passed to the claim mapper.
+    pub auth_extra_header_name: String,
+}
+
+/// Temporal's `global.authorization.jwtKeyProvider`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtKeyProvider {
+    /// URIs of JWKS documents holding the signing keys.
+    #[serde(rename = "keySourceURIs")]
+    pub key_source_uris: Vec<String>,
+    /// How often the keys are fetched again; `None` uses the server's default.
+    #[serde(with = "crate::duration::option")]
+    pub refresh_interval: Option<Duration>,
+}
+
+impl Authorization {
+    /// The keys that turn checking on, set here (paths below `authorization`): an authorizer,
+    /// a claim mapper, JWT key sources. The other keys only tune those.
+    pub fn enabled_keys(&self) -> Vec<&'static str> {
+        let uris = &self.jwt_key_provider.key_source_uris;
+        [
+            ("authorizer", !self.authorizer.trim().is_empty()),
+            ("claimMapper", !self.claim_mapper.trim().is_empty()),
+            (
+                "jwtKeyProvider.keySourceURIs",
+                uris.iter().any(|uri| !uri.trim().is_empty()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
+
+    /// True when calls would be checked (see [`Authorization::enabled_keys`]).
+    pub fn is_enabled(&self) -> bool {
+        !self.enabled_keys().is_empty()
+    }
 }
 
 /// Membership ring settings, Temporal's `global.membership`.
@@ -108,6 +168,23 @@ pub struct GroupTls {
 }
 
 impl GroupTls {
+    /// The keys set in this group (paths below it, e.g. `server.certFile`), the ones that
+    /// matter most first.
+    pub fn configured_keys(&self) -> Vec<&'static str> {
+        let (server, client) = (&self.server, &self.client);
+        [
+            ("server.requireClientAuth", server.require_client_auth),
+            ("server.certFile", server.cert_file.is_some()),
+            ("server.keyFile", server.key_file.is_some()),
+            ("server.clientCaFiles", !server.client_ca_files.is_empty()),
+            ("client.serverName", client.server_name.is_some()),
+            ("client.rootCaFiles", !client.root_ca_files.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
+
     /// True when the listener serves TLS (a certificate is configured).
     pub fn is_server_enabled(&self) -> bool {
         self.server.cert_file.is_some()
@@ -273,8 +350,41 @@ tls:
         assert!(g.tls.internode.is_client_enabled());
         assert!(!g.tls.frontend.is_client_enabled());
         assert_eq!(
+            g.tls.frontend.configured_keys(),
+            ["server.certFile", "server.keyFile"]
+        );
+        assert_eq!(
+            g.tls.internode.configured_keys()[0],
+            "server.requireClientAuth"
+        );
+        assert!(GroupTls::default().configured_keys().is_empty());
+        assert_eq!(
             g.tls.internode.client.server_name.as_deref(),
             Some("internode.sundial")
         );
+    }
+
+    #[test]
+    fn authorization_is_enabled_by_an_authorizer_a_claim_mapper_or_key_sources() {
+        assert!(!Global::default().authorization.is_enabled());
+        // Temporal's docker template: every key present, all empty but the claim name.
+        let template = global(
+            "authorization: { jwtKeyProvider: { keySourceURIs: [''], refreshInterval: 1m },
+               permissionsClaimName: permissions, authorizer: '', claimMapper: '' }",
+        );
+        assert!(!template.authorization.is_enabled());
+        assert_eq!(
+            global("authorization: { claimMapper: default, authorizer: default }")
+                .authorization
+                .enabled_keys(),
+            ["authorizer", "claimMapper"]
+        );
+        for yaml in [
+            "authorization: { authorizer: default }",
+            "authorization: { claimMapper: default }",
+            "authorization: { jwtKeyProvider: { keySourceURIs: ['http://keys/jwks.json'] } }",
+        ] {
+            assert!(global(yaml).authorization.is_enabled(), "{yaml}");
+        }
     }
 }

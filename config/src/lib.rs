@@ -42,13 +42,13 @@ pub use dev::DEV_DATASTORE;
 pub use dynamic::DynamicConfig;
 pub use error::Error;
 pub use global::{
-    ClientTls, Global, GroupTls, Membership, Metrics, MetricsFramework, Prometheus, ServerTls,
-    TimerType, Tls,
+    Authorization, ClientTls, Global, GroupTls, JwtKeyProvider, Membership, Metrics,
+    MetricsFramework, Prometheus, ServerTls, TimerType, Tls,
 };
 pub use log::{Log, LogFormat, LogLevel, UnknownLogLevel};
 pub use persistence::{
     Cassandra, CassandraConsistency, CassandraConsistencySettings, DataStore, Persistence, Sql,
-    SqlPlugin,
+    SqlPlugin, SqlTls,
 };
 pub use services::{Rpc, Service, ServiceRole, UnknownRole};
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -70,6 +71,34 @@ pub struct Sql {
     /// Close and reopen a connection after it has been open this long; `None` never does.
     #[serde(default, with = "crate::duration::option")]
     pub max_conn_lifetime: Option<Duration>,
+    /// TLS to the database server; absent means plaintext.
+    #[serde(default)]
+    pub tls: Option<SqlTls>,
+}
+
+/// TLS to a SQL server, Temporal's `persistence.datastores.<name>.sql.tls`. The other keys
+/// apply only when `enabled` is true.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SqlTls {
+    /// Connect over TLS.
+    #[serde(default)]
+    pub enabled: bool,
+    /// PEM CA certificates trusted to sign the server's certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate presented to the server.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `certFile`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Check that the server's certificate names the host dialed (or `serverName`).
+    #[serde(default)]
+    pub enable_host_verification: bool,
+    /// Name expected in the server's certificate; `None` uses the host of `connectAddr`.
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 impl Sql {
@@ -417,6 +446,28 @@ datastores:
             error_path(&no_db),
             "persistence.datastores.db.sql.databaseName"
         );
+    }
+
+    #[test]
+    fn sql_tls_keys_parse() {
+        let yaml = SQLITE_MEMORY.replace(
+            "{ pluginName: sqlite, connectAttributes: { mode: memory } }",
+            "{ pluginName: postgres12, databaseName: t, connectAddr: db,
+               tls: { enabled: true, caFile: ca.pem, certFile: c.pem, keyFile: c.key,
+                      enableHostVerification: true, serverName: db.internal } }",
+        );
+        validate(&yaml).unwrap();
+        let p = persistence(&yaml);
+        let tls = p.datastores["db"]
+            .sql
+            .as_ref()
+            .unwrap()
+            .tls
+            .clone()
+            .unwrap();
+        assert!(tls.enabled && tls.enable_host_verification);
+        assert_eq!(tls.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(tls.server_name.as_deref(), Some("db.internal"));
     }
 
     #[test]
