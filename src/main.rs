@@ -1,17 +1,24 @@
 //! The `sundial` binary: command line, wiring and process lifecycle.
 
 mod dynamic;
+mod schema;
+mod store;
 mod telemetry;
+mod unsupported;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use slog::{Logger, info};
+use slog::{Logger, info, warn};
 use sundial_actors::{Node, SystemClock};
 use sundial_config::Config;
-use sundial_storage::{DynStore, memory::MemoryStore, sqlite::SqliteStore};
+use sundial_storage::DynStore;
+
+use store::Datastore;
+use telemetry::LogOutput;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +38,31 @@ enum Command {
         #[command(subcommand)]
         command: ServerCommand,
     },
+    /// Manage a datastore's schema, as Temporal's `temporal-sql-tool` does.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Create the database when it is missing (and the user may), then the schema.
+    Setup(SchemaArgs),
+    /// Apply the migrations an older schema is missing.
+    Update(SchemaArgs),
+    /// Print the stored schema version against this build's.
+    Version(SchemaArgs),
+}
+
+#[derive(clap::Args)]
+struct SchemaArgs {
+    /// Config file (Temporal's YAML layout).
+    #[arg(short = 'c', long)]
+    config: PathBuf,
+    /// Datastore (a key of `persistence.datastores`); the default store when absent.
+    #[arg(long)]
+    datastore: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -95,15 +127,10 @@ struct Start {
     /// Log level, overriding the config.
     #[arg(long, env = "LOG_LEVEL")]
     log_level: Option<String>,
-}
-
-fn open_store(path: Option<&std::path::Path>) -> Result<DynStore> {
-    Ok(match path {
-        Some(p) => Arc::new(
-            SqliteStore::open(p).with_context(|| format!("opening SQLite file {}", p.display()))?,
-        ),
-        None => Arc::new(MemoryStore::new()),
-    })
+    /// Create the database and set up or update its schema before serving (development, as
+    /// Temporal's auto-setup image does).
+    #[arg(long)]
+    auto_setup: bool,
 }
 
 async fn shutdown_signal() {
@@ -193,107 +220,143 @@ async fn run(
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Server {
-            command: ServerCommand::StartDev(args),
-        } => {
-            let log = telemetry::logger(&args.log_level, &args.log_format)?;
-            let store = open_store(args.db_filename.as_deref())?;
-            let addr = format!("{}:{}", args.ip, args.port);
-            let observe = telemetry::Settings {
-                metrics_address: args
-                    .metrics_port
-                    .map(|port| telemetry::metrics_address(&args.ip, port)),
-                otlp_endpoint: telemetry::otlp_endpoint(None),
-            };
-            let shards = args.num_history_shards;
-            let namespaces = NamespaceSetup {
-                names: args.namespace,
-                search_attributes: parse_search_attributes(&args.search_attributes)?,
-            };
-            let dynamic_config = dynamic::Source {
-                file: args.dynamic_config_file,
-                overrides: args.dynamic_config_values,
-                poll_interval: std::time::Duration::from_secs(10),
-            };
-            run(
-                store,
-                shards,
-                addr,
-                namespaces,
-                log,
-                observe,
-                dynamic_config,
-            )
-            .await
-        }
-        Command::Server {
-            command: ServerCommand::Start(args),
-        } => {
-            let config = Config::load(&args.config)?;
-            let level = args
-                .log_level
-                .unwrap_or_else(|| config.log.level.as_str().to_string());
-            let format = match config.log.format {
-                sundial_config::LogFormat::Console => "console",
-                sundial_config::LogFormat::Json => "json",
-            };
-            let log = telemetry::logger(&level, format)?;
-            for role in &args.services {
-                if config.service(role).is_none() {
-                    anyhow::bail!(
-                        "service {role:?} is not configured in {}",
-                        args.config.display()
-                    );
-                }
-            }
-            let frontend = config
-                .service("frontend")
-                .context("the config has no frontend service")?;
-            let addr = format!("{}:{}", frontend.bind_ip(), frontend.rpc.grpc_port);
-            let sql = config
-                .default_sql_store()
-                .context("the default store must be an SQL datastore (sqlite for now)")?;
-            let path = (!sql.is_in_memory()).then(|| PathBuf::from(&sql.database_name));
-            let store = open_store(path.as_deref())?;
-            let observe = telemetry::Settings {
-                metrics_address: config
-                    .global
-                    .metrics
-                    .as_ref()
-                    .and_then(|m| m.prometheus.as_ref())
-                    .map(|p| p.listen_address.clone()),
-                otlp_endpoint: telemetry::otlp_endpoint(
-                    config.otel.as_ref().map(|o| o.endpoint.as_str()),
-                ),
-            };
-            let dynamic_config = dynamic::Source {
-                file: std::env::var_os("DYNAMIC_CONFIG_FILE_PATH")
-                    .map(PathBuf::from)
-                    .or_else(|| {
-                        config
-                            .dynamic_config_client
-                            .as_ref()
-                            .map(|d| d.filepath.clone())
-                    }),
-                overrides: Vec::new(),
-                poll_interval: config
-                    .dynamic_config_client
-                    .as_ref()
-                    .map_or(std::time::Duration::from_secs(10), |d| d.poll_interval),
-            };
-            run(
-                store,
-                config.persistence.num_history_shards as i32,
-                addr,
-                NamespaceSetup::default(),
-                log,
-                observe,
-                dynamic_config,
-            )
-            .await
+async fn main() -> ExitCode {
+    match run_command(Cli::parse().command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sundial: {e:#}");
+            ExitCode::FAILURE
         }
     }
+}
+
+async fn run_command(command: Command) -> Result<()> {
+    match command {
+        Command::Server {
+            command: ServerCommand::StartDev(args),
+        } => start_dev(args).await,
+        Command::Server {
+            command: ServerCommand::Start(args),
+        } => start(args).await,
+        Command::Schema { command } => {
+            let (action, args) = match command {
+                SchemaCommand::Setup(args) => (schema::Action::Setup, args),
+                SchemaCommand::Update(args) => (schema::Action::Update, args),
+                SchemaCommand::Version(args) => (schema::Action::Version, args),
+            };
+            let config = Config::load(&args.config)?;
+            let datastore = Datastore::from_config(&config, args.datastore.as_deref())?;
+            println!("{}", schema::run(action, &datastore).await?);
+            Ok(())
+        }
+    }
+}
+
+/// `sundial server start-dev`.
+async fn start_dev(args: StartDev) -> Result<()> {
+    let log = telemetry::logger(&args.log_level, &args.log_format, &LogOutput::Stderr)?;
+    let store = Datastore::dev(args.db_filename).open(false).await?;
+    let addr = format!("{}:{}", args.ip, args.port);
+    let observe = telemetry::Settings {
+        metrics_address: args
+            .metrics_port
+            .map(|port| telemetry::metrics_address(&args.ip, port)),
+        otlp_endpoint: telemetry::otlp_endpoint(None),
+    };
+    let namespaces = NamespaceSetup {
+        names: args.namespace,
+        search_attributes: parse_search_attributes(&args.search_attributes)?,
+    };
+    let dynamic_config = dynamic::Source {
+        file: args.dynamic_config_file,
+        overrides: args.dynamic_config_values,
+        poll_interval: std::time::Duration::from_secs(10),
+    };
+    run(
+        store,
+        args.num_history_shards,
+        addr,
+        namespaces,
+        log,
+        observe,
+        dynamic_config,
+    )
+    .await
+}
+
+/// `sundial server start --config FILE`: refuses what it cannot honour before it opens
+/// anything, names in warnings what it parsed but does not use, and serves only from the store
+/// the config names.
+async fn start(args: Start) -> Result<()> {
+    let config = Config::load(&args.config)?;
+    for role in &args.services {
+        if config.service(role).is_none() {
+            anyhow::bail!(
+                "--services: {role:?} is not configured in {} (services has: {})",
+                args.config.display(),
+                config
+                    .services
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    unsupported::refuse(&config, &args.services)?;
+    let datastore = Datastore::from_config(&config, None)?;
+    let frontend = config
+        .service("frontend")
+        .context("services.frontend: required (Sundial serves every role behind it)")?;
+    let addr = format!("{}:{}", frontend.bind_ip(), frontend.rpc.grpc_port);
+
+    let level = args
+        .log_level
+        .unwrap_or_else(|| config.log.level.as_str().to_string());
+    let format = match config.log.format {
+        sundial_config::LogFormat::Console => "console",
+        sundial_config::LogFormat::Json => "json",
+    };
+    let log = telemetry::logger(&level, format, &LogOutput::of(&config.log))?;
+    let unused = unsupported::warnings(&config, &datastore.name, &args.services);
+    for setting in unused.iter().chain(&datastore.unused) {
+        warn!(log, "config setting has no effect"; "setting" => setting);
+    }
+
+    let store = datastore.open(args.auto_setup).await?;
+    info!(log, "opened the store"; "datastore" => %datastore);
+    let observe = telemetry::Settings {
+        metrics_address: config
+            .global
+            .metrics
+            .as_ref()
+            .and_then(|m| m.prometheus.as_ref())
+            .map(|p| p.listen_address.clone()),
+        otlp_endpoint: telemetry::otlp_endpoint(config.otel.as_ref().map(|o| o.endpoint.as_str())),
+    };
+    let dynamic_config = dynamic::Source {
+        file: std::env::var_os("DYNAMIC_CONFIG_FILE_PATH")
+            .map(PathBuf::from)
+            .or_else(|| {
+                config
+                    .dynamic_config_client
+                    .as_ref()
+                    .map(|d| d.filepath.clone())
+            }),
+        overrides: Vec::new(),
+        poll_interval: config
+            .dynamic_config_client
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(10), |d| d.poll_interval),
+    };
+    run(
+        store,
+        config.persistence.num_history_shards as i32,
+        addr,
+        NamespaceSetup::default(),
+        log,
+        observe,
+        dynamic_config,
+    )
+    .await
 }

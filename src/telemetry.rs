@@ -170,9 +170,33 @@ pub fn otlp_endpoint(configured: Option<&str>) -> Option<String> {
         .filter(|e| !e.is_empty())
 }
 
-/// A logger writing to stderr at `level` (debug, info, warn, error) as `format` (console or
-/// json).
-pub fn logger(level: &str, format: &str) -> Result<Logger> {
+/// Where log lines go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LogOutput {
+    /// Standard error (the default).
+    #[default]
+    Stderr,
+    /// Standard output (`log.stdout: true`).
+    Stdout,
+    /// Appended to a file (`log.outputFile`).
+    File(std::path::PathBuf),
+}
+
+impl LogOutput {
+    /// Temporal's rule: stdout when `log.stdout` is true, else `log.outputFile` if set, else
+    /// stderr.
+    pub fn of(log: &sundial_config::Log) -> LogOutput {
+        match (&log.output_file, log.stdout) {
+            (_, true) => LogOutput::Stdout,
+            (Some(file), false) => LogOutput::File(file.clone()),
+            (None, false) => LogOutput::Stderr,
+        }
+    }
+}
+
+/// A logger writing to `output` at `level` (debug, info, warn, error) as `format` (console
+/// or json).
+pub fn logger(level: &str, format: &str, output: &LogOutput) -> Result<Logger> {
     let level = match level {
         "debug" => slog::Level::Debug,
         "info" => slog::Level::Info,
@@ -180,13 +204,32 @@ pub fn logger(level: &str, format: &str) -> Result<Logger> {
         "error" => slog::Level::Error,
         other => anyhow::bail!("unknown log level {other:?} (debug, info, warn, error)"),
     };
-    let drain: Box<dyn Drain<Ok = (), Err = slog::Never> + Send> = match format {
-        "console" => {
+    let writer: Box<dyn std::io::Write + Send> = match output {
+        LogOutput::Stderr => Box::new(std::io::stderr()),
+        LogOutput::Stdout => Box::new(std::io::stdout()),
+        LogOutput::File(path) => Box::new(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("log.outputFile: cannot open {}", path.display()))?,
+        ),
+    };
+    let drain: Box<dyn Drain<Ok = (), Err = slog::Never> + Send> = match (format, output) {
+        ("console", LogOutput::Stderr) => {
             let decorator = slog_term::TermDecorator::new().stderr().build();
             Box::new(slog_term::FullFormat::new(decorator).build().fuse())
         }
-        "json" => Box::new(json_drain(std::io::stderr()).fuse()),
-        other => anyhow::bail!("unknown log format {other:?} (console, json)"),
+        ("console", LogOutput::Stdout) => {
+            let decorator = slog_term::TermDecorator::new().stdout().build();
+            Box::new(slog_term::FullFormat::new(decorator).build().fuse())
+        }
+        ("console", LogOutput::File(_)) => {
+            let decorator = slog_term::PlainDecorator::new(writer);
+            Box::new(slog_term::FullFormat::new(decorator).build().fuse())
+        }
+        ("json", _) => Box::new(json_drain(writer).fuse()),
+        (other, _) => anyhow::bail!("unknown log format {other:?} (console, json)"),
     };
     let drain = slog_async::Async::new(drain).build().fuse();
     Ok(Logger::root(drain.filter_level(level).fuse(), o!()))
@@ -241,8 +284,36 @@ mod tests {
 
     #[test]
     fn unknown_formats_and_levels_are_refused() {
-        assert!(logger("info", "xml").is_err());
-        assert!(logger("loud", "json").is_err());
-        assert!(logger("debug", "json").is_ok());
+        let stderr = LogOutput::Stderr;
+        assert!(logger("info", "xml", &stderr).is_err());
+        assert!(logger("loud", "json", &stderr).is_err());
+        assert!(logger("debug", "json", &stderr).is_ok());
+    }
+
+    #[test]
+    fn output_file_gets_the_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sundial.log");
+        let log = logger("info", "console", &LogOutput::File(path.clone())).unwrap();
+        info!(log, "to the file"; "key" => "value");
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("to the file") && text.contains("key: value"),
+            "{text}"
+        );
+        let missing = LogOutput::File(dir.path().join("no/such/dir/x.log"));
+        let err = logger("info", "json", &missing).unwrap_err().to_string();
+        assert!(err.starts_with("log.outputFile: cannot open"), "{err}");
+    }
+
+    #[test]
+    fn output_follows_temporals_rule() {
+        let mut log = sundial_config::Log::default();
+        assert_eq!(LogOutput::of(&log), LogOutput::Stderr);
+        log.output_file = Some("x.log".into());
+        assert_eq!(LogOutput::of(&log), LogOutput::File("x.log".into()));
+        log.stdout = true;
+        assert_eq!(LogOutput::of(&log), LogOutput::Stdout);
     }
 }

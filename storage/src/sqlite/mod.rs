@@ -16,7 +16,9 @@ mod worker;
 use std::path::Path;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
+};
 
 use crate::{
     CurrentExecutionRow, Error, ExecutionKey, ExecutionReader, ExecutionRow, HistoryBatch, Result,
@@ -26,6 +28,31 @@ use worker::Pool;
 
 /// Reader threads of a file database.
 const READER_THREADS: usize = 4;
+
+/// The schema version this build writes; [`SqliteStore::open`] migrates a file to it.
+pub fn current_schema_version() -> i64 {
+    schema::current_version()
+}
+
+/// The schema version stored in the existing database file at `path`, `None` when the file
+/// holds no Sundial schema (`sundial schema version`). Creates and migrates nothing.
+pub fn stored_schema_version(path: &Path) -> Result<Option<i64>> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    let version = conn
+        .query_row("SELECT version FROM schema_version", [], |row| row.get(0))
+        .optional()?;
+    Ok(Some(version.unwrap_or(0)))
+}
 
 /// A store kept in a SQLite database (a file, or memory for tests).
 ///
