@@ -1,5 +1,5 @@
-//! A shard's batch, written inside the caller's transaction in two round trips: first the
-//! fence and the row conditions (reads that lock), then every write.
+//! A shard's batch, written in one transaction in two round trips: first `BEGIN`, the fence and
+//! the row conditions (reads that lock), then every write and `COMMIT`.
 //!
 //! The fence reads the shard row with a lock: `FOR SHARE`, or, when the batch rewrites the
 //! shard's data, the conditional `UPDATE` that writes it. Either way an `acquire_shard`
@@ -11,12 +11,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use deadpool_postgres::Transaction;
 use deadpool_postgres::tokio_postgres::Row;
+use deadpool_postgres::{Object, Pool};
 
-use super::errors;
 use super::pipeline::{Pipeline, params};
-use super::{column, pipeline};
+use super::transaction::WriteTransaction;
+use super::{column, errors, pipeline};
 use crate::{
     CurrentExecutionRow, Error, ExecutionKey, ExecutionRow, HistoryBatch, Result, ShardBatch,
     TimerTaskRow, TransferTaskRow,
@@ -86,15 +86,15 @@ const DELETE_CURRENT: &str = "DELETE FROM current_executions WHERE shard_id = $1
      AND (namespace_id, workflow_id, run_id)
          IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[]))";
 
-/// Fences, checks and writes `batch` inside `tx`, and returns the transaction id (to settle
-/// the commit if its answer is lost). On an error the caller drops `tx`, rolling it back.
-pub(super) async fn write_batch(
-    tx: &Transaction<'_>,
+/// Fences, checks and writes `batch` in one transaction on `client`, and commits it.
+pub(super) async fn commit_batch(
+    client: Object,
+    pool: &Pool,
     shard_id: i32,
     expected_range_id: i64,
     batch: ShardBatch,
-) -> Result<i64> {
-    // Round trip 1: the fence and the rows the conditions name, locked.
+) -> Result<()> {
+    // Round trip 1: BEGIN, the fence and the rows the conditions name, locked.
     let mut reads = Pipeline::default();
     match &batch.shard_data {
         Some(data) => reads.push(
@@ -115,7 +115,10 @@ pub(super) async fn write_batch(
         let (ns, wf, run) = key_columns(batch.executions.iter().map(|w| &w.row.key));
         reads.push(LOCK_EXECUTIONS, params![shard_id, ns, wf, run]);
     }
-    let mut answers = reads.run(tx).await.map_err(errors::statement)?.into_iter();
+    let (tx, answers) = WriteTransaction::begin(client, reads)
+        .await
+        .map_err(errors::statement)?;
+    let mut answers = answers.into_iter();
 
     let fence = answers.next().unwrap_or_default();
     let xid = match fence.first() {
@@ -130,6 +133,7 @@ pub(super) async fn write_batch(
             // No row (never acquired), or the conditional update found another range_id.
             let actual = match batch.shard_data {
                 Some(_) => tx
+                    .client()
                     .query_opt(READ_RANGE, &[&shard_id])
                     .await
                     .map_err(errors::statement)?
@@ -180,17 +184,17 @@ pub(super) async fn write_batch(
         }
     }
 
-    // Round trip 2: every write, in the order the memory backend applies them.
+    // Round trip 2: every write, in the order the memory backend applies them, and COMMIT.
     let writes = writes(shard_id, batch, &stored_current, &stored_versions);
-    writes.run(tx).await.map_err(|e| {
+    tx.commit(writes, xid, pool, |e| {
         if errors::is_unique_violation(&e) {
             let detail = e.as_db_error().and_then(|db| db.detail()).unwrap_or("");
             Error::ConditionFailed(format!("a row this batch creates exists already: {detail}"))
         } else {
             errors::statement(e)
         }
-    })?;
-    Ok(xid)
+    })
+    .await
 }
 
 fn lost(shard_id: i32, expected: i64, actual: i64) -> Error {

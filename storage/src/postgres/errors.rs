@@ -66,6 +66,14 @@ pub(super) fn statement(e: tokio_postgres::Error) -> Error {
     }
 }
 
+/// True when the server answered a statement with an `ERROR`: the statement did nothing and
+/// the transaction can no longer commit. (A `FATAL` error ends the session instead, and a
+/// connection failure says nothing about what the server did.)
+pub(super) fn refused_by_server(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| db.parsed_severity() == Some(Severity::Error))
+}
+
 /// True when `e` is a unique-key violation.
 pub(super) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
@@ -102,10 +110,7 @@ pub(super) fn connect_cause(e: &tokio_postgres::Error) -> String {
 /// lost and the outcome is read back with `txid_status` on a fresh connection
 /// until the server says committed or aborted, for at most [`SETTLE_DEADLINE`].
 pub(super) async fn settle(pool: &Pool, xid: i64, cause: tokio_postgres::Error) -> Result<()> {
-    let refused = cause
-        .as_db_error()
-        .is_some_and(|db| db.parsed_severity() == Some(Severity::Error));
-    if refused {
+    if refused_by_server(&cause) {
         return Err(statement(cause));
     }
     let deadline = tokio::time::Instant::now() + SETTLE_DEADLINE;

@@ -20,18 +20,21 @@ mod options;
 mod pipeline;
 mod queues;
 pub mod schema;
+mod transaction;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::tokio_postgres::types::{FromSql, ToSql};
-use deadpool_postgres::tokio_postgres::{self, NoTls, Row};
+use deadpool_postgres::tokio_postgres::{NoTls, Row};
 use deadpool_postgres::{
     Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, WeakPool,
 };
 use tokio::task::AbortHandle;
 
 pub use options::{DEFAULT_MAX_CONNS, PostgresOptions, TlsOptions};
+use pipeline::{Pipeline, params};
+use transaction::WriteTransaction;
 
 use crate::{
     CurrentExecutionRow, Error, ExecutionKey, ExecutionReader, ExecutionRow, HistoryBatch, Result,
@@ -129,19 +132,6 @@ impl PostgresStore {
             .map_err(|e| errors::pool(e, &self.target))
     }
 
-    /// The outcome of the `COMMIT` of transaction `xid`, settled by reading its status when
-    /// the answer was lost. Call it after giving the connection back: settling takes another.
-    async fn settle(
-        &self,
-        committed: std::result::Result<(), tokio_postgres::Error>,
-        xid: i64,
-    ) -> Result<()> {
-        match committed {
-            Ok(()) => Ok(()),
-            Err(e) => errors::settle(&self.pool, xid, e).await,
-        }
-    }
-
     /// Runs a read of `sql` on a pooled connection.
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let client = self.client().await?;
@@ -218,6 +208,14 @@ fn column<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
         .map_err(|e| Error::Backend(format!("postgres: column {i}: {}", errors::describe(&e))))
 }
 
+/// The one row the first statement of a pipeline returned.
+fn single_row(answers: &[Vec<Row>]) -> Result<&Row> {
+    answers
+        .first()
+        .and_then(|rows| rows.first())
+        .ok_or_else(|| Error::Backend("postgres: a statement returned no row".to_string()))
+}
+
 /// A `usize` limit as an SQL `LIMIT`.
 fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
@@ -239,39 +237,31 @@ fn execution_row(row: &Row) -> Result<ExecutionRow> {
 #[async_trait]
 impl ShardStore for PostgresStore {
     async fn acquire_shard(&self, shard_id: i32) -> Result<ShardInfo> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(errors::statement)?;
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO shards (shard_id, range_id, data) VALUES ($1, 1, '')
-                 ON CONFLICT (shard_id) DO UPDATE SET range_id = shards.range_id + 1
-                 RETURNING range_id, data, txid_current()",
-            )
+        let mut acquire = Pipeline::default();
+        acquire.push(
+            "INSERT INTO shards (shard_id, range_id, data) VALUES ($1, 1, '')
+             ON CONFLICT (shard_id) DO UPDATE SET range_id = shards.range_id + 1
+             RETURNING range_id, data, txid_current()",
+            params![shard_id],
+        );
+        let (tx, answers) = WriteTransaction::begin(self.client().await?, acquire)
             .await
             .map_err(errors::statement)?;
-        let row = tx
-            .query_one(&stmt, &[&shard_id])
-            .await
-            .map_err(errors::statement)?;
+        let row = single_row(&answers)?;
         let info = ShardInfo {
             shard_id,
-            range_id: column(&row, 0)?,
-            data: column(&row, 1)?,
+            range_id: column(row, 0)?,
+            data: column(row, 1)?,
         };
-        let xid = column(&row, 2)?;
-        let committed = tx.commit().await;
-        drop(client);
-        self.settle(committed, xid).await?;
+        let xid = column(row, 2)?;
+        tx.commit(Pipeline::default(), xid, &self.pool, errors::statement)
+            .await?;
         Ok(info)
     }
 
     async fn commit(&self, shard_id: i32, expected_range_id: i64, batch: ShardBatch) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(errors::statement)?;
-        let xid = commit::write_batch(&tx, shard_id, expected_range_id, batch).await?;
-        let committed = tx.commit().await;
-        drop(client);
-        self.settle(committed, xid).await
+        let client = self.client().await?;
+        commit::commit_batch(client, &self.pool, shard_id, expected_range_id, batch).await
     }
 }
 

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use deadpool_postgres::tokio_postgres::Row;
-use deadpool_postgres::tokio_postgres::types::ToSql;
 
-use super::pipeline::{Pipeline, params};
-use super::{PostgresStore, column, errors, sql_limit};
+use super::pipeline::{Param, Pipeline, params};
+use super::transaction::WriteTransaction;
+use super::{PostgresStore, column, errors, single_row, sql_limit};
 use crate::{Error, NamespaceRow, NamespaceStore, QueueTask, Result, TaskQueueKey, TaskQueueStore};
 
 const NAMESPACE_COLUMNS: &str = "id, name, notification_version, data";
@@ -24,12 +24,12 @@ fn namespace_row(row: &Row) -> Result<NamespaceRow> {
 }
 
 /// The columns of a namespace row, in `NAMESPACE_COLUMNS` order.
-fn namespace_params(record: &NamespaceRow) -> [&(dyn ToSql + Sync); 4] {
-    [
-        &record.id,
-        &record.name,
-        &record.notification_version,
-        &record.data,
+fn namespace_params(record: &NamespaceRow) -> Vec<Param> {
+    params![
+        record.id.clone(),
+        record.name.clone(),
+        record.notification_version,
+        record.data.clone()
     ]
 }
 
@@ -47,53 +47,48 @@ fn namespace_write(name: &str) -> impl Fn(deadpool_postgres::tokio_postgres::Err
 #[async_trait]
 impl NamespaceStore for PostgresStore {
     async fn create_namespace(&self, record: NamespaceRow) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(errors::statement)?;
-        let row = tx
-            .query_one(
-                "INSERT INTO namespaces (id, name, notification_version, data)
-                 VALUES ($1, $2, $3, $4) RETURNING txid_current()",
-                &namespace_params(&record),
-            )
+        let mut insert = Pipeline::default();
+        insert.push(
+            "INSERT INTO namespaces (id, name, notification_version, data)
+             VALUES ($1, $2, $3, $4) RETURNING txid_current()",
+            namespace_params(&record),
+        );
+        let (tx, answers) = WriteTransaction::begin(self.client().await?, insert)
             .await
             .map_err(namespace_write(&record.name))?;
-        let xid = column(&row, 0)?;
-        let committed = tx.commit().await;
-        drop(client);
-        self.settle(committed, xid).await
+        let xid = column(single_row(&answers)?, 0)?;
+        tx.commit(Pipeline::default(), xid, &self.pool, errors::statement)
+            .await
     }
 
     async fn update_namespace(&self, record: NamespaceRow, expected_version: i64) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(errors::statement)?;
-        let stored = tx
-            .query_opt(
-                "SELECT notification_version, txid_current() FROM namespaces WHERE id = $1
-                 FOR UPDATE",
-                &[&record.id],
-            )
+        let mut read = Pipeline::default();
+        read.push(
+            "SELECT notification_version, txid_current() FROM namespaces WHERE id = $1
+             FOR UPDATE",
+            params![record.id.clone()],
+        );
+        let (tx, answers) = WriteTransaction::begin(self.client().await?, read)
             .await
             .map_err(errors::statement)?;
-        let Some(stored) = stored else {
+        let Some(stored) = answers.first().and_then(|rows| rows.first()) else {
             return Err(Error::NotFound(format!("namespace {}", record.id)));
         };
-        let (version, xid): (i64, i64) = (column(&stored, 0)?, column(&stored, 1)?);
+        let (version, xid): (i64, i64) = (column(stored, 0)?, column(stored, 1)?);
         if version != expected_version {
             return Err(Error::ConditionFailed(format!(
                 "namespace {}: expected version {expected_version}, found {version}",
                 record.name
             )));
         }
-        tx.execute(
+        let mut update = Pipeline::default();
+        update.push(
             "UPDATE namespaces SET name = $2, notification_version = $3, data = $4
              WHERE id = $1",
-            &namespace_params(&record),
-        )
-        .await
-        .map_err(namespace_write(&record.name))?;
-        let committed = tx.commit().await;
-        drop(client);
-        self.settle(committed, xid).await
+            namespace_params(&record),
+        );
+        tx.commit(update, xid, &self.pool, namespace_write(&record.name))
+            .await
     }
 
     async fn get_namespace_by_name(&self, name: &str) -> Result<Option<NamespaceRow>> {
@@ -129,10 +124,8 @@ impl PostgresStore {
         key: &TaskQueueKey,
         range_id: i64,
         write: &'static str,
-        mut params: Vec<super::pipeline::Param>,
+        mut params: Vec<Param>,
     ) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(errors::statement)?;
         let key_params = || {
             params![
                 key.namespace_id.clone(),
@@ -146,7 +139,9 @@ impl PostgresStore {
         let mut write_params = key_params();
         write_params.append(&mut params);
         pipeline.push(write, write_params);
-        let answers = pipeline.run(&tx).await.map_err(errors::statement)?;
+        let (tx, answers) = WriteTransaction::begin(self.client().await?, pipeline)
+            .await
+            .map_err(errors::statement)?;
         // The write ran too; a lease that moved on rolls it back with the transaction.
         let (actual, xid) = match answers.first().and_then(|rows| rows.first()) {
             Some(row) => (column::<i64>(row, 0)?, column::<i64>(row, 1)?),
@@ -158,32 +153,35 @@ impl PostgresStore {
                 actual,
             });
         }
-        let committed = tx.commit().await;
-        drop(client);
-        self.settle(committed, xid).await
+        tx.commit(Pipeline::default(), xid, &self.pool, errors::statement)
+            .await
     }
 }
 
 #[async_trait]
 impl TaskQueueStore for PostgresStore {
     async fn lease_task_queue(&self, key: &TaskQueueKey) -> Result<i64> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(errors::statement)?;
-        let row = tx
-            .query_one(
-                "INSERT INTO task_queues (namespace_id, name, task_type, partition, range_id)
-                 VALUES ($1, $2, $3, $4, 1)
-                 ON CONFLICT (namespace_id, name, task_type, partition)
-                 DO UPDATE SET range_id = task_queues.range_id + 1
-                 RETURNING range_id, txid_current()",
-                &[&key.namespace_id, &key.name, &key.task_type, &key.partition],
-            )
+        let mut lease = Pipeline::default();
+        lease.push(
+            "INSERT INTO task_queues (namespace_id, name, task_type, partition, range_id)
+             VALUES ($1, $2, $3, $4, 1)
+             ON CONFLICT (namespace_id, name, task_type, partition)
+             DO UPDATE SET range_id = task_queues.range_id + 1
+             RETURNING range_id, txid_current()",
+            params![
+                key.namespace_id.clone(),
+                key.name.clone(),
+                key.task_type,
+                key.partition
+            ],
+        );
+        let (tx, answers) = WriteTransaction::begin(self.client().await?, lease)
             .await
             .map_err(errors::statement)?;
-        let (range_id, xid) = (column(&row, 0)?, column(&row, 1)?);
-        let committed = tx.commit().await;
-        drop(client);
-        self.settle(committed, xid).await?;
+        let row = single_row(&answers)?;
+        let (range_id, xid) = (column(row, 0)?, column(row, 1)?);
+        tx.commit(Pipeline::default(), xid, &self.pool, errors::statement)
+            .await?;
         Ok(range_id)
     }
 

@@ -218,9 +218,10 @@ async fn server_restarts_are_unavailable_then_heal() {
 
 /// What the proxy does to the next `COMMIT` a client sends.
 const PASS: u8 = 0;
-/// Forward it, then cut both sides: the server commits, the client never hears.
+/// Forward it (and what came with it), then hang up on the client, and let the server read to
+/// the end: the server commits, the client never hears.
 const CUT_AFTER_COMMIT: u8 = 1;
-/// Cut both sides instead of forwarding it: the server rolls back.
+/// Hang up on both instead of forwarding it: the server rolls back.
 const CUT_BEFORE_COMMIT: u8 = 2;
 
 /// The simple-query message `COMMIT` as tokio-postgres sends it.
@@ -238,19 +239,33 @@ fn commit_cutting_proxy(server_port: u16, mode: Arc<AtomicU8>) -> u16 {
             };
             let (client_in, upstream_out) =
                 (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-            thread::spawn(move || pump(upstream, client, None));
+            thread::spawn(move || answers(upstream, client));
             let mode = mode.clone();
-            thread::spawn(move || pump(client_in, upstream_out, Some(mode)));
+            thread::spawn(move || requests(client_in, upstream_out, &mode));
         }
     });
     port
 }
 
-/// Copies `from` to `to`; with a `mode`, acts on the first `COMMIT` when armed.
-fn pump(mut from: TcpStream, mut to: TcpStream, mode: Option<Arc<AtomicU8>>) {
+/// Copies the server's answers to the client; once the client is gone, reads the rest to the
+/// end so the server can finish what it was sent.
+fn answers(mut server: TcpStream, mut client: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut client_gone = false;
+    while let Ok(n) = server.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        client_gone = client_gone || client.write_all(&buf[..n]).is_err();
+    }
+    let _ = client.shutdown(Shutdown::Both);
+}
+
+/// Copies the client's requests to the server, acting on the first `COMMIT` when armed.
+fn requests(mut client: TcpStream, mut server: TcpStream, mode: &AtomicU8) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = match from.read(&mut buf) {
+        let n = match client.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -258,19 +273,28 @@ fn pump(mut from: TcpStream, mut to: TcpStream, mode: Option<Arc<AtomicU8>>) {
         let commit = chunk
             .windows(COMMIT_MESSAGE.len())
             .any(|w| w == COMMIT_MESSAGE);
-        let action = match (&mode, commit) {
-            (Some(mode), true) => mode.swap(PASS, Ordering::SeqCst),
-            _ => PASS,
-        };
-        if action != CUT_BEFORE_COMMIT && to.write_all(chunk).is_err() {
-            break;
-        }
-        if action != PASS {
-            break;
+        match if commit {
+            mode.swap(PASS, Ordering::SeqCst)
+        } else {
+            PASS
+        } {
+            CUT_AFTER_COMMIT => {
+                let _ = server.write_all(chunk);
+                let _ = client.shutdown(Shutdown::Both);
+                // The server reads the end of the stream after what it was sent.
+                let _ = server.shutdown(Shutdown::Write);
+                return;
+            }
+            CUT_BEFORE_COMMIT => break,
+            _ => {
+                if server.write_all(chunk).is_err() {
+                    break;
+                }
+            }
         }
     }
-    let _ = from.shutdown(Shutdown::Both);
-    let _ = to.shutdown(Shutdown::Both);
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
 }
 
 /// A `COMMIT` whose answer is lost is settled by reading the transaction's status: the one
