@@ -387,6 +387,85 @@ async fn pool_limits_are_honoured() {
     assert_eq!(store.acquire_shard(2).await.unwrap().range_id, 2);
 }
 
+/// The state of the store's one connection (`pg_stat_activity.state`, `wait_event_type`).
+async fn store_session(admin: &Client, options: &PostgresOptions) -> Option<(String, String)> {
+    let rows = admin
+        .query(
+            "SELECT state, coalesce(wait_event_type, '') FROM pg_stat_activity
+             WHERE datname = $1 AND application_name = 'sundial'",
+            &[&options.database_name],
+        )
+        .await
+        .unwrap();
+    rows.first().map(|row| (row.get(0), row.get(1)))
+}
+
+/// Waits until `pred` holds for the store's session, for at most 10 seconds.
+async fn until_session(
+    admin: &Client,
+    options: &PostgresOptions,
+    what: &str,
+    pred: impl Fn(&(String, String)) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let session = store_session(admin, options).await;
+        if session.as_ref().is_some_and(&pred) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the store's session never became {what}: {session:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A commit whose caller goes away mid-transaction is rolled back before its connection is
+/// used again: the next call does not run inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_commit_is_rolled_back_before_its_connection_is_reused() {
+    let harness = PostgresHarness::new();
+    let mut options = harness.options().clone();
+    options.max_conns = 1;
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&options).await.unwrap());
+    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let mut admin = admin_client(&options).await;
+    let watcher = admin_client(&options).await;
+    let blocker = admin.transaction().await.unwrap();
+    blocker
+        .execute("SELECT 1 FROM shards WHERE shard_id = 1 FOR UPDATE", &[])
+        .await
+        .unwrap();
+    let abandoned = key("wf", "abandoned");
+    let commit = tokio::spawn({
+        let (store, k) = (store.clone(), abandoned.clone());
+        async move { store.commit(1, range, start_batch(&k)).await }
+    });
+    until_session(&watcher, &options, "waiting on the lock", |(_, wait)| {
+        wait == "Lock"
+    })
+    .await;
+    commit.abort();
+    assert!(commit.await.unwrap_err().is_cancelled());
+    blocker.commit().await.unwrap();
+    until_session(
+        &watcher,
+        &options,
+        "idle outside a transaction",
+        |(state, _)| state == "idle",
+    )
+    .await;
+
+    let next = key("wf", "next");
+    store.commit(1, range, start_batch(&next)).await.unwrap();
+    assert_eq!(store.get_execution(1, &abandoned).await.unwrap(), None);
+    assert_eq!(
+        store.get_execution(1, &next).await.unwrap(),
+        Some(execution(&next, 1))
+    );
+}
+
 #[test]
 fn pool_options_are_validated_before_connecting() {
     let runtime = tokio::runtime::Builder::new_current_thread()
