@@ -10,7 +10,8 @@
 //! reading the transaction's status after.
 //!
 //! The schema is versioned (see [`schema`]); [`PostgresStore::open`] refuses a database whose
-//! schema is missing or older, naming the command that fixes it.
+//! schema is missing or older, naming the command that fixes it. Connections may use TLS
+//! (rustls), as `tls` describes.
 //!
 //! [`acquire_shard`]: ShardStore::acquire_shard
 
@@ -20,13 +21,14 @@ mod options;
 mod pipeline;
 mod queues;
 pub mod schema;
+mod tls;
 mod transaction;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deadpool_postgres::tokio_postgres::Row;
 use deadpool_postgres::tokio_postgres::types::{FromSql, ToSql};
-use deadpool_postgres::tokio_postgres::{NoTls, Row};
 use deadpool_postgres::{
     Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, WeakPool,
 };
@@ -82,14 +84,14 @@ impl PostgresStore {
 
     /// The pool, without looking at the schema. Connections open on first use.
     fn connect(options: &PostgresOptions) -> Result<Self> {
-        let config = options.driver_config(&options.database_name)?;
+        let (config, tls) = options.connection(&options.database_name)?;
         let connect_timeout = config
             .get_connect_timeout()
             .copied()
             .unwrap_or(options::DEFAULT_CONNECT_TIMEOUT);
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -9,6 +9,7 @@ use std::time::Duration;
 use deadpool_postgres::tokio_postgres::Config as PgConfig;
 use deadpool_postgres::tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
 
+use super::tls::{MakeTls, Verify};
 use crate::{Error, Result};
 
 /// Pool size when `maxConns` is not set.
@@ -45,8 +46,9 @@ pub struct PostgresOptions {
     pub max_conn_lifetime: Duration,
     /// `connectAttributes`: libpq connection parameters. Honoured: `application_name`,
     /// `options`, `connect_timeout`, `tcp_user_timeout`, `keepalives`, `keepalives_idle`,
-    /// `keepalives_interval`, `keepalives_retries`, `target_session_attrs`, `channel_binding`,
-    /// and `sslmode` = `disable` or `prefer`. Any other key is refused.
+    /// `keepalives_interval`, `keepalives_retries`, `target_session_attrs`, `channel_binding`
+    /// and `sslmode` (`disable`, `prefer`, `require`, and with `tls` `verify-ca` and
+    /// `verify-full`). Any other key is refused.
     pub connect_attributes: BTreeMap<String, String>,
     /// `tls`.
     pub tls: TlsOptions,
@@ -55,18 +57,20 @@ pub struct PostgresOptions {
 /// Temporal's `sql.tls` keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsOptions {
-    /// `enabled`. TLS to PostgreSQL is not supported yet: `true` is refused. The other keys
-    /// apply only to TLS connections, so while it is `false` they are unused (as in Temporal).
+    /// `enabled`: connect with TLS (`sslmode=require`, or `verify-full` with
+    /// `enable_host_verification`; `connectAttributes.sslmode` may say otherwise). The other
+    /// keys apply only to TLS connections, so while it is `false` they are unused (as in
+    /// Temporal). See `tls` for what each mode checks.
     pub enabled: bool,
-    /// `caFile`.
+    /// `caFile`: the roots the server's certificate must lead to (needed to verify it).
     pub ca_file: Option<PathBuf>,
-    /// `certFile`.
+    /// `certFile`: the client certificate (with `key_file`).
     pub cert_file: Option<PathBuf>,
-    /// `keyFile`.
+    /// `keyFile`: its private key.
     pub key_file: Option<PathBuf>,
-    /// `enableHostVerification`.
+    /// `enableHostVerification`: check the server's name too (`verify-full`).
     pub enable_host_verification: bool,
-    /// `serverName`.
+    /// `serverName`: the name sent and checked instead of `connectAddr`'s host.
     pub server_name: Option<String>,
 }
 
@@ -108,14 +112,9 @@ impl PostgresOptions {
     }
 
     /// The driver's configuration for connecting to `database` (the configured one, or a
-    /// maintenance database when creating it). Refuses every option it cannot honour.
-    pub(super) fn driver_config(&self, database: &str) -> Result<PgConfig> {
-        if self.tls.enabled {
-            return Err(invalid(
-                "tls.enabled",
-                "TLS connections to PostgreSQL are not supported yet",
-            ));
-        }
+    /// maintenance database when creating it), and the TLS connector it needs. Refuses every
+    /// option it cannot honour.
+    pub(super) fn connection(&self, database: &str) -> Result<(PgConfig, MakeTls)> {
         let (host, port) = split_addr(&self.connect_addr)?;
         if database.is_empty() {
             return Err(invalid("databaseName", "must be set"));
@@ -130,16 +129,67 @@ impl PostgresOptions {
             .dbname(database)
             .user(&self.user)
             .application_name("sundial")
-            .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
-            .ssl_mode(SslMode::Disable);
+            .connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         if !self.password.is_empty() {
             config.password(self.password.as_bytes());
         }
         for (key, value) in &self.connect_attributes {
             apply_attribute(&mut config, key, value)?;
         }
-        Ok(config)
+        let (ssl_mode, tls) = self.tls_mode()?;
+        config.ssl_mode(ssl_mode);
+        Ok((config, tls))
     }
+
+    /// The driver's `sslmode` and the TLS connector, from `tls` and
+    /// `connectAttributes.sslmode`, as Temporal's PostgreSQL plugin derives libpq's `sslmode`.
+    fn tls_mode(&self) -> Result<(SslMode, MakeTls)> {
+        const KEY: &str = "connectAttributes.sslmode";
+        let attribute = self.connect_attributes.get("sslmode").map(String::as_str);
+        if !self.tls.enabled {
+            return match attribute {
+                None | Some("disable") => Ok((SslMode::Disable, MakeTls::off())),
+                // Encrypted if the server offers TLS, unverified, as libpq does.
+                Some("prefer") => Ok((
+                    SslMode::Prefer,
+                    MakeTls::new(&TlsOptions::default(), Verify::Nothing)?,
+                )),
+                Some("require") => Ok((
+                    SslMode::Require,
+                    MakeTls::new(&TlsOptions::default(), Verify::Nothing)?,
+                )),
+                Some(mode @ ("verify-ca" | "verify-full")) => Err(invalid(
+                    KEY,
+                    format!("{mode:?} needs tls.enabled and tls.caFile"),
+                )),
+                Some(mode) => Err(unsupported_sslmode(mode)),
+            };
+        }
+        let mode = attribute.unwrap_or(if self.tls.enable_host_verification {
+            "verify-full"
+        } else {
+            "require"
+        });
+        let verify = match mode {
+            // libpq: `require` with a root certificate verifies the chain.
+            "require" if self.tls.ca_file.is_some() => Verify::Chain,
+            "require" => Verify::Nothing,
+            "verify-ca" => Verify::Chain,
+            "verify-full" => Verify::Full,
+            "disable" | "prefer" => {
+                return Err(invalid(KEY, format!("{mode:?} contradicts tls.enabled")));
+            }
+            mode => return Err(unsupported_sslmode(mode)),
+        };
+        Ok((SslMode::Require, MakeTls::new(&self.tls, verify)?))
+    }
+}
+
+fn unsupported_sslmode(mode: &str) -> Error {
+    invalid(
+        "connectAttributes.sslmode",
+        format!("{mode:?} is not one of disable, prefer, require, verify-ca, verify-full"),
+    )
 }
 
 /// Splits `connectAddr` into host and port.
@@ -249,23 +299,8 @@ fn apply_attribute(config: &mut PgConfig, key: &str, value: &str) -> Result<()> 
                 _ => return Err(bad("disable, prefer or require")),
             });
         }
-        "sslmode" => match value {
-            "disable" => {
-                config.ssl_mode(SslMode::Disable);
-            }
-            // Without TLS support "prefer" connects in plain text, as libpq does when the
-            // server does not offer TLS.
-            "prefer" => {
-                config.ssl_mode(SslMode::Prefer);
-            }
-            "allow" | "require" | "verify-ca" | "verify-full" => {
-                return Err(invalid(
-                    &path,
-                    format!("{value:?}: TLS connections to PostgreSQL are not supported yet"),
-                ));
-            }
-            _ => return Err(bad("an sslmode")),
-        },
+        // Read with the `tls` keys (`tls_mode`).
+        "sslmode" => {}
         "user" | "password" | "dbname" | "host" | "hostaddr" | "port" => {
             return Err(invalid(
                 &path,
@@ -296,7 +331,7 @@ mod tests {
     }
 
     fn refusal(options: &PostgresOptions) -> String {
-        match options.driver_config("sundial") {
+        match options.connection("sundial") {
             Err(Error::Backend(message)) => message,
             other => panic!("expected a refusal, got {other:?}"),
         }
@@ -315,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn driver_config_carries_the_keys() {
+    fn connection_carries_the_keys() {
         let mut o = options("127.0.0.1:5433");
         o.password = "secret".to_string();
         o.connect_attributes = BTreeMap::from([
@@ -324,7 +359,7 @@ mod tests {
             ("keepalives_idle".to_string(), "30".to_string()),
             ("sslmode".to_string(), "disable".to_string()),
         ]);
-        let config = o.driver_config("sundial").unwrap();
+        let (config, _) = o.connection("sundial").unwrap();
         assert_eq!(config.get_ports(), &[5433]);
         assert_eq!(config.get_dbname(), Some("sundial"));
         assert_eq!(config.get_user(), Some("temporal"));
@@ -346,7 +381,10 @@ mod tests {
             .insert("sslmode".to_string(), "verify-full".to_string());
         let message = refusal(&o);
         assert!(message.contains("connectAttributes.sslmode"), "{message}");
-        assert!(message.contains("not supported yet"), "{message}");
+        assert!(message.contains("tls.caFile"), "{message}");
+        o.connect_attributes
+            .insert("sslmode".to_string(), "allow".to_string());
+        assert!(refusal(&o).contains("connectAttributes.sslmode"));
 
         let mut o = options("db:5432");
         o.connect_attributes
@@ -360,13 +398,36 @@ mod tests {
 
         let mut o = options("db:5432");
         o.tls.enabled = true;
+        o.tls.enable_host_verification = true;
         let message = refusal(&o);
-        assert!(message.contains("tls.enabled"), "{message}");
-        assert!(message.contains("not supported yet"), "{message}");
+        assert!(message.contains("tls.caFile"), "{message}");
+        o.tls.enable_host_verification = false;
+        o.connect_attributes
+            .insert("sslmode".to_string(), "disable".to_string());
+        assert!(refusal(&o).contains("contradicts tls.enabled"));
+        o.connect_attributes.clear();
+        o.tls.cert_file = Some("client.pem".into());
+        assert!(refusal(&o).contains("tls.keyFile"));
+        o.tls.cert_file = None;
+        o.tls.ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(refusal(&o).contains("tls.caFile"));
 
         let mut o = options("db:5432");
         o.user.clear();
         assert!(refusal(&o).contains("`user`"));
+    }
+
+    #[test]
+    fn tls_modes_follow_temporal_and_libpq() {
+        let mode = |o: &PostgresOptions| o.connection("sundial").unwrap().0.get_ssl_mode();
+        let mut o = options("db:5432");
+        assert_eq!(mode(&o), SslMode::Disable);
+        o.connect_attributes
+            .insert("sslmode".to_string(), "prefer".to_string());
+        assert_eq!(mode(&o), SslMode::Prefer);
+        o.connect_attributes.clear();
+        o.tls.enabled = true;
+        assert_eq!(mode(&o), SslMode::Require);
     }
 
     #[test]

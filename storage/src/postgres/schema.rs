@@ -7,7 +7,7 @@
 //! appending to [`MIGRATIONS`]; never edit a shipped one.
 
 use deadpool_postgres::tokio_postgres::error::SqlState;
-use deadpool_postgres::tokio_postgres::{self, Client, NoTls, Transaction};
+use deadpool_postgres::tokio_postgres::{self, Client, Transaction};
 
 use super::PostgresOptions;
 use super::errors;
@@ -150,8 +150,8 @@ async fn try_connect(
     options: &PostgresOptions,
     database: &str,
 ) -> Result<std::result::Result<Client, tokio_postgres::Error>> {
-    let config = options.driver_config(database)?;
-    Ok(config.connect(NoTls).await.map(|(client, connection)| {
+    let (config, tls) = options.connection(database)?;
+    Ok(config.connect(tls).await.map(|(client, connection)| {
         tokio::spawn(connection);
         client
     }))

@@ -23,6 +23,8 @@ mod namespaces;
 mod postgres;
 #[cfg(feature = "postgres")]
 mod postgres_backend;
+#[cfg(feature = "postgres")]
+mod postgres_tls;
 mod shard;
 mod task_queues;
 mod tasks;
