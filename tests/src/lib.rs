@@ -2,13 +2,17 @@
 //!
 //! Holds what the tests need to talk to a server the way a Temporal worker would, with nothing
 //! but the generated gRPC client: an in-process server bound to `127.0.0.1:0` ([`server`]), a
-//! real `sundial` process that can be killed with `SIGKILL` and restarted ([`process`]), and a
-//! raw-client worker with command builders ([`worker`]). Every wait is bounded, so a broken
-//! server fails a test instead of hanging it, and every process started is killed on drop.
+//! real `sundial` process that can be killed with `SIGKILL` and restarted ([`process`]), a
+//! raw-client worker with command builders ([`worker`]), the sample configs edited for a test
+//! ([`sample`]) and private PostgreSQL and MariaDB servers ([`databases`]). Every wait is
+//! bounded, so a broken server fails a test instead of hanging it, and every process started
+//! is killed on drop.
 //!
 //! Test-only: nothing here is part of the server.
 
+pub mod databases;
 pub mod process;
+pub mod sample;
 pub mod scrape;
 pub mod server;
 pub mod worker;

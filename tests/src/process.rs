@@ -73,6 +73,12 @@ fn target_and_profile() -> (PathBuf, String) {
     })
 }
 
+/// The target directory's `tmp/` (cargo's `CARGO_TARGET_TMPDIR` for integration tests), where
+/// private database servers keep their data.
+pub fn target_tmp_dir() -> PathBuf {
+    target_and_profile().0.join("tmp")
+}
+
 /// The `sundial` binary of this workspace, built once per test process with
 /// `cargo build --bin sundial` so it is never stale. `SUNDIAL_BIN` names a binary to use instead.
 pub fn sundial_binary() -> Result<PathBuf> {
@@ -180,6 +186,24 @@ impl SundialProcess {
             addr,
             log_path: log_path.to_path_buf(),
         })
+    }
+
+    /// Runs `sundial <args>` to completion (at most `timeout`), its output appended to
+    /// `log_path`; returns how it exited and what it printed.
+    pub fn run_to_exit<S: AsRef<OsStr>>(
+        args: &[S],
+        log_path: &Path,
+        timeout: Duration,
+    ) -> Result<(std::process::ExitStatus, String)> {
+        let logged_before = std::fs::metadata(log_path).map_or(0, |m| m.len() as usize);
+        let unused = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut process = Self::spawn(args, unused, log_path)?;
+        let status = process.wait_exit(timeout)?;
+        let logs = process.logs();
+        Ok((
+            status,
+            logs.get(logged_before..).unwrap_or(&logs).to_string(),
+        ))
     }
 
     /// `sundial server start-dev` on 127.0.0.1:`port` persisting to `db`, ready to serve.

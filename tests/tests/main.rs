@@ -13,4 +13,5 @@ mod queries;
 mod range_checks;
 mod retention;
 mod signals;
+mod stores;
 mod traces;
