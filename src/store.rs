@@ -41,6 +41,8 @@ pub struct Datastore {
     pub backend: Backend,
     /// Keys the backend does not use, by path, for the start-up warning.
     pub unused: Vec<String>,
+    /// `persistence.datastores.<name>.sql`, when it comes from a config file.
+    config_path: Option<String>,
 }
 
 impl Datastore {
@@ -80,6 +82,7 @@ impl Datastore {
             name: name.to_string(),
             backend,
             unused,
+            config_path: Some(path),
         })
     }
 
@@ -93,6 +96,7 @@ impl Datastore {
             name: sundial_config::DEV_DATASTORE.to_string(),
             backend,
             unused: Vec::new(),
+            config_path: None,
         }
     }
 
@@ -119,7 +123,11 @@ impl Datastore {
                 MysqlStore::open_with_auto_setup(options).await.map(shared)
             }
         };
-        opened.with_context(|| format!("cannot open {self}"))
+        opened.with_context(|| match &self.config_path {
+            // The backend names a key it refuses as it is spelt under `sql`.
+            Some(path) => format!("cannot open {self}, configured at {path}"),
+            None => format!("cannot open {self}"),
+        })
     }
 }
 
@@ -153,11 +161,9 @@ impl fmt::Display for Datastore {
 /// The SQLite backend of `sql`. Its `connectAttributes` are Temporal's SQLite ones; the keys
 /// that only a server needs (address, user, pool) go to `unused`.
 fn sqlite(path: &str, sql: &Sql, unused: &mut Vec<String>) -> Result<Backend> {
-    refuse_tls(
-        path,
-        sql.tls.as_ref(),
-        "SQLite is a local file: TLS does not apply",
-    )?;
+    if sql.tls.as_ref().is_some_and(|tls| tls.enabled) {
+        bail!("{path}.tls.enabled: SQLite is a local file: TLS does not apply");
+    }
     let mut memory = false;
     let mut create = true;
     for (key, value) in &sql.connect_attributes {
@@ -237,14 +243,10 @@ macro_rules! server_options {
     }};
 }
 
-/// The PostgreSQL options of `sql`. `connectAttributes` are checked by the backend, which
-/// names the attribute it refuses.
+/// The PostgreSQL options of `sql`. The backend checks them when it opens the store, naming
+/// the key it refuses (`tls.enabled`, `connectAttributes.x`); `connectProtocol` is checked here,
+/// as the backend has no such option.
 fn postgres_options(path: &str, sql: &Sql) -> Result<PostgresOptions> {
-    refuse_tls(
-        path,
-        sql.tls.as_ref(),
-        "TLS connections to PostgreSQL are not supported yet",
-    )?;
     match sql.connect_protocol.as_str() {
         "" | "tcp" => {}
         "unix" => bail!(
@@ -255,13 +257,8 @@ fn postgres_options(path: &str, sql: &Sql) -> Result<PostgresOptions> {
     Ok(server_options!(postgres::PostgresOptions, sql, {}))
 }
 
-/// The MySQL options of `sql`, every key checked by the backend.
+/// The MySQL options of `sql`, every key checked by the backend here, before anything opens.
 fn mysql_options(path: &str, sql: &Sql) -> Result<MysqlOptions> {
-    refuse_tls(
-        path,
-        sql.tls.as_ref(),
-        "TLS connections to MySQL are not supported yet",
-    )?;
     let options = server_options!(mysql::MysqlOptions, sql, {
         connect_protocol: sql.connect_protocol.clone(),
     });
@@ -274,14 +271,6 @@ fn mysql_options(path: &str, sql: &Sql) -> Result<MysqlOptions> {
 /// A pool size from the config (`None`: the backend's default, which the options spell 0).
 fn count(configured: Option<u32>) -> usize {
     configured.map_or(0, |n| n as usize)
-}
-
-/// Refuses `tls.enabled: true`, saying `why`.
-fn refuse_tls(path: &str, tls: Option<&SqlTls>, why: &str) -> Result<()> {
-    if tls.is_some_and(|tls| tls.enabled) {
-        bail!("{path}.tls.enabled: {why}");
-    }
-    Ok(())
 }
 
 /// The `tls` keys set while `tls.enabled` is false, which nothing reads (as in Temporal).
@@ -357,21 +346,24 @@ services:
     }
 
     #[test]
-    fn tls_is_refused_with_its_path() {
-        for (plugin, why) in [
-            ("postgres12", "not supported yet"),
-            ("mysql8", "not supported yet"),
-            ("sqlite", "does not apply"),
-        ] {
-            let message = refusal(&format!(
-                "{{ pluginName: {plugin}, databaseName: t, connectAddr: h, tls: {{ enabled: true }} }}"
-            ));
-            assert!(
-                message.starts_with("persistence.datastores.db.sql.tls.enabled: "),
-                "{message}"
-            );
-            assert!(message.ends_with(why), "{message}");
+    fn tls_is_handed_to_the_backends_and_refused_for_sqlite() {
+        let pg = config(
+            "{ pluginName: postgres12, databaseName: t, connectAddr: h, user: u,
+               tls: { enabled: true, caFile: ca.pem, serverName: db.internal } }",
+        );
+        match Datastore::from_config(&pg, None).unwrap().backend {
+            Backend::Postgres(o) => {
+                assert!(o.tls.enabled);
+                assert_eq!(o.tls.ca_file, Some(PathBuf::from("ca.pem")));
+                assert_eq!(o.tls.server_name.as_deref(), Some("db.internal"));
+            }
+            other => panic!("{other:?}"),
         }
+        let message = refusal("{ pluginName: sqlite, databaseName: t, tls: { enabled: true } }");
+        assert!(
+            message.starts_with("persistence.datastores.db.sql.tls.enabled: "),
+            "{message}"
+        );
     }
 
     #[test]
