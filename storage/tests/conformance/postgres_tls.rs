@@ -270,4 +270,5 @@ async fn tls_checks_what_the_options_ask_and_presents_the_client_certificate() {
         open_with(&attribute, TlsOptions::default()).await.unwrap(),
         None
     );
+    let _ = fs::remove_dir_all(&dir);
 }
