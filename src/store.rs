@@ -67,7 +67,10 @@ impl Datastore {
                 "{path}.cassandra: Cassandra is not supported yet; use a sql datastore \
                  (pluginName postgres12, postgres12_pgx, mysql8 or sqlite)"
             ),
-            DataStore { .. } => bail!("{path}: set sql (Sundial's only kind of datastore)"),
+            DataStore { .. } => bail!(
+                "{path}.elasticsearch: Elasticsearch holds only visibility records, which Sundial \
+                 does not keep yet; the store opened must be a sql datastore"
+            ),
         };
         let path = format!("{path}.sql");
         let mut unused = unused_tls_keys(&path, sql.tls.as_ref());
@@ -426,6 +429,27 @@ services:
         );
         assert!(
             message.contains("\"nope\"") && message.contains("it has: db"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn elasticsearch_is_for_visibility_only() {
+        let yaml = "persistence:
+  defaultStore: db
+  visibilityStore: es
+  numHistoryShards: 1
+  datastores:
+    db: { sql: { pluginName: sqlite, databaseName: a.db } }
+    es: { elasticsearch: { version: v7, url: { scheme: http, host: 'es:9200' } } }
+services:
+  frontend: { rpc: { grpcPort: 7233, membershipPort: 6933 } }
+";
+        let c = Config::from_yaml_str(yaml).unwrap();
+        assert_eq!(Datastore::from_config(&c, None).unwrap().name, "db");
+        let message = format!("{:#}", Datastore::from_config(&c, Some("es")).unwrap_err());
+        assert!(
+            message.starts_with("persistence.datastores.es.elasticsearch: "),
             "{message}"
         );
     }

@@ -53,6 +53,7 @@ impl Config {
         let datastore = DataStore {
             sql: Some(sql),
             cassandra: None,
+            elasticsearch: None,
         };
 
         let services = PORT_OFFSETS

@@ -25,7 +25,7 @@ pub struct Persistence {
     pub datastores: BTreeMap<String, DataStore>,
 }
 
-/// One datastore: exactly one of `sql` or `cassandra`.
+/// One datastore: exactly one of `sql`, `cassandra` or `elasticsearch`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataStore {
@@ -35,6 +35,10 @@ pub struct DataStore {
     /// A Cassandra cluster.
     #[serde(default)]
     pub cassandra: Option<Cassandra>,
+    /// An Elasticsearch cluster, which Temporal uses for visibility records only. Kept as
+    /// written, unchecked: Sundial has no visibility store, so it never reads these keys.
+    #[serde(default)]
+    pub elasticsearch: Option<serde_yaml::Value>,
 }
 
 /// A SQL datastore, Temporal's `persistence.datastores.<name>.sql`.
@@ -266,17 +270,30 @@ impl Persistence {
 
 impl DataStore {
     fn validate(&self, path: &str) -> Result<(), Error> {
+        let kinds = [
+            self.sql.is_some(),
+            self.cassandra.is_some(),
+            self.elasticsearch.is_some(),
+        ];
+        match kinds.iter().filter(|set| **set).count() {
+            1 => {}
+            0 => {
+                return Err(Error::validation(
+                    path,
+                    "set exactly one of sql, cassandra or elasticsearch",
+                ));
+            }
+            _ => {
+                return Err(Error::validation(
+                    path,
+                    "set exactly one of sql, cassandra or elasticsearch, not several",
+                ));
+            }
+        }
         match (&self.sql, &self.cassandra) {
-            (Some(sql), None) => sql.validate(&format!("{path}.sql")),
-            (None, Some(cassandra)) => cassandra.validate(&format!("{path}.cassandra")),
-            (Some(_), Some(_)) => Err(Error::validation(
-                path,
-                "set exactly one of sql or cassandra, not both",
-            )),
-            (None, None) => Err(Error::validation(
-                path,
-                "set exactly one of sql or cassandra",
-            )),
+            (Some(sql), _) => sql.validate(&format!("{path}.sql")),
+            (_, Some(cassandra)) => cassandra.validate(&format!("{path}.cassandra")),
+            (None, None) => Ok(()),
         }
     }
 }
@@ -495,6 +512,17 @@ datastores:
                cassandra: { hosts: h, keyspace: k } }",
         );
         assert_eq!(error_path(&both), "persistence.datastores.db");
+        let elasticsearch = SQLITE_MEMORY.replace(
+            "sql: { pluginName: sqlite, connectAttributes: { mode: memory } }",
+            "{ elasticsearch: { version: v7, url: { scheme: http, host: 'es:9200' },
+               indices: { visibility: temporal_visibility_v1 } } }",
+        );
+        validate(&elasticsearch).unwrap();
+        let with_sql = elasticsearch.replace(
+            "{ elasticsearch:",
+            "{ sql: { pluginName: sqlite, databaseName: x }, elasticsearch:",
+        );
+        assert_eq!(error_path(&with_sql), "persistence.datastores.db");
     }
 
     #[test]
