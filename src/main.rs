@@ -69,7 +69,7 @@ struct SchemaArgs {
 enum ServerCommand {
     /// Every role in one process on the embedded store, like `temporal server start-dev`.
     StartDev(StartDev),
-    /// The roles named, from a Temporal-layout config file.
+    /// A node from a Temporal-layout config file, on the store its `defaultStore` names.
     Start(Start),
 }
 
@@ -121,7 +121,8 @@ struct Start {
     /// Config file (Temporal's YAML layout).
     #[arg(short = 'c', long)]
     config: PathBuf,
-    /// Roles to run (comma-separated); all when absent.
+    /// Roles to run (comma-separated); all when absent. Every role runs in this one process,
+    /// so the list must include `frontend`.
     #[arg(long, env = "SERVICES", value_delimiter = ',')]
     services: Vec<String>,
     /// Log level, overriding the config.
