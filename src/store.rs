@@ -126,11 +126,7 @@ impl Datastore {
                 MysqlStore::open_with_auto_setup(options).await.map(shared)
             }
         };
-        opened.with_context(|| match &self.config_path {
-            // The backend names a key it refuses as it is spelt under `sql`.
-            Some(path) => format!("cannot open {self}, configured at {path}"),
-            None => format!("cannot open {self}"),
-        })
+        opened.with_context(|| format!("cannot open {self}"))
     }
 }
 
@@ -140,7 +136,9 @@ fn shared(store: impl Store + 'static) -> DynStore {
 }
 
 impl fmt::Display for Datastore {
-    /// `datastore "name" (postgres12 at host:port, database "x")`, for messages.
+    /// `datastore "name" (PostgreSQL at host:port, database "x", configured at
+    /// persistence.datastores.name.sql)`, for messages: a key the backend refuses is named as
+    /// it is spelt under that path.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "datastore {:?} (", self.name)?;
         match &self.backend {
@@ -156,6 +154,9 @@ impl fmt::Display for Datastore {
                 "MySQL at {}, database {:?}",
                 o.connect_addr, o.database_name
             )?,
+        }
+        if let Some(path) = &self.config_path {
+            write!(f, ", configured at {path}")?;
         }
         write!(f, ")")
     }
