@@ -379,39 +379,7 @@ impl HistoryShard {
         let ops = std::mem::take(&mut self.queue);
         let trace = self.telemetry.take_batch();
         let lookups = ops.iter().filter(|(_, r)| r.run().is_some()).count();
-        // What must be read before the requests can be applied.
-        let mut currents = Vec::new();
-        let mut runs = Vec::new();
-        for (_, request) in &ops {
-            let Some(run) = request.run() else { continue };
-            if run.run_id.is_empty() {
-                match self
-                    .core
-                    .current_run_id(&run.namespace_id, &run.workflow_id)
-                {
-                    Some(run_id) => runs.push(ExecutionKey {
-                        namespace_id: run.namespace_id,
-                        workflow_id: run.workflow_id,
-                        run_id,
-                    }),
-                    None if !self.core.has_current(&run.namespace_id, &run.workflow_id) => {
-                        currents.push((run.namespace_id, run.workflow_id))
-                    }
-                    None => {}
-                }
-            } else {
-                runs.push(ExecutionKey {
-                    namespace_id: run.namespace_id,
-                    workflow_id: run.workflow_id,
-                    run_id: run.run_id,
-                });
-            }
-        }
-        runs.retain(|k| !self.core.has_run(k));
-        currents.sort();
-        currents.dedup();
-        runs.sort();
-        runs.dedup();
+        let (currents, runs) = self.core.reads_for(ops.iter().map(|(_, r)| r));
         self.telemetry.cache(lookups, currents.len() + runs.len());
         let renew = self.core.task_ids_left() < 10_000;
         let store = self.store.clone();
@@ -548,8 +516,8 @@ async fn load(
     if renew {
         out.push(Load::Renewed(store.acquire_shard(shard_id).await?.range_id));
     }
-    for key in runs {
-        if let Some(row) = store.get_execution(shard_id, &key).await? {
+    for key in &runs {
+        if let Some(row) = store.get_execution(shard_id, key).await? {
             out.push(Load::Run(row));
         }
     }
@@ -561,7 +529,9 @@ async fn load(
                 workflow_id: wf.clone(),
                 run_id: r.run_id.clone(),
             };
-            if let Some(run) = store.get_execution(shard_id, &key).await? {
+            if !runs.contains(&key)
+                && let Some(run) = store.get_execution(shard_id, &key).await?
+            {
                 out.push(Load::Run(run));
             }
         }

@@ -208,6 +208,47 @@ impl ShardCore {
         self.runs.contains_key(key)
     }
 
+    /// What must be read from the store before `requests` can be applied: the current-run
+    /// pointers and the runs that are not cached (sorted, once each). A run named by its id
+    /// needs its workflow's pointer too, since closing the run updates the pointer's status.
+    pub fn reads_for<'a>(
+        &self,
+        requests: impl Iterator<Item = &'a Request>,
+    ) -> (Vec<(String, String)>, Vec<ExecutionKey>) {
+        let mut currents = Vec::new();
+        let mut runs = Vec::new();
+        for run in requests.filter_map(Request::run) {
+            let pointer = (run.namespace_id.clone(), run.workflow_id.clone());
+            let run_id = match (run.run_id.is_empty(), self.current.get(&pointer)) {
+                (true, Some(current)) => current.run_id.clone(),
+                // The pointer's read brings its run along.
+                (true, None) => {
+                    currents.push(pointer);
+                    continue;
+                }
+                (false, cached) => {
+                    if cached.is_none() {
+                        currents.push(pointer);
+                    }
+                    run.run_id
+                }
+            };
+            let key = ExecutionKey {
+                namespace_id: run.namespace_id,
+                workflow_id: run.workflow_id,
+                run_id,
+            };
+            if !self.runs.contains_key(&key) {
+                runs.push(key);
+            }
+        }
+        currents.sort();
+        currents.dedup();
+        runs.sort();
+        runs.dedup();
+        (currents, runs)
+    }
+
     /// Adds a loaded current-run row (or its absence) unless one is cached.
     pub fn insert_current(
         &mut self,

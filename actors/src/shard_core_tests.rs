@@ -144,3 +144,21 @@ fn without_a_known_retention_nothing_is_deleted() {
             .all(|t| t.task.task_kind() != TaskKind::DeleteExecution)
     );
 }
+
+#[test]
+fn a_run_named_by_its_id_is_read_with_its_workflows_current_pointer() {
+    let d = Driver::new();
+    let by_id = Request::Describe(crate::testkit::run("wf", "r1"));
+    let current = Request::Describe(current("other"));
+    let (currents, runs) = d.core.reads_for([&by_id, &current].into_iter());
+    assert_eq!(
+        currents,
+        [
+            ("ns".to_string(), "other".to_string()),
+            ("ns".into(), "wf".into())
+        ],
+        "closing a run updates its pointer, so the pointer is read with it"
+    );
+    assert_eq!(runs.len(), 1, "the pointer's read brings the current run");
+    assert_eq!(runs[0].run_id, "r1");
+}

@@ -272,3 +272,32 @@ async fn a_matched_task_whose_start_was_never_recorded_is_delivered_after_kill()
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_closed_after_a_restart_frees_its_workflow_id() -> Result<()> {
+    let site = Site::new()?;
+    let (mut process, client) = site.start().await?;
+    let mut worker = Worker::new(client);
+    let wf = "closed-after-restart";
+    let first_run = worker.start(wf).await?;
+    let task = worker.poll_workflow_task().await?;
+    process.kill()?;
+    drop(process);
+
+    // After the restart the shard knows the run only by the id in the task token.
+    let (process, client) = site.start().await?;
+    worker.client = client;
+    worker
+        .complete_workflow_task(task.task_token, vec![commands::complete_workflow(b"ok")])
+        .await?;
+    // The workflow is closed: a new start with its id (default policies) makes a new run.
+    let second_run = match worker.start(wf).await {
+        Ok(run_id) => run_id,
+        Err(e) => panic!(
+            "the closed run still holds its workflow id: {e:#}; log:\n{}",
+            process.logs()
+        ),
+    };
+    assert_ne!(second_run, first_run);
+    Ok(())
+}
