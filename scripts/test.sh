@@ -9,6 +9,8 @@
 #   SUNDIAL_TARGET=sundial|reference   server under test for the Python suite (default sundial)
 #   SUNDIAL_BIN                        sundial binary (default target/debug/sundial)
 #   SUNDIAL_TEST_LOG_DIR               server logs/db files (default target/sdk-test-logs)
+#   SUNDIAL_STORE=sqlite|postgres|mariadb  what Sundial persists to in the Python suite (default
+#                                      sqlite, then postgres, then mariadb's workflow tests)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -50,3 +52,14 @@ mkdir -p "$SUNDIAL_TEST_LOG_DIR"
 
 phase "python SDK/CLI suite (target: $SUNDIAL_TARGET, logs: $SUNDIAL_TEST_LOG_DIR)"
 .venv/bin/python -m pytest tests/sdk/python -v --durations=10 ${pytest_args[@]+"${pytest_args[@]}"}
+
+# The same suite with Sundial on PostgreSQL, and its SDK workflow tests on MariaDB (each on a
+# private server that sundial-testdb starts), unless only some tests were asked for.
+if [[ $SUNDIAL_TARGET == sundial && ${#pytest_args[@]} -eq 0 && ${SUNDIAL_STORE:-sqlite} == sqlite ]]; then
+    cargo build -p sundial-testdb
+    phase "python SDK/CLI suite on PostgreSQL"
+    SUNDIAL_STORE=postgres .venv/bin/python -m pytest tests/sdk/python -q --durations=5
+    phase "python SDK workflow tests on MariaDB"
+    SUNDIAL_STORE=mariadb .venv/bin/python -m pytest tests/sdk/python/test_workflows.py \
+        tests/sdk/python/test_durability.py -q --durations=5
+fi

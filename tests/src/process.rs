@@ -272,6 +272,11 @@ impl SundialProcess {
         Ok(())
     }
 
+    /// Where the process logs.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// What the process has logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

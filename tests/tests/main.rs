@@ -4,6 +4,7 @@
 //! Helpers live in the `sundial_tests` library (`tests/src/`).
 
 mod config_file;
+mod database_restarts;
 mod durability;
 mod errors;
 mod lifecycle;
