@@ -38,12 +38,18 @@ async fn start_sundial(database_url: &str, log: &std::path::Path) -> Result<Sund
     Ok(process)
 }
 
-/// Waits until `count` (the executions the server has stored) reaches `at_least`.
-fn wait_for_executions(count: impl Fn() -> Result<u64>, at_least: u64) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
+/// Waits until `count` (the executions the server has stored) reaches `at_least`, or the
+/// harness is done starting workflows (`done`: a start refused while the database was away is
+/// not retried, so fewer than planned may ever be stored).
+fn wait_for_executions(
+    count: impl Fn() -> Result<u64>,
+    at_least: u64,
+    done: impl Fn() -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let n = count()?;
-        if n >= at_least {
+        if n >= at_least || done() {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -115,9 +121,9 @@ async fn postgres_restarts_fast_then_immediate_under_load() -> Result<()> {
     let stored = || executions(db.sql("restarts", "SELECT count(*) FROM executions"));
     let db = &db;
     tokio::task::block_in_place(|| -> Result<()> {
-        wait_for_executions(stored, WORKFLOWS / 4)?;
+        wait_for_executions(stored, WORKFLOWS / 4, || load.is_finished())?;
         db.restart("fast").map_err(anyhow::Error::msg)?;
-        wait_for_executions(stored, WORKFLOWS / 2)?;
+        wait_for_executions(stored, WORKFLOWS / 2, || load.is_finished())?;
         db.restart("immediate").map_err(anyhow::Error::msg)
     })?;
     let outcome = load.await??;
@@ -140,10 +146,10 @@ async fn mariadb_stops_then_crashes_under_load() -> Result<()> {
     let stored = || executions(db.sql(Some("restarts"), "SELECT count(*) FROM executions"));
     let db = &db;
     tokio::task::block_in_place(|| -> Result<()> {
-        wait_for_executions(stored, WORKFLOWS / 4)?;
+        wait_for_executions(stored, WORKFLOWS / 4, || load.is_finished())?;
         db.stop(false).map_err(anyhow::Error::msg)?;
         db.restart().map_err(anyhow::Error::msg)?;
-        wait_for_executions(stored, WORKFLOWS / 2)?;
+        wait_for_executions(stored, WORKFLOWS / 2, || load.is_finished())?;
         db.stop(true).map_err(anyhow::Error::msg)?;
         db.restart().map_err(anyhow::Error::msg)
     })?;
