@@ -22,10 +22,9 @@ use crate::{
     TimerTaskRow, TransferTaskRow,
 };
 
-const LOCK_SHARD: &str =
-    "SELECT range_id, txid_current() FROM shards WHERE shard_id = $1 FOR SHARE";
+const LOCK_SHARD: &str = "SELECT range_id, txid_current()::text || '@' || pg_postmaster_start_time()::text FROM shards WHERE shard_id = $1 FOR SHARE";
 const UPDATE_SHARD: &str = "UPDATE shards SET data = $3 WHERE shard_id = $1 AND range_id = $2
-     RETURNING range_id, txid_current()";
+     RETURNING range_id, txid_current()::text || '@' || pg_postmaster_start_time()::text";
 const READ_RANGE: &str = "SELECT range_id FROM shards WHERE shard_id = $1";
 const LOCK_CURRENT: &str = "SELECT c.namespace_id, c.workflow_id, c.run_id
      FROM current_executions c

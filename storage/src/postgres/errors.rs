@@ -103,30 +103,44 @@ pub(super) fn connect_cause(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// The outcome of a `COMMIT` that failed with `cause`, for the transaction `xid`.
+/// The outcome of a `COMMIT` that failed with `cause`, for the transaction `txn`
+/// (`"<txid>@<start time of the server that ran it>"`).
 ///
 /// A server that answered the `COMMIT` with an `ERROR` rolled the transaction back. Otherwise
 /// (the connection failed, or the server ended the session with a `FATAL` error) the answer was
 /// lost and the outcome is read back with `txid_status` on a fresh connection
-/// until the server says committed or aborted, for at most [`SETTLE_DEADLINE`].
-pub(super) async fn settle(pool: &Pool, xid: i64, cause: tokio_postgres::Error) -> Result<()> {
+/// until the server says committed or aborted, for at most [`SETTLE_DEADLINE`]. A server that
+/// restarted since cannot say: a transaction whose records had not reached its WAL is gone, and
+/// its id may have been given to a new transaction since (whose status `txid_status` reports),
+/// so the outcome is unknown ([`Error::Backend`]) and the caller reads the store again.
+pub(super) async fn settle(pool: &Pool, txn: &str, cause: tokio_postgres::Error) -> Result<()> {
     if refused_by_server(&cause) {
         return Err(statement(cause));
     }
+    let (xid, server_start) = txn
+        .split_once('@')
+        .and_then(|(xid, start)| Some((xid.parse::<i64>().ok()?, start)))
+        .ok_or_else(|| Error::Backend(format!("postgres: malformed transaction id {txn:?}")))?;
     let deadline = tokio::time::Instant::now() + SETTLE_DEADLINE;
     let mut pause = SETTLE_FIRST_PAUSE;
     let cause = describe(&cause);
     loop {
         let last = match transaction_status(pool, xid).await {
-            Ok(Some(status)) if status == "committed" => return Ok(()),
-            Ok(Some(status)) if status == "aborted" => {
+            Ok((_, started)) if started != server_start => {
+                return Err(Error::Backend(format!(
+                    "postgres: connection lost during COMMIT ({cause}); the server restarted \
+                     since (at {started}), so the outcome is unknown"
+                )));
+            }
+            Ok((Some(status), _)) if status == "committed" => return Ok(()),
+            Ok((Some(status), _)) if status == "aborted" => {
                 return Err(Error::Unavailable(format!(
                     "postgres: connection lost during COMMIT ({cause}); the transaction was \
                      rolled back"
                 )));
             }
-            Ok(Some(status)) => format!("transaction {xid} is {status}"),
-            Ok(None) => {
+            Ok((Some(status), _)) => format!("transaction {xid} is {status}"),
+            Ok((None, _)) => {
                 return Err(Error::Backend(format!(
                     "postgres: connection lost during COMMIT ({cause}); the server no longer \
                      knows transaction {xid}: outcome unknown"
@@ -144,13 +158,19 @@ pub(super) async fn settle(pool: &Pool, xid: i64, cause: tokio_postgres::Error) 
     }
 }
 
-/// `txid_status` of `xid` on a pooled connection: committed, aborted, in progress, or `None`
-/// when the server no longer knows it.
-async fn transaction_status(pool: &Pool, xid: i64) -> Result<Option<String>> {
+/// `txid_status` of `xid` on a pooled connection (committed, aborted, in progress, or `None`
+/// when the server no longer knows it), and when that server started.
+async fn transaction_status(pool: &Pool, xid: i64) -> Result<(Option<String>, String)> {
     let client = pool.get().await.map_err(|e| self::pool(e, "postgres"))?;
     let row = client
-        .query_one("SELECT txid_status($1)", &[&xid])
+        .query_one(
+            "SELECT txid_status($1), pg_postmaster_start_time()::text",
+            &[&xid],
+        )
         .await
         .map_err(statement)?;
-    row.try_get(0).map_err(statement)
+    Ok((
+        row.try_get(0).map_err(statement)?,
+        row.try_get(1).map_err(statement)?,
+    ))
 }

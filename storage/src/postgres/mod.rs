@@ -243,7 +243,7 @@ impl ShardStore for PostgresStore {
         acquire.push(
             "INSERT INTO shards (shard_id, range_id, data) VALUES ($1, 1, '')
              ON CONFLICT (shard_id) DO UPDATE SET range_id = shards.range_id + 1
-             RETURNING range_id, data, txid_current()",
+             RETURNING range_id, data, txid_current()::text || '@' || pg_postmaster_start_time()::text",
             params![shard_id],
         );
         let (tx, answers) = WriteTransaction::begin(self.client().await?, acquire)

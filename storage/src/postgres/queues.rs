@@ -50,7 +50,7 @@ impl NamespaceStore for PostgresStore {
         let mut insert = Pipeline::default();
         insert.push(
             "INSERT INTO namespaces (id, name, notification_version, data)
-             VALUES ($1, $2, $3, $4) RETURNING txid_current()",
+             VALUES ($1, $2, $3, $4) RETURNING txid_current()::text || '@' || pg_postmaster_start_time()::text",
             namespace_params(&record),
         );
         let (tx, answers) = WriteTransaction::begin(self.client().await?, insert)
@@ -64,7 +64,7 @@ impl NamespaceStore for PostgresStore {
     async fn update_namespace(&self, record: NamespaceRow, expected_version: i64) -> Result<()> {
         let mut read = Pipeline::default();
         read.push(
-            "SELECT notification_version, txid_current() FROM namespaces WHERE id = $1
+            "SELECT notification_version, txid_current()::text || '@' || pg_postmaster_start_time()::text FROM namespaces WHERE id = $1
              FOR UPDATE",
             params![record.id.clone()],
         );
@@ -74,7 +74,7 @@ impl NamespaceStore for PostgresStore {
         let Some(stored) = answers.first().and_then(|rows| rows.first()) else {
             return Err(Error::NotFound(format!("namespace {}", record.id)));
         };
-        let (version, xid): (i64, i64) = (column(stored, 0)?, column(stored, 1)?);
+        let (version, xid): (i64, String) = (column(stored, 0)?, column(stored, 1)?);
         if version != expected_version {
             return Err(Error::ConditionFailed(format!(
                 "namespace {}: expected version {expected_version}, found {version}",
@@ -112,7 +112,7 @@ impl NamespaceStore for PostgresStore {
 
 /// Reads the partition's lease under a share lock (an acquire waits for this transaction),
 /// with the transaction id.
-const LOCK_LEASE: &str = "SELECT range_id, txid_current() FROM task_queues
+const LOCK_LEASE: &str = "SELECT range_id, txid_current()::text || '@' || pg_postmaster_start_time()::text FROM task_queues
      WHERE namespace_id = $1 AND name = $2 AND task_type = $3 AND partition = $4 FOR SHARE";
 
 impl PostgresStore {
@@ -144,8 +144,8 @@ impl PostgresStore {
             .map_err(errors::statement)?;
         // The write ran too; a lease that moved on rolls it back with the transaction.
         let (actual, xid) = match answers.first().and_then(|rows| rows.first()) {
-            Some(row) => (column::<i64>(row, 0)?, column::<i64>(row, 1)?),
-            None => (0, 0),
+            Some(row) => (column::<i64>(row, 0)?, column::<String>(row, 1)?),
+            None => (0, String::new()),
         };
         if actual != range_id {
             return Err(Error::TaskQueueLeaseLost {
@@ -167,7 +167,7 @@ impl TaskQueueStore for PostgresStore {
              VALUES ($1, $2, $3, $4, 1)
              ON CONFLICT (namespace_id, name, task_type, partition)
              DO UPDATE SET range_id = task_queues.range_id + 1
-             RETURNING range_id, txid_current()",
+             RETURNING range_id, txid_current()::text || '@' || pg_postmaster_start_time()::text",
             params![
                 key.namespace_id.clone(),
                 key.name.clone(),

@@ -3,7 +3,8 @@
 //! statements, [`WriteTransaction::commit`] sends the last ones with `COMMIT`. A write then costs
 //! two round trips: the reads that decide it, and the writes.
 //!
-//! Every write transaction reads its id (`txid_current()`) among its first statements, so a
+//! Every write transaction reads its id (`txid_current()`, with the start time of the server
+//! running it: see `errors::settle`) among its first statements, so a
 //! `COMMIT` whose answer is lost can be settled (see `errors::settle`). A transaction dropped
 //! before it commits (an error, or the caller gone) is rolled back before its connection goes
 //! back to the pool.
@@ -59,7 +60,7 @@ impl WriteTransaction {
     pub(super) async fn commit(
         mut self,
         mut last: Pipeline,
-        xid: i64,
+        xid: String,
         pool: &Pool,
         refused: impl FnOnce(tokio_postgres::Error) -> Error,
     ) -> Result<()> {
@@ -82,10 +83,10 @@ impl WriteTransaction {
         match answers.into_iter().find_map(std::result::Result::err) {
             // A refused write aborted the transaction: its COMMIT rolled back.
             Some(e) if errors::refused_by_server(&e) => Err(refused(e)),
-            Some(e) => errors::settle(pool, xid, e).await,
+            Some(e) => errors::settle(pool, &xid, e).await,
             None => match commit {
                 Ok(_) => Ok(()),
-                Err(e) => errors::settle(pool, xid, e).await,
+                Err(e) => errors::settle(pool, &xid, e).await,
             },
         }
     }
