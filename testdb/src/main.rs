@@ -2,7 +2,8 @@
 //! written in Rust (the Python SDK suite), prints the URL its superuser logs in with
 //! (`postgres://USER:PASSWORD@127.0.0.1:PORT` or `mysql://...`, without a database), and keeps
 //! it running until its standard input closes. KIND is `postgres` or `mariadb`; the server's
-//! files go under DIR and are removed when it stops.
+//! files go under DIR and are removed when it stops. PostgreSQL runs without fsync unless
+//! `--durable` comes first (benchmarks comparing stores want its durable defaults).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -11,15 +12,23 @@ use std::process::ExitCode;
 use sundial_testdb::{mariadb, postgres};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let durable = args.first().is_some_and(|a| a == "--durable");
+    if durable {
+        args.remove(0);
+    }
     let [kind, dir] = args.as_slice() else {
-        eprintln!("usage: sundial-testdb postgres|mariadb DIR");
+        eprintln!("usage: sundial-testdb [--durable] postgres|mariadb DIR");
         return ExitCode::from(2);
     };
     let root = Path::new(dir);
     // The server lives as long as its handle; its watcher stops it when this process ends.
     let (url, _server): (String, Box<dyn std::any::Any>) = match kind.as_str() {
-        "postgres" => match postgres::Server::start(root, "sdk") {
+        "postgres" => match if durable {
+            postgres::Server::start_durable(root, "sdk")
+        } else {
+            postgres::Server::start(root, "sdk")
+        } {
             Ok(s) => (
                 format!(
                     "postgres://{}:{}@{}",

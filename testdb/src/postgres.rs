@@ -21,6 +21,14 @@ pub const USER: &str = "sundial";
 /// Its password.
 pub const PASSWORD: &str = "testdb-secret";
 
+/// Whether the server may lose committed data in a crash of the machine (never of the server
+/// process alone): tests run faster without fsync.
+#[derive(Clone, Copy)]
+enum Durability {
+    Unsafe,
+    Durable,
+}
+
 /// A running private PostgreSQL server, stopped when this process exits.
 pub struct Server {
     bin: PathBuf,
@@ -33,8 +41,18 @@ pub struct Server {
 
 impl Server {
     /// Initialises and starts a server named `name` (its directory's name) under `root`,
-    /// ready for connections.
+    /// ready for connections. Tests need no crash safety from it: it runs without fsync.
     pub fn start(root: &Path, name: &str) -> Result<Server, String> {
+        Server::start_with(root, name, Durability::Unsafe)
+    }
+
+    /// Like [`Server::start`], with PostgreSQL's durable defaults (`fsync`,
+    /// `full_page_writes`, `synchronous_commit` on), for benchmarks that compare stores.
+    pub fn start_durable(root: &Path, name: &str) -> Result<Server, String> {
+        Server::start_with(root, name, Durability::Durable)
+    }
+
+    fn start_with(root: &Path, name: &str, durability: Durability) -> Result<Server, String> {
         let bin = server_binaries()?;
         let root = root.join("pg-test");
         static CLEANED: OnceLock<()> = OnceLock::new();
@@ -69,7 +87,7 @@ impl Server {
             "--no-sync".as_ref(),
             "--no-instructions".as_ref(),
         ]))?;
-        let port = start_on_a_free_port(&bin, &data, &log)?;
+        let port = start_on_a_free_port(&bin, &data, &log, durability)?;
         let reaper = spawn_reaper(&bin, &data)?;
         Ok(Server {
             bin,
@@ -178,12 +196,21 @@ fn give_to_server_user(path: &Path) -> Result<(), String> {
 }
 
 /// Starts the server on a free loopback port (another port if that one was taken meanwhile).
-fn start_on_a_free_port(bin: &Path, data: &Path, log: &Path) -> Result<u16, String> {
+fn start_on_a_free_port(
+    bin: &Path,
+    data: &Path,
+    log: &Path,
+    durability: Durability,
+) -> Result<u16, String> {
+    let unsafe_settings = match durability {
+        Durability::Unsafe => " -c fsync=off -c full_page_writes=off",
+        Durability::Durable => "",
+    };
     for _ in 0..5 {
         let port = free_port()?;
         let settings = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
-             -c fsync=off -c full_page_writes=off -c max_connections=300"
+             -c max_connections=300{unsafe_settings}"
         );
         let started = pg_tool(bin, "pg_ctl")
             .arg("-D")

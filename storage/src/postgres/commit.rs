@@ -365,3 +365,145 @@ fn history_params(
     }
     params![shard_id, ns, wf, run, first, txn, events]
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use deadpool_postgres::tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+    use sundial_testdb::postgres::{PASSWORD, Server, USER};
+
+    use super::*;
+    use crate::postgres::{PostgresOptions, schema};
+
+    /// `target/tmp`, next to the test binary's profile directory.
+    fn target_tmp() -> PathBuf {
+        let exe = std::env::current_exe().expect("test binary path");
+        // target/<profile>/deps/<binary>
+        exe.ancestors().nth(3).expect("inside target/").join("tmp")
+    }
+
+    /// A session configured as the store's, on `options`' database.
+    async fn store_session(options: &PostgresOptions) -> Client {
+        let (config, _) = options.connection(&options.database_name).unwrap();
+        let (client, connection) = config.connect(NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Rows read from `table` by the plan nodes of an `EXPLAIN (ANALYZE, FORMAT JSON)` answer:
+    /// the rows each scan of it returned plus those its filter removed.
+    fn rows_read(plan: &serde_json::Value, table: &str) -> u64 {
+        let own = if plan["Relation Name"] == table {
+            plan["Actual Rows"].as_u64().unwrap_or(0)
+                + plan["Rows Removed by Filter"].as_u64().unwrap_or(0)
+                + plan["Rows Removed by Index Recheck"].as_u64().unwrap_or(0)
+        } else {
+            0
+        };
+        let children = plan["Plans"]
+            .as_array()
+            .map(|plans| plans.iter().map(|p| rows_read(p, table)).sum())
+            .unwrap_or(0);
+        own + children
+    }
+
+    /// The statements that name rows by arrays read only those rows, even when the table has
+    /// grown far past what its statistics say (a table analysed while small, as a new
+    /// deployment's is). Each statement runs as the store runs it: prepared once, executed
+    /// many times, so the server is free to switch to a generic plan.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn array_lookups_read_only_the_rows_they_name() {
+        let server = tokio::task::block_in_place(|| Server::start(&target_tmp(), "plans"))
+            .expect("private PostgreSQL server");
+        let options = PostgresOptions {
+            connect_addr: server.address(),
+            database_name: "plans".to_string(),
+            user: USER.to_string(),
+            password: PASSWORD.to_string(),
+            ..PostgresOptions::default()
+        };
+        schema::create_database(&options).await.unwrap();
+        schema::setup(&options).await.unwrap();
+        let session = store_session(&options).await;
+        // A new deployment: the store's sessions plan their statements while the tables are
+        // nearly empty (no statistics yet), then the tables grow.
+        let fill = |from: i32, to: i32| {
+            format!(
+                "INSERT INTO executions
+                     (shard_id, namespace_id, workflow_id, run_id, state, db_version, next_event_id)
+                 SELECT 1, 'ns', 'wf-' || i, 'run', '\\x00', 1, 2 FROM generate_series({from}, {to}) i;
+                 INSERT INTO current_executions (shard_id, namespace_id, workflow_id, run_id, data)
+                 SELECT 1, 'ns', 'wf-' || i, 'run', '\\x00' FROM generate_series({from}, {to}) i;"
+            )
+        };
+        session
+            .batch_execute(&format!(
+                "ALTER TABLE executions SET (autovacuum_enabled = false);
+                 ALTER TABLE current_executions SET (autovacuum_enabled = false);
+                 {}",
+                fill(1, 20)
+            ))
+            .await
+            .unwrap();
+
+        // Each argument list names one run of shard 1, as a single-workflow commit does.
+        let run = |i: i32| format!("ARRAY['ns'], ARRAY['wf-{i}'], ARRAY['run']");
+        let statements = [
+            (
+                LOCK_CURRENT,
+                "current_executions",
+                "1, ARRAY['ns'], ARRAY['wf-{i}']",
+            ),
+            (
+                UPDATE_CURRENT,
+                "current_executions",
+                "1, {run}, ARRAY['\\x01'::bytea]",
+            ),
+            (LOCK_EXECUTIONS, "executions", "1, {run}"),
+            (
+                UPDATE_EXECUTIONS,
+                "executions",
+                "1, {run}, ARRAY['\\x01'::bytea], ARRAY[2::int8], ARRAY[3::int8]",
+            ),
+            (DELETE_EXECUTIONS, "executions", "1, {run}"),
+            (DELETE_CURRENT, "current_executions", "1, {run}"),
+        ];
+        // Prepared once and run many times, as the store's sessions run them: past the five
+        // custom plans after which the server may choose a generic plan and keep it.
+        let explain = |n: usize, args: &str, i: i32| {
+            let args = args
+                .replace("{run}", &run(i))
+                .replace("{i}", &i.to_string());
+            format!("BEGIN; EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE s{n}({args}); ROLLBACK")
+        };
+        for (n, (sql, _, args)) in statements.iter().enumerate() {
+            session
+                .batch_execute(&format!("PREPARE s{n} AS {sql}"))
+                .await
+                .unwrap();
+            for i in 1..=10 {
+                session.batch_execute(&explain(n, args, i)).await.unwrap();
+            }
+        }
+        session.batch_execute(&fill(21, 3000)).await.unwrap();
+        for (n, (sql, table, args)) in statements.into_iter().enumerate() {
+            for i in 2990..=3000 {
+                let answer = session.simple_query(&explain(n, args, i)).await.unwrap();
+                let text = answer
+                    .iter()
+                    .find_map(|m| match m {
+                        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                        _ => None,
+                    })
+                    .expect("a plan");
+                let plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let read = rows_read(&plan[0]["Plan"], table);
+                assert!(
+                    read <= 1,
+                    "execution {i} of {sql} read {read} rows of {table} to find one: {plan:#}"
+                );
+            }
+        }
+    }
+}

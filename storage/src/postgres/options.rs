@@ -19,6 +19,16 @@ pub const DEFAULT_MAX_CONNS: usize = 20;
 /// [`Error::Unavailable`].
 pub(super) const POOL_WAIT: Duration = Duration::from_secs(10);
 
+/// Settings of every session the store opens (the startup `options` parameter).
+///
+/// `plan_cache_mode=force_custom_plan`: the server plans each execution of a prepared
+/// statement with its parameters. A commit names its rows in arrays (`unnest($2::text[], ...)`)
+/// and looks them up by primary key; a generic plan cannot see how many rows an array holds
+/// and, with statistics taken while a table was small, joins the array to every row of the
+/// shard instead (measured: 600 rows read per commit after 10k workflows, growing with the
+/// table). A custom plan sees the arrays and always probes the index.
+const SESSION_OPTIONS: &str = "-c plan_cache_mode=force_custom_plan";
+
 /// How long opening one connection may take, unless `connectAttributes.connect_timeout` says
 /// otherwise.
 pub(super) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -129,6 +139,7 @@ impl PostgresOptions {
             .dbname(database)
             .user(&self.user)
             .application_name("sundial")
+            .options(SESSION_OPTIONS)
             .connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         if !self.password.is_empty() {
             config.password(self.password.as_bytes());
@@ -250,7 +261,8 @@ fn apply_attribute(config: &mut PgConfig, key: &str, value: &str) -> Result<()> 
             config.application_name(value);
         }
         "options" => {
-            config.options(value);
+            // The user's settings come last, so theirs win.
+            config.options(format!("{SESSION_OPTIONS} {value}"));
         }
         "connect_timeout" => {
             // libpq's 0 waits forever; Sundial bounds every connection attempt.
@@ -357,6 +369,7 @@ mod tests {
             ("application_name".to_string(), "worker-7".to_string()),
             ("connect_timeout".to_string(), "3".to_string()),
             ("keepalives_idle".to_string(), "30".to_string()),
+            ("options".to_string(), "-c statement_timeout=5s".to_string()),
             ("sslmode".to_string(), "disable".to_string()),
         ]);
         let (config, _) = o.connection("sundial").unwrap();
@@ -367,6 +380,11 @@ mod tests {
         assert_eq!(config.get_application_name(), Some("worker-7"));
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(3)));
         assert_eq!(config.get_keepalives_idle(), Duration::from_secs(30));
+        // The store's session settings first, the user's after them (theirs win).
+        assert_eq!(
+            config.get_options(),
+            Some("-c plan_cache_mode=force_custom_plan -c statement_timeout=5s")
+        );
     }
 
     #[test]
