@@ -24,7 +24,7 @@ const SETTLE_LONGEST_PAUSE: Duration = Duration::from_secs(1);
 
 /// True when `e` is about the connection rather than about the statement: the socket failed
 /// or closed, or the connection attempt did.
-fn connection_failed(e: &tokio_postgres::Error) -> bool {
+pub(super) fn connection_failed(e: &tokio_postgres::Error) -> bool {
     use std::error::Error as _;
     e.is_closed()
         || e.source().is_some_and(|s| s.is::<std::io::Error>())

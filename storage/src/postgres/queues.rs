@@ -1,6 +1,7 @@
 //! The PostgreSQL `namespaces`, `task_queues` and `tasks` tables: cluster-wide rows outside any
-//! shard, fenced by their own versions and leases. Every write is a transaction that learns
-//! its id before it commits, so a lost `COMMIT` answer is settled like a shard commit's.
+//! shard, fenced by their own versions and leases. A namespace write or a lease is a
+//! transaction that learns its id before it commits, so a lost `COMMIT` answer is settled like
+//! a shard commit's; a backlog write is one idempotent statement, settled by running it again.
 
 use std::collections::BTreeMap;
 
@@ -110,42 +111,72 @@ impl NamespaceStore for PostgresStore {
     }
 }
 
-/// Reads the partition's lease under a share lock (an acquire waits for this transaction),
-/// with the transaction id.
-const LOCK_LEASE: &str = "SELECT range_id, txid_current()::text || '@' || pg_postmaster_start_time()::text FROM task_queues
-     WHERE namespace_id = $1 AND name = $2 AND task_type = $3 AND partition = $4 FOR SHARE";
+// A partition's backlog writes are one statement each, so one round trip in a transaction of
+// its own: the lease row read under a share lock (an acquire of the lease waits for the
+// statement, and a statement waiting for an acquire sees the new `range_id`), the write only
+// if the lease is still `$5`, and the lease's `range_id` as the answer. Parameters: the
+// partition's key ($1 to $4), the expected `range_id` ($5), then the write's.
+const CREATE_TASKS: &str = "WITH lease AS (
+         SELECT range_id FROM task_queues
+         WHERE namespace_id = $1 AND name = $2 AND task_type = $3 AND partition = $4
+         FOR SHARE),
+     written AS (
+         INSERT INTO tasks (namespace_id, name, task_type, partition, task_id, data)
+         SELECT $1, $2, $3, $4, t.task_id, t.data
+         FROM unnest($6::int8[], $7::bytea[]) AS t(task_id, data)
+         WHERE EXISTS (SELECT 1 FROM lease WHERE range_id = $5)
+         ON CONFLICT (namespace_id, name, task_type, partition, task_id)
+         DO UPDATE SET data = excluded.data)
+     SELECT range_id FROM lease";
+const DELETE_TASKS: &str = "WITH lease AS (
+         SELECT range_id FROM task_queues
+         WHERE namespace_id = $1 AND name = $2 AND task_type = $3 AND partition = $4
+         FOR SHARE),
+     deleted AS (
+         DELETE FROM tasks
+         WHERE namespace_id = $1 AND name = $2 AND task_type = $3 AND partition = $4
+           AND task_id = ANY($6::int8[])
+           AND EXISTS (SELECT 1 FROM lease WHERE range_id = $5))
+     SELECT range_id FROM lease";
 
 impl PostgresStore {
-    /// Runs `write` (whose parameters start with the partition's key) beside the lease check
-    /// of `key`, in one transaction and one round trip; commits only if the lease is
-    /// `range_id`.
+    /// Runs `write` (`CREATE_TASKS` or `DELETE_TASKS`) under the lease `range_id` of `key`.
+    ///
+    /// Both writes are idempotent (the same rows written again, the same ids deleted again), so
+    /// a statement whose answer is lost with its connection is settled by running it once more
+    /// on another connection: its answer then says what the store holds. When that answer is
+    /// lost too, the call is `Unavailable` and may have landed; a task written twice is handed
+    /// out twice, and history refuses its second start.
     async fn leased_write(
         &self,
         key: &TaskQueueKey,
         range_id: i64,
         write: &'static str,
-        mut params: Vec<Param>,
+        params: impl Fn() -> Vec<Param>,
     ) -> Result<()> {
-        let key_params = || {
-            params![
+        let run = || async {
+            let mut all = params![
                 key.namespace_id.clone(),
                 key.name.clone(),
                 key.task_type,
-                key.partition
-            ]
+                key.partition,
+                range_id
+            ];
+            all.append(&mut params());
+            let mut statement = Pipeline::default();
+            statement.push(write, all);
+            let client = self.client().await?;
+            let answer = statement.run(&client).await.into_iter().next();
+            Ok::<_, Error>(answer.expect("one answer per statement"))
         };
-        let mut pipeline = Pipeline::default();
-        pipeline.push(LOCK_LEASE, key_params());
-        let mut write_params = key_params();
-        write_params.append(&mut params);
-        pipeline.push(write, write_params);
-        let (tx, answers) = WriteTransaction::begin(self.client().await?, pipeline)
-            .await
-            .map_err(errors::statement)?;
-        // The write ran too; a lease that moved on rolls it back with the transaction.
-        let (actual, xid) = match answers.first().and_then(|rows| rows.first()) {
-            Some(row) => (column::<i64>(row, 0)?, column::<String>(row, 1)?),
-            None => (0, String::new()),
+        let rows = match run().await? {
+            Err(e) if errors::connection_failed(&e) => run().await?,
+            answer => answer,
+        }
+        .map_err(errors::statement)?;
+        let actual = match rows.first() {
+            Some(row) => column::<i64>(row, 0)?,
+            None => 0,
         };
         if actual != range_id {
             return Err(Error::TaskQueueLeaseLost {
@@ -153,8 +184,7 @@ impl PostgresStore {
                 actual,
             });
         }
-        tx.commit(Pipeline::default(), xid, &self.pool, errors::statement)
-            .await
+        Ok(())
     }
 }
 
@@ -195,15 +225,9 @@ impl TaskQueueStore for PostgresStore {
         let tasks: BTreeMap<i64, Vec<u8>> =
             tasks.into_iter().map(|t| (t.task_id, t.data)).collect();
         let (ids, data): (Vec<i64>, Vec<Vec<u8>>) = tasks.into_iter().unzip();
-        self.leased_write(
-            key,
-            range_id,
-            "INSERT INTO tasks (namespace_id, name, task_type, partition, task_id, data)
-             SELECT $1, $2, $3, $4, * FROM unnest($5::int8[], $6::bytea[])
-             ON CONFLICT (namespace_id, name, task_type, partition, task_id)
-             DO UPDATE SET data = excluded.data",
-            params![ids, data],
-        )
+        self.leased_write(key, range_id, CREATE_TASKS, || {
+            params![ids.clone(), data.clone()]
+        })
         .await
     }
 
@@ -245,13 +269,7 @@ impl TaskQueueStore for PostgresStore {
         range_id: i64,
         task_ids: &[i64],
     ) -> Result<()> {
-        self.leased_write(
-            key,
-            range_id,
-            "DELETE FROM tasks WHERE namespace_id = $1 AND name = $2 AND task_type = $3
-               AND partition = $4 AND task_id = ANY($5::int8[])",
-            params![task_ids.to_vec()],
-        )
-        .await
+        self.leased_write(key, range_id, DELETE_TASKS, || params![task_ids.to_vec()])
+            .await
     }
 }
