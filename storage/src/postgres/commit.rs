@@ -88,30 +88,27 @@ const DELETE_TIMERS: &str = "DELETE FROM timer_tasks WHERE ctid = ANY(ARRAY(
          SELECT ctid FROM timer_tasks
          WHERE shard_id = $1 AND fire_time_ms = k.fire_time_ms AND task_id = k.task_id
          OFFSET 0) t))";
-const DELETE_EXECUTIONS: &str = "DELETE FROM executions WHERE ctid = ANY(ARRAY(
-     SELECT e.ctid FROM unnest($2::text[], $3::text[], $4::text[])
-         AS k(namespace_id, workflow_id, run_id)
-     CROSS JOIN LATERAL (
-         SELECT ctid FROM executions
-         WHERE shard_id = $1 AND namespace_id = k.namespace_id
-           AND workflow_id = k.workflow_id AND run_id = k.run_id
-         OFFSET 0) e))";
-const DELETE_HISTORY: &str = "DELETE FROM history_node WHERE ctid = ANY(ARRAY(
-     SELECT h.ctid FROM unnest($2::text[], $3::text[], $4::text[])
-         AS k(namespace_id, workflow_id, run_id)
-     CROSS JOIN LATERAL (
-         SELECT ctid FROM history_node
-         WHERE shard_id = $1 AND namespace_id = k.namespace_id
-           AND workflow_id = k.workflow_id AND run_id = k.run_id
-         OFFSET 0) h))";
-const DELETE_CURRENT: &str = "DELETE FROM current_executions WHERE ctid = ANY(ARRAY(
-     SELECT c.ctid FROM unnest($2::text[], $3::text[], $4::text[])
-         AS k(namespace_id, workflow_id, run_id)
-     CROSS JOIN LATERAL (
-         SELECT ctid FROM current_executions
-         WHERE shard_id = $1 AND namespace_id = k.namespace_id
-           AND workflow_id = k.workflow_id AND run_id = k.run_id
-         OFFSET 0) c))";
+/// Deletes the rows of `$table` of the runs whose keys are in `$2` to `$4`.
+macro_rules! delete_runs {
+    ($table:literal) => {
+        concat!(
+            "DELETE FROM ",
+            $table,
+            " WHERE ctid = ANY(ARRAY(
+                 SELECT r.ctid FROM unnest($2::text[], $3::text[], $4::text[])
+                     AS k(namespace_id, workflow_id, run_id)
+                 CROSS JOIN LATERAL (
+                     SELECT ctid FROM ",
+            $table,
+            " WHERE shard_id = $1 AND namespace_id = k.namespace_id
+                       AND workflow_id = k.workflow_id AND run_id = k.run_id
+                     OFFSET 0) r))"
+        )
+    };
+}
+const DELETE_EXECUTIONS: &str = delete_runs!("executions");
+const DELETE_HISTORY: &str = delete_runs!("history_node");
+const DELETE_CURRENT: &str = delete_runs!("current_executions");
 
 /// Fences, checks and writes `batch` in one transaction on `client`, and commits it.
 pub(super) async fn commit_batch(

@@ -54,8 +54,8 @@ impl Pipeline {
 
     /// Runs every statement on `client`, in order, and returns every answer, in order.
     /// Statements are prepared first (from the connection's cache, once warm); a failure to
-    /// prepare is the only answer, and then nothing was run.
-    pub(super) async fn run(self, client: &ClientWrapper) -> Vec<Answer> {
+    /// prepare is the only answer, and then nothing was run. The pipeline can run again.
+    pub(super) async fn run(&self, client: &ClientWrapper) -> Vec<Answer> {
         let prepared = join_all(self.steps.iter().filter_map(|step| match step {
             Step::Prepared(sql, _) => Some(client.prepare_cached(sql)),
             Step::Simple(_) => None,

@@ -116,28 +116,35 @@ impl NamespaceStore for PostgresStore {
 // statement, and a statement waiting for an acquire sees the new `range_id`), the write only
 // if the lease is still `$5`, and the lease's `range_id` as the answer. Parameters: the
 // partition's key ($1 to $4), the expected `range_id` ($5), then the write's.
-const CREATE_TASKS: &str = "WITH lease AS (
-         SELECT range_id FROM task_queues
-         WHERE namespace_id = $1 AND name = $2 AND task_type = $3 AND partition = $4
-         FOR SHARE),
-     written AS (
-         INSERT INTO tasks (namespace_id, name, task_type, partition, task_id, data)
-         SELECT $1, $2, $3, $4, t.task_id, t.data
-         FROM unnest($6::int8[], $7::bytea[]) AS t(task_id, data)
-         WHERE EXISTS (SELECT 1 FROM lease WHERE range_id = $5)
-         ON CONFLICT (namespace_id, name, task_type, partition, task_id)
-         DO UPDATE SET data = excluded.data)
-     SELECT range_id FROM lease";
-const DELETE_TASKS: &str = "WITH lease AS (
-         SELECT range_id FROM task_queues
-         WHERE namespace_id = $1 AND name = $2 AND task_type = $3 AND partition = $4
-         FOR SHARE),
-     deleted AS (
-         DELETE FROM tasks
-         WHERE namespace_id = $1 AND name = $2 AND task_type = $3 AND partition = $4
-           AND task_id = ANY($6::int8[])
-           AND EXISTS (SELECT 1 FROM lease WHERE range_id = $5))
-     SELECT range_id FROM lease";
+macro_rules! under_lease {
+    ($write:literal) => {
+        concat!(
+            "WITH lease AS (
+                 SELECT range_id FROM task_queues
+                 WHERE namespace_id = $1 AND name = $2 AND task_type = $3 AND partition = $4
+                 FOR SHARE),
+             change AS (",
+            $write,
+            ")
+             SELECT range_id FROM lease"
+        )
+    };
+}
+const CREATE_TASKS: &str = under_lease!(
+    "
+INSERT INTO tasks (namespace_id, name, task_type, partition, task_id, data)
+     SELECT $1, $2, $3, $4, t.task_id, t.data
+     FROM unnest($6::int8[], $7::bytea[]) AS t(task_id, data)
+     WHERE EXISTS (SELECT 1 FROM lease WHERE range_id = $5)
+     ON CONFLICT (namespace_id, name, task_type, partition, task_id)
+     DO UPDATE SET data = excluded.data"
+);
+const DELETE_TASKS: &str = under_lease!(
+    "DELETE FROM tasks
+     WHERE namespace_id = $1 AND name = $2 AND task_type = $3 AND partition = $4
+       AND task_id = ANY($6::int8[])
+       AND EXISTS (SELECT 1 FROM lease WHERE range_id = $5)"
+);
 
 impl PostgresStore {
     /// Runs `write` (`CREATE_TASKS` or `DELETE_TASKS`) under the lease `range_id` of `key`.
@@ -152,19 +159,19 @@ impl PostgresStore {
         key: &TaskQueueKey,
         range_id: i64,
         write: &'static str,
-        params: impl Fn() -> Vec<Param>,
+        mut params: Vec<Param>,
     ) -> Result<()> {
+        let mut all = params![
+            key.namespace_id.clone(),
+            key.name.clone(),
+            key.task_type,
+            key.partition,
+            range_id
+        ];
+        all.append(&mut params);
+        let mut statement = Pipeline::default();
+        statement.push(write, all);
         let run = || async {
-            let mut all = params![
-                key.namespace_id.clone(),
-                key.name.clone(),
-                key.task_type,
-                key.partition,
-                range_id
-            ];
-            all.append(&mut params());
-            let mut statement = Pipeline::default();
-            statement.push(write, all);
             let client = self.client().await?;
             let answer = statement.run(&client).await.into_iter().next();
             Ok::<_, Error>(answer.expect("one answer per statement"))
@@ -225,10 +232,8 @@ impl TaskQueueStore for PostgresStore {
         let tasks: BTreeMap<i64, Vec<u8>> =
             tasks.into_iter().map(|t| (t.task_id, t.data)).collect();
         let (ids, data): (Vec<i64>, Vec<Vec<u8>>) = tasks.into_iter().unzip();
-        self.leased_write(key, range_id, CREATE_TASKS, || {
-            params![ids.clone(), data.clone()]
-        })
-        .await
+        self.leased_write(key, range_id, CREATE_TASKS, params![ids, data])
+            .await
     }
 
     async fn get_tasks(
@@ -269,7 +274,7 @@ impl TaskQueueStore for PostgresStore {
         range_id: i64,
         task_ids: &[i64],
     ) -> Result<()> {
-        self.leased_write(key, range_id, DELETE_TASKS, || params![task_ids.to_vec()])
+        self.leased_write(key, range_id, DELETE_TASKS, params![task_ids.to_vec()])
             .await
     }
 }
