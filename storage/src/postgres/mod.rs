@@ -19,6 +19,8 @@ mod commit;
 mod errors;
 mod options;
 mod pipeline;
+#[cfg(test)]
+mod plans;
 mod queues;
 pub mod schema;
 mod tls;

@@ -139,10 +139,18 @@ INSERT INTO tasks (namespace_id, name, task_type, partition, task_id, data)
      ON CONFLICT (namespace_id, name, task_type, partition, task_id)
      DO UPDATE SET data = excluded.data"
 );
-const DELETE_TASKS: &str = under_lease!(
+// The rows' ids (ctid) are found by key first, one task id after another (a `LATERAL`
+// subquery with `OFFSET 0` cannot be flattened): with `task_id = ANY(...)` a generic plan
+// could take only the partition's key to the index and read the partition's whole backlog.
+pub(super) const DELETE_TASKS: &str = under_lease!(
     "DELETE FROM tasks
-     WHERE namespace_id = $1 AND name = $2 AND task_type = $3 AND partition = $4
-       AND task_id = ANY($6::int8[])
+     WHERE ctid = ANY(ARRAY(
+         SELECT t.ctid FROM unnest($6::int8[]) AS k(task_id)
+         CROSS JOIN LATERAL (
+             SELECT ctid FROM tasks
+             WHERE namespace_id = $1 AND name = $2 AND task_type = $3 AND partition = $4
+               AND task_id = k.task_id
+             OFFSET 0) t))
        AND EXISTS (SELECT 1 FROM lease WHERE range_id = $5)"
 );
 

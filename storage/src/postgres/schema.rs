@@ -13,6 +13,26 @@ use super::PostgresOptions;
 use super::errors;
 use crate::{Error, Result};
 
+/// In `sundial_commit`: deletes the rows of `$table` of the runs named by `d_ns`, `d_wf` and
+/// `d_run`, finding their ids (ctid) by key first.
+macro_rules! delete_runs {
+    ($table:literal) => {
+        concat!(
+            "DELETE FROM ",
+            $table,
+            " WHERE ctid = ANY(ARRAY(
+                SELECT r.ctid FROM unnest(d_ns, d_wf, d_run) AS k(namespace_id, workflow_id, run_id)
+                CROSS JOIN LATERAL (
+                    SELECT ctid FROM ",
+            $table,
+            " WHERE shard_id = p_shard AND namespace_id = k.namespace_id
+                      AND workflow_id = k.workflow_id AND run_id = k.run_id
+                    OFFSET 0) r));
+            "
+        )
+    };
+}
+
 /// The schema, one step per entry. Text keys are `COLLATE "C"`, so `ORDER BY` is bytewise like
 /// Rust's string order whatever the database's locale; blobs are `bytea`, opaque to the store.
 const MIGRATIONS: &[&str] = &[
@@ -88,6 +108,181 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace_id, name, task_type, partition, task_id)
     );
     "#,
+    // 2: a shard's batch in one statement (see `commit.rs`): the fence, the conditions and
+    // every write. Conditions that fail raise SD001 (ownership lost; DETAIL: the range_id
+    // found), SD002 (a current-run condition; DETAIL: the write's position, HINT: `=` and the
+    // run found, or empty) or SD003 (a db_version condition, likewise). Rows are looked up by
+    // key through LATERAL subqueries that cannot be flattened, so the plans PL/pgSQL keeps
+    // per session go by key whatever the tables held when they were made.
+    concat!(
+        r#"
+    CREATE FUNCTION sundial_commit(
+        p_shard integer, p_range bigint, p_data bytea,
+        cw_ns text[], cw_wf text[], cw_expected text[],
+        ew_ns text[], ew_wf text[], ew_run text[], ew_expected bigint[],
+        c_ns text[], c_wf text[], c_run text[], c_data bytea[], c_exists boolean[],
+        e_ns text[], e_wf text[], e_run text[], e_state bytea[], e_version bigint[],
+        e_next bigint[], e_exists boolean[],
+        h_ns text[], h_wf text[], h_run text[], h_first bigint[], h_txn bigint[],
+        h_events bytea[],
+        t_ids bigint[], t_data bytea[],
+        tm_fire bigint[], tm_ids bigint[], tm_data bytea[],
+        dt_ids bigint[],
+        dtm_fire bigint[], dtm_ids bigint[],
+        d_ns text[], d_wf text[], d_run text[]
+    ) RETURNS text LANGUAGE plpgsql AS $body$
+    DECLARE
+        v_range bigint;
+        v_write bigint;
+        v_found text;
+    BEGIN
+        -- The fence: the shard row under a lock that an acquire_shard waits for.
+        IF p_data IS NULL THEN
+            SELECT range_id INTO v_range FROM shards WHERE shard_id = p_shard FOR SHARE;
+        ELSE
+            UPDATE shards SET data = p_data WHERE shard_id = p_shard AND range_id = p_range
+            RETURNING range_id INTO v_range;
+            IF NOT FOUND THEN
+                SELECT range_id INTO v_range FROM shards WHERE shard_id = p_shard;
+            END IF;
+        END IF;
+        IF v_range IS DISTINCT FROM p_range THEN
+            RAISE EXCEPTION 'shard % has range_id %, not %', p_shard, coalesce(v_range, 0), p_range
+                USING ERRCODE = 'SD001', DETAIL = coalesce(v_range, 0)::text;
+        END IF;
+
+        -- Conditions, judged against the rows before the batch, locked in key order (the
+        -- written keys come sorted and deduplicated).
+        IF cardinality(cw_ns) > 0 THEN
+            WITH stored AS MATERIALIZED (
+                SELECT s.namespace_id, s.workflow_id, s.run_id
+                FROM unnest(c_ns, c_wf) AS k(namespace_id, workflow_id)
+                CROSS JOIN LATERAL (
+                    SELECT namespace_id, workflow_id, run_id FROM current_executions
+                    WHERE shard_id = p_shard AND namespace_id = k.namespace_id
+                      AND workflow_id = k.workflow_id
+                    FOR UPDATE) s)
+            SELECT w.i, s.run_id INTO v_write, v_found
+            FROM unnest(cw_ns, cw_wf, cw_expected) WITH ORDINALITY
+                AS w(namespace_id, workflow_id, expected, i)
+            LEFT JOIN stored s
+                ON s.namespace_id = w.namespace_id AND s.workflow_id = w.workflow_id
+            WHERE s.run_id IS DISTINCT FROM w.expected
+            ORDER BY w.i LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION 'current-run condition of write % failed', v_write
+                    USING ERRCODE = 'SD002', DETAIL = v_write::text,
+                          HINT = coalesce('=' || v_found, '');
+            END IF;
+        END IF;
+        IF cardinality(ew_ns) > 0 THEN
+            WITH stored AS MATERIALIZED (
+                SELECT s.namespace_id, s.workflow_id, s.run_id, s.db_version
+                FROM unnest(e_ns, e_wf, e_run) AS k(namespace_id, workflow_id, run_id)
+                CROSS JOIN LATERAL (
+                    SELECT namespace_id, workflow_id, run_id, db_version FROM executions
+                    WHERE shard_id = p_shard AND namespace_id = k.namespace_id
+                      AND workflow_id = k.workflow_id AND run_id = k.run_id
+                    FOR UPDATE) s)
+            SELECT w.i, s.db_version::text INTO v_write, v_found
+            FROM unnest(ew_ns, ew_wf, ew_run, ew_expected) WITH ORDINALITY
+                AS w(namespace_id, workflow_id, run_id, expected, i)
+            LEFT JOIN stored s
+                ON s.namespace_id = w.namespace_id AND s.workflow_id = w.workflow_id
+               AND s.run_id = w.run_id
+            WHERE s.db_version IS DISTINCT FROM w.expected
+            ORDER BY w.i LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION 'db_version condition of write % failed', v_write
+                    USING ERRCODE = 'SD003', DETAIL = v_write::text,
+                          HINT = coalesce('=' || v_found, '');
+            END IF;
+        END IF;
+
+        -- The writes, in the order the memory backend applies them. A row that must not
+        -- exist is inserted, so a concurrent insert of its key fails on the primary key.
+        -- Deletes find their rows' ids (ctid) by key first.
+        IF true = ANY(c_exists) THEN
+            INSERT INTO current_executions (shard_id, namespace_id, workflow_id, run_id, data)
+            SELECT p_shard, k.ns, k.wf, k.run, k.data
+            FROM unnest(c_ns, c_wf, c_run, c_data, c_exists) AS k(ns, wf, run, data, present)
+            WHERE k.present
+            ON CONFLICT (shard_id, namespace_id, workflow_id)
+            DO UPDATE SET run_id = excluded.run_id, data = excluded.data;
+        END IF;
+        IF false = ANY(c_exists) THEN
+            INSERT INTO current_executions (shard_id, namespace_id, workflow_id, run_id, data)
+            SELECT p_shard, k.ns, k.wf, k.run, k.data
+            FROM unnest(c_ns, c_wf, c_run, c_data, c_exists) AS k(ns, wf, run, data, present)
+            WHERE NOT k.present;
+        END IF;
+        IF true = ANY(e_exists) THEN
+            INSERT INTO executions
+                (shard_id, namespace_id, workflow_id, run_id, state, db_version, next_event_id)
+            SELECT p_shard, k.ns, k.wf, k.run, k.state, k.version, k.next
+            FROM unnest(e_ns, e_wf, e_run, e_state, e_version, e_next, e_exists)
+                AS k(ns, wf, run, state, version, next, present)
+            WHERE k.present
+            ON CONFLICT (shard_id, namespace_id, workflow_id, run_id)
+            DO UPDATE SET state = excluded.state, db_version = excluded.db_version,
+                          next_event_id = excluded.next_event_id;
+        END IF;
+        IF false = ANY(e_exists) THEN
+            INSERT INTO executions
+                (shard_id, namespace_id, workflow_id, run_id, state, db_version, next_event_id)
+            SELECT p_shard, k.ns, k.wf, k.run, k.state, k.version, k.next
+            FROM unnest(e_ns, e_wf, e_run, e_state, e_version, e_next, e_exists)
+                AS k(ns, wf, run, state, version, next, present)
+            WHERE NOT k.present;
+        END IF;
+        -- Same first event id: the write with the higher (or equal) txn_id wins.
+        IF cardinality(h_ns) > 0 THEN
+            INSERT INTO history_node
+                (shard_id, namespace_id, workflow_id, run_id, first_event_id, txn_id, events)
+            SELECT p_shard, * FROM unnest(h_ns, h_wf, h_run, h_first, h_txn, h_events)
+            ON CONFLICT (shard_id, namespace_id, workflow_id, run_id, first_event_id)
+            DO UPDATE SET txn_id = excluded.txn_id, events = excluded.events
+            WHERE excluded.txn_id >= history_node.txn_id;
+        END IF;
+        IF cardinality(t_ids) > 0 THEN
+            INSERT INTO transfer_tasks (shard_id, task_id, data)
+            SELECT p_shard, * FROM unnest(t_ids, t_data)
+            ON CONFLICT (shard_id, task_id) DO UPDATE SET data = excluded.data;
+        END IF;
+        IF cardinality(tm_ids) > 0 THEN
+            INSERT INTO timer_tasks (shard_id, fire_time_ms, task_id, data)
+            SELECT p_shard, * FROM unnest(tm_fire, tm_ids, tm_data)
+            ON CONFLICT (shard_id, fire_time_ms, task_id) DO UPDATE SET data = excluded.data;
+        END IF;
+        IF cardinality(dt_ids) > 0 THEN
+            DELETE FROM transfer_tasks WHERE ctid = ANY(ARRAY(
+                SELECT t.ctid FROM unnest(dt_ids) AS k(task_id)
+                CROSS JOIN LATERAL (
+                    SELECT ctid FROM transfer_tasks
+                    WHERE shard_id = p_shard AND task_id = k.task_id
+                    OFFSET 0) t));
+        END IF;
+        IF cardinality(dtm_ids) > 0 THEN
+            DELETE FROM timer_tasks WHERE ctid = ANY(ARRAY(
+                SELECT t.ctid FROM unnest(dtm_fire, dtm_ids) AS k(fire_time_ms, task_id)
+                CROSS JOIN LATERAL (
+                    SELECT ctid FROM timer_tasks
+                    WHERE shard_id = p_shard AND fire_time_ms = k.fire_time_ms
+                      AND task_id = k.task_id
+                    OFFSET 0) t));
+        END IF;
+        IF cardinality(d_ns) > 0 THEN
+            "#,
+        delete_runs!("executions"),
+        delete_runs!("history_node"),
+        delete_runs!("current_executions"),
+        r#"
+        END IF;
+        RETURN txid_current()::text || '@' || pg_postmaster_start_time()::text;
+    END
+    $body$;
+    "#
+    ),
 ];
 
 /// The schema version this build reads and writes: the number of migrations.

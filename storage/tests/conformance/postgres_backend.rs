@@ -114,7 +114,8 @@ async fn schema_commands_and_the_refusals_of_open() {
     admin(
         &options,
         "DROP TABLE shards, executions, current_executions, history_node, transfer_tasks,
-                timer_tasks, namespaces, task_queues, tasks",
+                timer_tasks, namespaces, task_queues, tasks;
+         DROP FUNCTION sundial_commit",
     )
     .await;
     assert_eq!(schema::update(&options).await.unwrap(), 0);
@@ -123,6 +124,28 @@ async fn schema_commands_and_the_refusals_of_open() {
         schema::CURRENT_VERSION
     );
     PostgresStore::open(&options).await.unwrap();
+
+    // A schema of the first release (tables, no commit function) is brought up to date, and
+    // the store commits on it.
+    admin(
+        &options,
+        "UPDATE schema_version SET version = 1; DROP FUNCTION sundial_commit",
+    )
+    .await;
+    assert_eq!(schema::update(&options).await.unwrap(), 1);
+    let store = PostgresStore::open(&options).await.unwrap();
+    let shard = store.acquire_shard(1).await.unwrap();
+    store
+        .commit(
+            1,
+            shard.range_id,
+            ShardBatch {
+                shard_data: Some(b"after the update".to_vec()),
+                ..ShardBatch::default()
+            },
+        )
+        .await
+        .unwrap();
 
     // Newer: refused, nothing to run.
     admin(&options, "UPDATE schema_version SET version = version + 1").await;
