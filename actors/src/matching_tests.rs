@@ -46,6 +46,18 @@ fn matching(store: &DynStore) -> Matching {
     Matching::new(store.clone(), Arc::new(SystemClock), arbiter())
 }
 
+/// Matching whose partitions write every task no poller takes at once to the backlog.
+fn backlogging(store: &DynStore) -> Matching {
+    matching(store).hold_at_most(0)
+}
+
+/// True once `offer` has been answered.
+async fn answered(offer: &mut tokio::task::JoinHandle<Result<()>>) -> bool {
+    tokio::time::timeout(Duration::from_millis(200), offer)
+        .await
+        .is_ok()
+}
+
 const POLL: Duration = Duration::from_secs(5);
 
 /// Offers task `n` while a poll waits; returns what the poller got and the pending offer.
@@ -84,7 +96,7 @@ async fn a_sync_match_is_answered_only_once_the_poller_consumed_it() {
 #[tokio::test]
 async fn a_sync_matched_task_given_back_survives_a_restart() {
     let store: DynStore = Arc::new(MemoryStore::new());
-    let m = matching(&store);
+    let m = backlogging(&store);
     let (matched, add) = sync_match(&m, 7).await;
     // The poller's history call failed: it gives the task back.
     matched.ack(false);
@@ -97,16 +109,81 @@ async fn a_sync_matched_task_given_back_survives_a_restart() {
 }
 
 #[tokio::test]
+async fn a_task_no_poller_takes_waits_in_memory_with_its_offer_unanswered() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let m = matching(&store);
+    let offer = |n| {
+        let m = m.clone();
+        tokio::spawn(async move { m.add(&key(), task(n), false).await })
+    };
+    let mut first = offer(1);
+    assert!(
+        !answered(&mut first).await,
+        "answered before anything is durable"
+    );
+    assert!(
+        store.get_tasks(&key(), 0, 10).await.unwrap().is_empty(),
+        "written to the backlog"
+    );
+    // Taken, given back, taken again and consumed: answered only then.
+    let matched = m.poll(&key(), POLL).await.expect("the held task");
+    assert_eq!(scheduled_id(&matched), 1);
+    matched.ack(false);
+    assert!(!answered(&mut first).await, "answered once given back");
+    let matched = m.poll(&key(), POLL).await.expect("given back, then held");
+    assert_eq!(scheduled_id(&matched), 1);
+    matched.ack(true);
+    first.await.unwrap().expect("answered once consumed");
+    assert!(store.get_tasks(&key(), 0, 10).await.unwrap().is_empty());
+
+    // A partition that stops (a crash, or an unload) drops what it holds: the offer fails as
+    // retryable, so the shard, which still has its transfer task, offers it again.
+    let second = offer(2);
+    while m.describe(&key()).await.expect("loaded").backlog_count == 0 {
+        tokio::task::yield_now().await;
+    }
+    m.unload(&key());
+    let refused = second.await.unwrap();
+    assert!(matches!(refused, Err(Error::Unavailable(_))), "{refused:?}");
+}
+
+#[tokio::test]
+async fn past_its_limit_a_partition_writes_tasks_to_the_backlog_and_answers() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let m = matching(&store).hold_at_most(2);
+    let held: Vec<_> = (1..=2)
+        .map(|n| {
+            let m = m.clone();
+            tokio::spawn(async move { m.add(&key(), task(n), false).await })
+        })
+        .collect();
+    while m.describe(&key()).await.expect("loaded").backlog_count < 2 {
+        tokio::task::yield_now().await;
+    }
+    m.add(&key(), task(3), false).await.expect("written");
+    let stored = store.get_tasks(&key(), 0, 10).await.unwrap();
+    assert_eq!(stored.len(), 1, "only the task past the limit is stored");
+    for expected in 1..=3 {
+        let matched = m.poll(&key(), POLL).await.expect("a task");
+        assert_eq!(scheduled_id(&matched), expected);
+        matched.ack(true);
+    }
+    for offer in held {
+        offer.await.unwrap().expect("answered once consumed");
+    }
+}
+
+#[tokio::test]
 async fn a_backlog_past_one_lease_keeps_every_task_once() {
     const TASKS: i64 = 100_500;
     let store: DynStore = Arc::new(MemoryStore::new());
-    let m = matching(&store);
+    let m = backlogging(&store);
     for n in 0..TASKS {
         m.add(&key(), task(n), false).await.expect("backlogged");
     }
     // A restart takes a new lease; tasks written under it must not reuse stored ids.
     m.unload(&key());
-    let restarted = matching(&store);
+    let restarted = backlogging(&store);
     for n in TASKS..TASKS + 10 {
         restarted
             .add(&key(), task(n), false)
@@ -155,7 +232,7 @@ async fn waiting_polls_are_bounded_per_partition() {
 #[tokio::test]
 async fn a_query_whose_caller_gave_up_is_dropped_not_handed_out() {
     let store: DynStore = Arc::new(MemoryStore::new());
-    let m = matching(&store);
+    let m = backlogging(&store);
     let expired = QueueItem::Query(QueryTask {
         query_id: "q".into(),
         namespace_id: "ns".into(),
@@ -194,9 +271,12 @@ async fn an_idle_partition_is_unloaded_and_loads_again_when_used() {
         assert!(std::time::Instant::now() < deadline, "never unloaded");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    m.add(&key(), task(9), false).await.expect("loaded again");
-    assert_eq!(
-        scheduled_id(&m.poll(&key(), POLL).await.expect("a task")),
-        9
-    );
+    let offer = tokio::spawn({
+        let m = m.clone();
+        async move { m.add(&key(), task(9), false).await }
+    });
+    let matched = m.poll(&key(), POLL).await.expect("a task");
+    assert_eq!(scheduled_id(&matched), 9);
+    matched.ack(true);
+    offer.await.unwrap().expect("loaded again");
 }
