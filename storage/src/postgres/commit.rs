@@ -10,8 +10,8 @@
 //! order, so two commits never wait on each other in a cycle) and judged against the state
 //! before the batch, as in memory; a row that must not exist is inserted, so a concurrent
 //! insert of the same key fails on the primary key instead of being overwritten. A condition
-//! that fails raises an error of its own SQLSTATE, which [`refused`] turns back into the
-//! store's error.
+//! that fails raises an error of its own SQLSTATE, which [`Conditions::refused`] turns back
+//! into the store's error.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
