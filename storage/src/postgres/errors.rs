@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::tokio_postgres::error::{Severity, SqlState};
-use deadpool_postgres::{Pool, PoolError, tokio_postgres};
+use deadpool_postgres::{Object, Pool, PoolError, tokio_postgres};
 
 use crate::{Error, Result};
 
@@ -29,6 +29,19 @@ pub(super) fn connection_failed(e: &tokio_postgres::Error) -> bool {
     e.is_closed()
         || e.source().is_some_and(|s| s.is::<std::io::Error>())
         || e.to_string().starts_with("timeout waiting for server")
+}
+
+/// Gives `client` back to the pool, unless one of `failures` says its connection broke: then
+/// it is closed instead. The pool checks only whether the driver has seen the connection end,
+/// which it may not have yet when the failure reaches the caller, so a broken connection could
+/// otherwise be handed to the very next call (the retry of the call that just failed).
+pub(super) fn release<'a>(
+    client: Object,
+    mut failures: impl Iterator<Item = &'a tokio_postgres::Error>,
+) {
+    if failures.any(|e| !refused_by_server(e)) {
+        drop(Object::take(client));
+    }
 }
 
 /// True for server errors after which the same call may succeed and nothing was written:
@@ -162,13 +175,14 @@ pub(super) async fn settle(pool: &Pool, txn: &str, cause: tokio_postgres::Error)
 /// when the server no longer knows it), and when that server started.
 async fn transaction_status(pool: &Pool, xid: i64) -> Result<(Option<String>, String)> {
     let client = pool.get().await.map_err(|e| self::pool(e, "postgres"))?;
-    let row = client
+    let answer = client
         .query_one(
             "SELECT txid_status($1), pg_postmaster_start_time()::text",
             &[&xid],
         )
-        .await
-        .map_err(statement)?;
+        .await;
+    release(client, answer.as_ref().err().into_iter());
+    let row = answer.map_err(statement)?;
     Ok((
         row.try_get(0).map_err(statement)?,
         row.try_get(1).map_err(statement)?,

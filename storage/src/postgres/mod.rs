@@ -139,11 +139,12 @@ impl PostgresStore {
     /// Runs a read of `sql` on a pooled connection.
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(errors::statement)?;
-        client.query(&stmt, params).await.map_err(errors::statement)
+        let answer = match client.prepare_cached(sql).await {
+            Ok(stmt) => client.query(&stmt, params).await,
+            Err(e) => Err(e),
+        };
+        errors::release(client, answer.as_ref().err().into_iter());
+        answer.map_err(errors::statement)
     }
 
     /// History batches of a run selected by `sql`, whose parameters are the shard, the run's

@@ -182,7 +182,10 @@ impl PostgresStore {
         let run = || async {
             let client = self.client().await?;
             let answer = statement.run(&client).await.into_iter().next();
-            Ok::<_, Error>(answer.expect("one answer per statement"))
+            let answer = answer.expect("one answer per statement");
+            // A broken connection must not serve the retry below.
+            errors::release(client, answer.as_ref().err().into_iter());
+            Ok::<_, Error>(answer)
         };
         let rows = match run().await? {
             Err(e) if errors::connection_failed(&e) => run().await?,

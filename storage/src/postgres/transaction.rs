@@ -77,8 +77,8 @@ impl WriteTransaction {
             return Err(refused(first_failure(answers)));
         }
         // `COMMIT` was sent: the transaction has ended one way or the other, so the connection
-        // may go back to the pool (a broken one is discarded there) before settling needs one.
-        drop(client);
+        // may go back to the pool (a broken one is closed) before settling needs one.
+        errors::release(client, answers.iter().filter_map(|a| a.as_ref().err()));
         let commit = answers.pop().unwrap_or(Ok(Vec::new()));
         match answers.into_iter().find_map(std::result::Result::err) {
             // A refused write aborted the transaction: its COMMIT rolled back.

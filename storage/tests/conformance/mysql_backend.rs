@@ -388,9 +388,12 @@ impl CommitCutter {
                     server.try_clone().unwrap(),
                     severed.clone(),
                 );
-                std::thread::spawn(move || relay_answers(s, c, &cut));
+                let (answered, answer_seen) = std::sync::mpsc::channel();
+                std::thread::spawn(move || relay_answers(s, c, &cut, answered));
                 let armed = armed.clone();
-                std::thread::spawn(move || relay_requests(client, server, &severed, &armed));
+                std::thread::spawn(move || {
+                    relay_requests(client, server, &severed, &armed, answer_seen)
+                });
             }
         });
         cutter
@@ -412,6 +415,7 @@ fn relay_requests(
     mut server: TcpStream,
     severed: &AtomicBool,
     armed: &Mutex<Option<Cut>>,
+    answer_seen: std::sync::mpsc::Receiver<()>,
 ) {
     let mut buf = vec![0; 64 * 1024];
     loop {
@@ -431,6 +435,10 @@ fn relay_requests(
             severed.store(true, Ordering::SeqCst);
             if cut == Cut::AfterCommit {
                 let _ = server.write_all(chunk);
+                // The client learns of the cut only once the server has answered, so the
+                // COMMIT was carried out (otherwise the store's settling could end the session
+                // before it runs the COMMIT, and rightly report it rolled back).
+                let _ = answer_seen.recv_timeout(Duration::from_secs(30));
             }
             let _ = client.shutdown(Shutdown::Both);
             return;
@@ -441,8 +449,14 @@ fn relay_requests(
     }
 }
 
-/// Server to client, dropping everything once the connection is severed.
-fn relay_answers(mut server: TcpStream, mut client: TcpStream, severed: &AtomicBool) {
+/// Server to client, dropping everything once the connection is severed (and saying when
+/// something was dropped).
+fn relay_answers(
+    mut server: TcpStream,
+    mut client: TcpStream,
+    severed: &AtomicBool,
+    answered: std::sync::mpsc::Sender<()>,
+) {
     let mut buf = vec![0; 64 * 1024];
     loop {
         let n = match server.read(&mut buf) {
@@ -450,6 +464,7 @@ fn relay_answers(mut server: TcpStream, mut client: TcpStream, severed: &AtomicB
             Ok(n) => n,
         };
         if severed.load(Ordering::SeqCst) {
+            let _ = answered.send(());
             continue;
         }
         if client.write_all(&buf[..n]).is_err() {
