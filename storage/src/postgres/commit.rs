@@ -146,14 +146,11 @@ fn arguments(
             }
         }
     }
-    let (mut ew_ns, mut ew_wf, mut ew_run, mut ew_expected) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ew, mut ew_expected) = (RunKeys::default(), Vec::new());
     let mut executions: BTreeMap<ExecutionKey, (ExecutionRow, bool)> = BTreeMap::new();
     for w in batch.executions {
         let key = w.row.key.clone();
-        ew_ns.push(key.namespace_id.clone());
-        ew_wf.push(key.workflow_id.clone());
-        ew_run.push(key.run_id.clone());
+        ew.push(key.clone());
         ew_expected.push(w.expected_db_version);
         conditions.executions.push((
             key.workflow_id.clone(),
@@ -177,13 +174,11 @@ fn arguments(
         c_data.push(row.data);
         c_exists.push(exists);
     }
-    let (mut e_ns, mut e_wf, mut e_run) = (Vec::new(), Vec::new(), Vec::new());
+    let mut e = RunKeys::default();
     let (mut e_state, mut e_version, mut e_next, mut e_exists) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (row, exists) in executions.into_values() {
-        e_ns.push(row.key.namespace_id);
-        e_wf.push(row.key.workflow_id);
-        e_run.push(row.key.run_id);
+        e.push(row.key);
         e_state.push(row.state);
         e_version.push(row.db_version);
         e_next.push(row.next_event_id);
@@ -205,15 +200,13 @@ fn arguments(
             }
         }
     }
-    let (mut h_ns, mut h_wf, mut h_run) = (Vec::new(), Vec::new(), Vec::new());
+    let mut h = RunKeys::default();
     let (mut h_first, mut h_txn, mut h_events) = (Vec::new(), Vec::new(), Vec::new());
-    for ((key, first), h) in history {
-        h_ns.push(key.namespace_id);
-        h_wf.push(key.workflow_id);
-        h_run.push(key.run_id);
+    for ((key, first), batch) in history {
+        h.push(key);
         h_first.push(first);
-        h_txn.push(h.txn_id);
-        h_events.push(h.events);
+        h_txn.push(batch.txn_id);
+        h_events.push(batch.events);
     }
 
     let transfer: BTreeMap<i64, TransferTaskRow> = batch
@@ -235,11 +228,9 @@ fn arguments(
         tm_data.push(t.data);
     }
     let (dtm_fire, dtm_ids): (Vec<i64>, Vec<i64>) = batch.delete_timer_tasks.into_iter().unzip();
-    let (mut d_ns, mut d_wf, mut d_run) = (Vec::new(), Vec::new(), Vec::new());
+    let mut d = RunKeys::default();
     for key in batch.delete_executions {
-        d_ns.push(key.namespace_id);
-        d_wf.push(key.workflow_id);
-        d_run.push(key.run_id);
+        d.push(key);
     }
 
     let arguments = params![
@@ -249,25 +240,25 @@ fn arguments(
         cw_ns,
         cw_wf,
         cw_expected,
-        ew_ns,
-        ew_wf,
-        ew_run,
+        ew.ns,
+        ew.wf,
+        ew.run,
         ew_expected,
         c_ns,
         c_wf,
         c_run,
         c_data,
         c_exists,
-        e_ns,
-        e_wf,
-        e_run,
+        e.ns,
+        e.wf,
+        e.run,
         e_state,
         e_version,
         e_next,
         e_exists,
-        h_ns,
-        h_wf,
-        h_run,
+        h.ns,
+        h.wf,
+        h.run,
         h_first,
         h_txn,
         h_events,
@@ -279,9 +270,25 @@ fn arguments(
         batch.delete_transfer_tasks,
         dtm_fire,
         dtm_ids,
-        d_ns,
-        d_wf,
-        d_run,
+        d.ns,
+        d.wf,
+        d.run,
     ];
     (arguments, conditions)
+}
+
+/// Run keys as the three text arrays `sundial_commit` takes them in, one entry per key.
+#[derive(Default)]
+struct RunKeys {
+    ns: Vec<String>,
+    wf: Vec<String>,
+    run: Vec<String>,
+}
+
+impl RunKeys {
+    fn push(&mut self, key: ExecutionKey) {
+        self.ns.push(key.namespace_id);
+        self.wf.push(key.workflow_id);
+        self.run.push(key.run_id);
+    }
 }

@@ -37,9 +37,9 @@ pub(super) fn connection_failed(e: &tokio_postgres::Error) -> bool {
 /// otherwise be handed to the very next call (the retry of the call that just failed).
 pub(super) fn release<'a>(
     client: Object,
-    mut failures: impl Iterator<Item = &'a tokio_postgres::Error>,
+    failures: impl IntoIterator<Item = &'a tokio_postgres::Error>,
 ) {
-    if failures.any(|e| !refused_by_server(e)) {
+    if failures.into_iter().any(|e| !refused_by_server(e)) {
         drop(Object::take(client));
     }
 }
@@ -181,7 +181,7 @@ async fn transaction_status(pool: &Pool, xid: i64) -> Result<(Option<String>, St
             &[&xid],
         )
         .await;
-    release(client, answer.as_ref().err().into_iter());
+    release(client, answer.as_ref().err());
     let row = answer.map_err(statement)?;
     Ok((
         row.try_get(0).map_err(statement)?,

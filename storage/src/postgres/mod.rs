@@ -143,7 +143,7 @@ impl PostgresStore {
             Ok(stmt) => client.query(&stmt, params).await,
             Err(e) => Err(e),
         };
-        errors::release(client, answer.as_ref().err().into_iter());
+        errors::release(client, answer.as_ref().err());
         answer.map_err(errors::statement)
     }
 

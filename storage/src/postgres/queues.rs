@@ -184,7 +184,7 @@ impl PostgresStore {
             let answer = statement.run(&client).await.into_iter().next();
             let answer = answer.expect("one answer per statement");
             // A broken connection must not serve the retry below.
-            errors::release(client, answer.as_ref().err().into_iter());
+            errors::release(client, answer.as_ref().err());
             Ok::<_, Error>(answer)
         };
         let rows = match run().await? {
