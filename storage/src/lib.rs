@@ -22,6 +22,7 @@ pub mod mysql;
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod visibility;
 
 use std::sync::Arc;
 

@@ -1,0 +1,542 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn attributes() -> BTreeMap<String, ValueType> {
+    [
+        ("CustomKeyword", ValueType::Keyword),
+        ("CustomInt", ValueType::Int),
+        ("CustomBool", ValueType::Bool),
+        ("CustomText", ValueType::Text),
+        ("CustomDouble", ValueType::Double),
+        ("CustomDatetime", ValueType::Datetime),
+        ("TemporalChangeVersion", ValueType::KeywordList),
+        ("BuildIds", ValueType::KeywordList),
+        ("TemporalNamespaceDivision", ValueType::Keyword),
+    ]
+    .into_iter()
+    .map(|(n, t)| (n.to_string(), t))
+    .collect()
+}
+
+fn filter(query: &str) -> Filter {
+    match parse(query, &attributes()) {
+        Ok(q) => q.filter.expect("a filter"),
+        Err(e) => panic!("{query}: {e}"),
+    }
+}
+
+fn refused(query: &str) -> String {
+    match parse(query, &attributes()) {
+        Ok(q) => panic!("{query} was accepted: {q:?}"),
+        Err(e) => e.message().to_string(),
+    }
+}
+
+fn attr(name: &str, value_type: ValueType) -> Attribute {
+    Attribute {
+        name: name.into(),
+        alias: name.into(),
+        value_type,
+    }
+}
+
+fn keyword(name: &str) -> Attribute {
+    attr(name, ValueType::Keyword)
+}
+
+fn s(v: &str) -> Value {
+    Value::String(v.into())
+}
+
+#[test]
+fn comparisons_take_every_operator_and_both_quotes() {
+    for (op, expected) in [
+        ("=", CompareOp::Eq),
+        ("!=", CompareOp::Ne),
+        ("<>", CompareOp::Ne),
+        ("<", CompareOp::Lt),
+        ("<=", CompareOp::Le),
+        (">", CompareOp::Gt),
+        (">=", CompareOp::Ge),
+    ] {
+        for quote in ['\'', '"'] {
+            let q = format!("WorkflowId {op} {quote}a{quote}");
+            assert_eq!(
+                filter(&q),
+                Filter::Compare {
+                    attribute: keyword("WorkflowId"),
+                    op: expected,
+                    value: s("a")
+                },
+                "{q}"
+            );
+        }
+    }
+}
+
+#[test]
+fn and_binds_tighter_than_or_and_parentheses_and_not_group() {
+    let a = || Filter::Compare {
+        attribute: keyword("WorkflowId"),
+        op: CompareOp::Eq,
+        value: s("a"),
+    };
+    let b = || Filter::Compare {
+        attribute: keyword("WorkflowType"),
+        op: CompareOp::Eq,
+        value: s("b"),
+    };
+    let c = || Filter::Compare {
+        attribute: keyword("TaskQueue"),
+        op: CompareOp::Eq,
+        value: s("c"),
+    };
+    assert_eq!(
+        filter("WorkflowId = 'a' or WorkflowType = 'b' AND TaskQueue = 'c'"),
+        Filter::Or(
+            Box::new(a()),
+            Box::new(Filter::And(Box::new(b()), Box::new(c())))
+        )
+    );
+    assert_eq!(
+        filter("(WorkflowId = 'a' || WorkflowType = 'b') && TaskQueue = 'c'"),
+        Filter::And(
+            Box::new(Filter::Or(Box::new(a()), Box::new(b()))),
+            Box::new(c())
+        )
+    );
+    assert_eq!(
+        filter("NOT WorkflowId = 'a' AND NOT (WorkflowType = 'b')"),
+        Filter::And(
+            Box::new(Filter::Not(Box::new(a()))),
+            Box::new(Filter::Not(Box::new(b())))
+        )
+    );
+}
+
+#[test]
+fn in_between_starts_with_and_is_null_with_their_negations() {
+    assert_eq!(
+        filter("WorkflowId NOT IN ('a', \"b\")"),
+        Filter::In {
+            attribute: keyword("WorkflowId"),
+            values: vec![s("a"), s("b")],
+            negated: true
+        }
+    );
+    assert_eq!(
+        filter("HistoryLength BETWEEN 1 AND 2.5"),
+        Filter::Between {
+            attribute: attr("HistoryLength", ValueType::Int),
+            from: Value::Int(1),
+            to: Value::Double(2.5),
+            negated: false
+        }
+    );
+    assert_eq!(
+        filter("WorkflowId not starts_with 'ord'"),
+        Filter::StartsWith {
+            attribute: keyword("WorkflowId"),
+            prefix: "ord".into(),
+            negated: true
+        }
+    );
+    assert_eq!(
+        filter("CloseTime IS NOT NULL"),
+        Filter::IsNull {
+            attribute: attr("CloseTime", ValueType::Datetime),
+            negated: true
+        }
+    );
+}
+
+#[test]
+fn values_take_their_attribute_types() {
+    let value = |q: &str| match filter(q) {
+        Filter::Compare { value, .. } => value,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(value("ExecutionStatus = 'Running'"), Value::Status(1));
+    assert_eq!(
+        value("ExecutionStatus = 'WORKFLOW_EXECUTION_STATUS_TIMED_OUT'"),
+        Value::Status(7)
+    );
+    assert_eq!(value("ExecutionStatus = 3"), Value::Status(3));
+    assert_eq!(
+        value("ExecutionDuration > '1m'"),
+        Value::Int(60_000_000_000)
+    );
+    assert_eq!(value("ExecutionDuration > 5"), Value::Int(5));
+    assert_eq!(
+        value("StartTime > '2024-01-01T00:00:00Z'"),
+        Value::Datetime(Timestamp {
+            seconds: 1_704_067_200,
+            nanos: 0
+        })
+    );
+    assert_eq!(
+        value("StartTime > 1500000000"),
+        Value::Datetime(Timestamp {
+            seconds: 1,
+            nanos: 500_000_000
+        })
+    );
+    assert_eq!(value("CustomBool = FALSE"), Value::Bool(false));
+    assert_eq!(value("CustomDouble < -2"), Value::Int(-2));
+    assert_eq!(value("CustomDouble < -2.5e1"), Value::Double(-25.0));
+    assert_eq!(value("CustomKeyword = 'it''s'"), s("it's"));
+    assert_eq!(value(r"CustomKeyword = 'a\'b\\c'"), s(r"a'b\c"));
+}
+
+#[test]
+fn names_resolve_as_temporal_resolves_them() {
+    let attribute = |q: &str| match filter(q) {
+        Filter::Compare { attribute, .. } => attribute,
+        other => panic!("{other:?}"),
+    };
+    let a = attribute("TemporalWorkflowId = 'x'");
+    assert_eq!(
+        (a.name.as_str(), a.alias.as_str()),
+        ("WorkflowId", "TemporalWorkflowId")
+    );
+    let a = attribute("ChangeVersion = 'x'");
+    assert_eq!(a.name, "TemporalChangeVersion");
+    assert_eq!(a.value_type, ValueType::KeywordList);
+    assert_eq!(attribute("ScheduleId = 'x'").name, "WorkflowId");
+    assert_eq!(attribute("`CustomKeyword` = 'x'").name, "CustomKeyword");
+    assert_eq!(
+        refused("customkeyword = 'x'"),
+        "invalid search attribute: customkeyword"
+    );
+    assert_eq!(
+        refused("a.WorkflowId = 'x'"),
+        "invalid search attribute: a.WorkflowId"
+    );
+    let q = parse("TemporalNamespaceDivision IS NULL", &attributes()).unwrap();
+    assert!(q.names_namespace_division);
+    let q = parse("WorkflowId = 'a'", &attributes()).unwrap();
+    assert!(!q.names_namespace_division);
+}
+
+#[test]
+fn operators_a_type_does_not_take_are_refused_with_temporals_messages() {
+    assert_eq!(
+        refused("CustomDouble STARTS_WITH 1"),
+        "operation is not supported: operator 'STARTS_WITH' not supported for Double type search \
+         attribute 'CustomDouble'"
+    );
+    assert!(refused("BuildIds > 'b'").contains("operator '>' not supported for KeywordList"));
+    assert!(refused("CustomText IN ('a')").contains("operator 'IN' not supported for Text"));
+    assert_eq!(
+        refused("CustomText BETWEEN 'a' AND 'b'"),
+        "invalid expression: cannot do range condition on search attribute 'CustomText' of type \
+         Text"
+    );
+    assert!(refused("CustomBool BETWEEN true AND false").contains("range condition"));
+    for op in ["LIKE", "NOT LIKE", "REGEXP", "NOT REGEXP", "<=>"] {
+        assert_eq!(
+            refused(&format!("WorkflowId {op} 'a%'")),
+            format!(
+                "operation is not supported: operator '{op}' not supported for Keyword type \
+                 search attribute 'WorkflowId'"
+            )
+        );
+    }
+    assert_eq!(
+        refused("CustomBool IS TRUE"),
+        "invalid expression: 'IS' operator can only be used as 'IS NULL' or 'IS NOT NULL'"
+    );
+    // The value is checked before the operator.
+    assert_eq!(
+        refused("HistoryLength STARTS_WITH '1'"),
+        "invalid expression: invalid value type for search attribute HistoryLength of type Int: \
+         \"1\" (type: string)"
+    );
+    assert!(refused("WorkflowId STARTS_WITH 5").contains("Keyword: 5 (type: int64)"));
+}
+
+#[test]
+fn values_of_the_wrong_type_are_refused() {
+    for (query, expected) in [
+        (
+            "HistoryLength = 'ten'",
+            "invalid value type for search attribute HistoryLength of type Int: \"ten\" (type: \
+             string)",
+        ),
+        (
+            "CustomBool = 'true'",
+            "search attribute CustomBool of type Bool: \"true\" (type: string)",
+        ),
+        ("CustomBool = 1", "of type Bool: 1 (type: int64)"),
+        ("WorkflowId = -5", "of type Keyword: -5 (type: int64)"),
+        ("CustomInt = true", "of type Int: true (type: bool)"),
+        (
+            "CustomDatetime > 5.5",
+            "of type Datetime: 5.5 (type: float64)",
+        ),
+        ("WorkflowId IN (1, 'a')", "of type Keyword: 1 (type: int64)"),
+        (
+            "StartTime > 'yesterday'",
+            "unable to parse datetime 'yesterday'",
+        ),
+        (
+            "ExecutionStatus = 'Sleeping'",
+            "invalid ExecutionStatus value 'Sleeping'",
+        ),
+        ("ExecutionStatus = 9", "invalid ExecutionStatus value 9"),
+        ("ExecutionStatus = 1.5", "unexpected value type float64"),
+        ("ExecutionDuration > 'forever'", "invalid duration value"),
+        ("ExecutionDuration > 1.5", "unexpected value type float64"),
+        (
+            "WorkflowId = NULL",
+            "unexpected value type *sqlparser.NullVal",
+        ),
+        ("WorkflowId = 1e999", "unable to parse value \"1e999\""),
+        (
+            "WorkflowId = WorkflowType",
+            "did you forget to quote \"WorkflowType\"?",
+        ),
+        ("WorkflowId = lower('x')", "nested func"),
+    ] {
+        let message = refused(query);
+        assert!(message.contains(expected), "{query}: {message}");
+    }
+}
+
+#[test]
+fn clauses_temporals_sql_visibility_refuses_are_refused() {
+    for (query, message) in [
+        (
+            "WorkflowId = 'a' ORDER BY StartTime DESC",
+            "operation is not supported: 'ORDER BY' clause",
+        ),
+        (
+            "ORDER BY StartTime",
+            "operation is not supported: 'ORDER BY' clause",
+        ),
+        (
+            "WorkflowId = 'a' LIMIT 10",
+            "operation is not supported: 'LIMIT' clause",
+        ),
+        (
+            "WorkflowId = 'a' ORDER BY StartTime LIMIT 3",
+            "operation is not supported: 'LIMIT' clause",
+        ),
+        (
+            "WorkflowId = 'a' ORDER BY Nope",
+            "invalid search attribute: Nope",
+        ),
+        ("WorkflowId", "invalid expression: incomplete expression"),
+        (
+            "HistoryLength + 1 = 2",
+            "invalid expression: must be a column name but was *sqlparser.BinaryExpr",
+        ),
+        (
+            "lower(WorkflowId) = 'x'",
+            "invalid expression: must be a column name but was *sqlparser.FuncExpr",
+        ),
+        (
+            "'x'",
+            "operation is not supported: expression of type *sqlparser.SQLVal",
+        ),
+    ] {
+        assert_eq!(refused(query), message, "{query}");
+    }
+    assert!(refused("GROUP BY WorkflowType").contains("not supported for search attribute"));
+    assert!(refused("GROUP BY ExecutionStatus, WorkflowType").contains("only a single field"));
+}
+
+#[test]
+fn group_by_stands_alone_or_after_a_filter() {
+    let q = parse("GROUP BY ExecutionStatus", &attributes()).unwrap();
+    assert_eq!(q.filter, None);
+    assert_eq!(q.group_by.unwrap().name, "ExecutionStatus");
+    let q = parse("WorkflowType = 'a' group by ExecutionStatus", &attributes()).unwrap();
+    assert!(q.filter.is_some() && q.group_by.is_some());
+    assert_eq!(parse("  ", &attributes()).unwrap().filter, None);
+    assert!(parse("WorkflowId = 'a'; # a comment", &attributes()).is_ok());
+    assert!(parse("WorkflowId = /* inline */ 'a' -- to the end", &attributes()).is_ok());
+}
+
+#[test]
+fn malformed_queries_are_syntax_errors_with_their_position() {
+    for query in [
+        "WorkflowId IN ()",
+        "WorkflowId = 'a' ; DROP TABLE executions",
+        "WorkflowId NOT = 'a'",
+        "WorkflowId = 'a' /* unclosed",
+    ] {
+        let message = refused(query);
+        assert!(
+            message.starts_with("malformed SQL query: syntax error at position"),
+            "{query}: {message}"
+        );
+    }
+    // Positions and `near` as the reference server reports them.
+    for (query, message) in [
+        ("WorkflowId = 'a' AND", "at position 48"),
+        (
+            "WorkflowId = 'a' OR OR WorkflowId = 'b'",
+            "at position 50 near 'or'",
+        ),
+        ("WorkflowId IN ()", "at position 44"),
+        ("WorkflowId IN 'a'", "at position 45 near 'a'"),
+        ("(WorkflowId = 'a'", "at position 45"),
+        ("WorkflowId = 'a')", "at position 45"),
+        ("WorkflowId = 'a' )", "at position 46"),
+        (
+            "WorkflowId = 'unterminated",
+            "at position 54 near 'unterminated'",
+        ),
+        ("WorkflowId == 'a'", "at position 41"),
+        ("WorkflowId NOT = 'a'", "at position 44"),
+        ("LIMIT 10", "at position 33 near 'limit'"),
+    ] {
+        assert_eq!(
+            refused(query),
+            format!("malformed SQL query: syntax error {message}"),
+            "{query}"
+        );
+    }
+}
+
+/// The kept corpus: queries and the reference server's answers (`reference.tsv`).
+fn reference() -> Vec<(&'static str, &'static str)> {
+    include_str!("reference.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t'))
+        .collect()
+}
+
+/// Every query the reference server was asked gets the same answer here: accepted, or refused
+/// with the same message.
+#[test]
+fn the_reference_servers_answers_are_ours() {
+    let attributes = attributes();
+    let mut differ = Vec::new();
+    for (answer, query) in reference() {
+        let ours = match parse(query, &attributes) {
+            Ok(_) => "OK".to_string(),
+            Err(e) => e.message().to_string(),
+        };
+        if ours != answer {
+            differ.push(format!(
+                "{query}\n  reference: {answer}\n  sundial:   {ours}"
+            ));
+        }
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
+
+/// A small deterministic generator (xorshift), so the mutations are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Every query of the kept corpus, and thousands of mutations of them (cuts, deletions,
+/// insertions and swaps of characters and tokens), parse to a query or an error: never a
+/// panic, and every error has a message.
+#[test]
+fn no_input_makes_the_parser_panic() {
+    const PIECES: &[&str] = &[
+        "(",
+        ")",
+        "'",
+        "\"",
+        "`",
+        ",",
+        "=",
+        "!=",
+        "<",
+        ">",
+        "<=",
+        ">=",
+        "<=>",
+        "-",
+        "+",
+        ".",
+        "\\",
+        " AND ",
+        " OR ",
+        " NOT ",
+        " IN ",
+        " BETWEEN ",
+        " IS ",
+        " NULL ",
+        " TRUE ",
+        "STARTS_WITH",
+        " ORDER BY ",
+        " GROUP BY ",
+        " LIMIT ",
+        "WorkflowId",
+        "CustomBool",
+        "1",
+        "1.5e3",
+        "é",
+        "\u{0}",
+        "||",
+        "&&",
+        " ",
+        "9999999999999999999999",
+    ];
+    let corpus: Vec<&str> = reference().into_iter().map(|(_, q)| q).collect();
+    assert!(
+        corpus.len() >= 60,
+        "the kept corpus has {} queries",
+        corpus.len()
+    );
+    let attributes = attributes();
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut checked = 0;
+    for query in &corpus {
+        let mut inputs = vec![query.to_string()];
+        for _ in 0..200 {
+            let mut chars: Vec<char> = query.chars().collect();
+            for _ in 0..1 + rng.below(3) {
+                let at = if chars.is_empty() {
+                    0
+                } else {
+                    rng.below(chars.len() + 1)
+                };
+                match rng.below(4) {
+                    0 => chars.truncate(at),
+                    1 if at < chars.len() => {
+                        chars.remove(at);
+                    }
+                    2 => {
+                        let piece = PIECES[rng.below(PIECES.len())];
+                        for (n, c) in piece.chars().enumerate() {
+                            chars.insert(at + n, c);
+                        }
+                    }
+                    _ if chars.len() > 1 => {
+                        let (last, other) = (chars.len() - 1, rng.below(chars.len()));
+                        chars.swap(at.min(last), other);
+                    }
+                    _ => {}
+                }
+            }
+            inputs.push(chars.into_iter().collect());
+        }
+        for input in inputs {
+            if let Err(e) = parse(&input, &attributes) {
+                assert!(!e.message().is_empty(), "{input:?}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 10_000);
+}
