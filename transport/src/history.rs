@@ -34,3 +34,42 @@ pub async fn read_events(
     }
     Ok(events)
 }
+
+/// The last `count` history batches of a run that end before event `end` (a batch boundary),
+/// each batch's events in order, oldest batch first. Reads a window before `end` and widens it
+/// until it holds `count` batches or reaches event 1, so a page costs about what it returns.
+pub async fn read_batches_before(
+    history: &History,
+    key: &ExecutionKey,
+    end: i64,
+    count: usize,
+) -> Result<Vec<Vec<HistoryEvent>>> {
+    if end <= 1 || count == 0 {
+        return Ok(Vec::new());
+    }
+    let shard = history.shard_id(&key.namespace_id, &key.workflow_id);
+    let mut window = count as i64;
+    loop {
+        let from = (end - window).max(1);
+        let stored = history
+            .store
+            .read_history_covering(shard, key, from, end)
+            .await?;
+        if stored.len() >= count || from == 1 {
+            let skip = stored.len().saturating_sub(count);
+            return stored[skip..]
+                .iter()
+                .map(|batch| {
+                    let decoded = HistoryMessage::decode(batch.events.as_slice())
+                        .map_err(|e| Error::Unavailable(format!("corrupt history batch: {e}")))?;
+                    Ok(decoded
+                        .events
+                        .into_iter()
+                        .filter(|e| e.event_id < end)
+                        .collect())
+                })
+                .collect();
+        }
+        window = window.saturating_mul(2);
+    }
+}

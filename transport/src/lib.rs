@@ -80,7 +80,10 @@ pub async fn serve(
     let operator = OperatorServiceServer::new(Operator::new(node.clone()))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
-    let health = HealthServer::new(HealthCheck::new(&node));
+    // The `temporal` CLI asks for health with gzip, as it asks every service.
+    let health = HealthServer::new(HealthCheck::new(&node))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
     tonic::transport::Server::builder()
         .layer(rpc_telemetry)
         .add_service(workflow)

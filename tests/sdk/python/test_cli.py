@@ -187,3 +187,10 @@ async def test_terminate(server, client: Client):
     # Terminating a closed workflow is an error.
     again = await temporal(server, "workflow", "terminate", "-w", wf_id, "--reason", "again")
     assert again.returncode != 0, again.describe()
+
+
+async def test_cluster_health(server):
+    # The CLI asks the health service with gzip, as it asks every other service.
+    res = await temporal(server, "operator", "cluster", "health")
+    assert res.returncode == 0, res.describe()
+    assert res.stdout.strip() == "SERVING", res.describe()

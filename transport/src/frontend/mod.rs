@@ -45,7 +45,7 @@ use sundial_proto::workflowservice::{workflow_service_server::WorkflowService, *
 use sundial_storage::ExecutionKey;
 use tonic::{Request, Response, Status};
 
-use crate::history::read_events;
+use crate::history::{read_batches_before, read_events};
 use crate::status::{invalid, not_found, to_status};
 
 pub use namespaces::ensure as ensure_namespace;
@@ -460,6 +460,14 @@ impl WorkflowService for Frontend {
         request: Request<GetWorkflowExecutionHistoryRequest>,
     ) -> Result<Response<GetWorkflowExecutionHistoryResponse>, Status> {
         self.get_workflow_execution_history_impl(request).await
+    }
+
+    async fn get_workflow_execution_history_reverse(
+        &self,
+        request: Request<GetWorkflowExecutionHistoryReverseRequest>,
+    ) -> Result<Response<GetWorkflowExecutionHistoryReverseResponse>, Status> {
+        self.get_workflow_execution_history_reverse_impl(request)
+            .await
     }
 
     async fn describe_workflow_execution(
