@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use slog::{Logger, info, warn};
 use sundial_actors::{Node, SystemClock};
@@ -181,15 +181,40 @@ fn parse_search_attributes(flags: &[String]) -> Result<std::collections::HashMap
         .collect()
 }
 
+/// Records the cluster in a new store, or checks a used one was set up with `shards` history
+/// shards: workflows are placed on shards by their number, so serving a store with another
+/// count would lose sight of its workflows. Temporal refuses it too.
+async fn check_shard_count(store: &DynStore, shards: i32, setting: &str) -> Result<()> {
+    let proposed = sundial_storage::ClusterMetadataRow {
+        cluster_name: unsupported::CLUSTER_NAME.to_string(),
+        cluster_id: uuid::Uuid::new_v4().to_string(),
+        history_shard_count: shards,
+    };
+    let stored = store
+        .cluster_metadata(proposed)
+        .await
+        .context("reading the cluster metadata of the store")?;
+    if stored.history_shard_count != shards {
+        bail!(
+            "{setting} is {shards}, but this store was set up with {stored} history shards; \
+             workflows are placed on shards by that number, so it cannot change: start with \
+             {setting} {stored}, or use a new store",
+            stored = stored.history_shard_count
+        );
+    }
+    Ok(())
+}
+
 async fn run(
     store: DynStore,
-    shards: i32,
+    (shards, shards_setting): (i32, &str),
     addr: String,
     namespaces: NamespaceSetup,
     log: Logger,
     observe: telemetry::Settings,
     dynamic_config: dynamic::Source,
 ) -> Result<()> {
+    check_shard_count(&store, shards, shards_setting).await?;
     // Bind before taking any shard: a second server on the same store must fail here, not
     // after it has fenced the shards of the one already serving.
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -283,7 +308,7 @@ async fn start_dev(args: StartDev) -> Result<()> {
     };
     run(
         store,
-        args.num_history_shards,
+        (args.num_history_shards, "--num-history-shards"),
         addr,
         namespaces,
         log,
@@ -300,7 +325,7 @@ async fn start(args: Start) -> Result<()> {
     let config = Config::load(&args.config)?;
     for role in &args.services {
         if config.service(role).is_none() {
-            anyhow::bail!(
+            bail!(
                 "--services: {role:?} is not configured in {} (services has: {})",
                 args.config.display(),
                 config
@@ -360,7 +385,10 @@ async fn start(args: Start) -> Result<()> {
     };
     run(
         store,
-        config.persistence.num_history_shards as i32,
+        (
+            config.persistence.num_history_shards as i32,
+            "persistence.numHistoryShards",
+        ),
         addr,
         NamespaceSetup::default(),
         log,

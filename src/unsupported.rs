@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use sundial_config::{Config, MetricsFramework, ServiceRole, TimerType};
 
 /// The cluster name Sundial reports (Temporal's default single cluster).
-const CLUSTER_NAME: &str = "active";
+pub const CLUSTER_NAME: &str = "active";
 
 /// Refuses a config that asks for TLS or authorization, naming the first key that does, and
 /// `--services` that leave out the frontend.

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 
 use crate::{
-    CurrentExecutionRow, DynStore, Error, ExecutionKey, ExecutionReader, ExecutionRow,
-    HistoryBatch, NamespaceRow, NamespaceStore, QueueTask, Result, ShardBatch, ShardInfo,
-    ShardStore, TaskQueueKey, TaskQueueStore, TimerTaskRow, TransferTaskRow,
+    ClusterMetadataRow, ClusterMetadataStore, CurrentExecutionRow, DynStore, Error, ExecutionKey,
+    ExecutionReader, ExecutionRow, HistoryBatch, NamespaceRow, NamespaceStore, QueueTask, Result,
+    ShardBatch, ShardInfo, ShardStore, TaskQueueKey, TaskQueueStore, TimerTaskRow, TransferTaskRow,
 };
 
 /// Where an injected failure lands relative to the real call.
@@ -222,6 +222,18 @@ impl ExecutionReader for FaultInjectingStore {
     async fn list_executions(&self, shard_id: i32, limit: usize) -> Result<Vec<ExecutionRow>> {
         let call = self.inner.list_executions(shard_id, limit);
         self.read("list_executions", call).await
+    }
+}
+
+#[async_trait]
+impl ClusterMetadataStore for FaultInjectingStore {
+    async fn cluster_metadata(&self, proposed: ClusterMetadataRow) -> Result<ClusterMetadataRow> {
+        let call = self.inner.cluster_metadata(proposed);
+        self.write("cluster_metadata", call).await
+    }
+
+    fn persistence_store(&self) -> &'static str {
+        self.inner.persistence_store()
     }
 }
 

@@ -309,6 +309,20 @@ impl ExecutionReader for InstrumentedStore {
 }
 
 #[async_trait]
+impl ClusterMetadataStore for InstrumentedStore {
+    async fn cluster_metadata(&self, proposed: ClusterMetadataRow) -> Result<ClusterMetadataRow> {
+        let call = self.inner.cluster_metadata(proposed);
+        // Temporal's persistence operation that reads and first writes this row.
+        self.observe("InitializeClusterMetadata", "frontend", SYSTEM.into(), call)
+            .await
+    }
+
+    fn persistence_store(&self) -> &'static str {
+        self.inner.persistence_store()
+    }
+}
+
+#[async_trait]
 impl NamespaceStore for InstrumentedStore {
     async fn create_namespace(&self, record: NamespaceRow) -> Result<()> {
         self.learn(&record);

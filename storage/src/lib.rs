@@ -126,6 +126,18 @@ pub trait NamespaceStore: Send + Sync {
     async fn list_namespaces(&self) -> Result<Vec<NamespaceRow>>;
 }
 
+/// The `cluster_metadata` table: one row per cluster name, written once.
+#[async_trait]
+pub trait ClusterMetadataStore: Send + Sync {
+    /// Stores `proposed` unless a row for its cluster name exists, and returns the stored row
+    /// either way: the first writer's values win, later ones are only compared against them.
+    async fn cluster_metadata(&self, proposed: ClusterMetadataRow) -> Result<ClusterMetadataRow>;
+
+    /// The store's kind as Temporal's `GetClusterInfo` names it (`sqlite`, `postgres12`,
+    /// `mysql8`), or `memory`.
+    fn persistence_store(&self) -> &'static str;
+}
+
 /// The matching backlog: `task_queues` (one row per partition with its lease) and `tasks`.
 #[async_trait]
 pub trait TaskQueueStore: Send + Sync {
@@ -156,8 +168,14 @@ pub trait TaskQueueStore: Send + Sync {
 }
 
 /// Everything a node needs from its store.
-pub trait Store: ShardStore + ExecutionReader + NamespaceStore + TaskQueueStore {}
-impl<T: ShardStore + ExecutionReader + NamespaceStore + TaskQueueStore> Store for T {}
+pub trait Store:
+    ShardStore + ExecutionReader + NamespaceStore + TaskQueueStore + ClusterMetadataStore
+{
+}
+impl<T> Store for T where
+    T: ShardStore + ExecutionReader + NamespaceStore + TaskQueueStore + ClusterMetadataStore
+{
+}
 
 /// A shared handle to a store.
 pub type DynStore = Arc<dyn Store>;

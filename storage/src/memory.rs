@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::{
-    CurrentExecutionRow, Error, ExecutionKey, ExecutionReader, ExecutionRow, HistoryBatch,
-    NamespaceRow, NamespaceStore, QueueTask, Result, ShardBatch, ShardInfo, ShardStore,
-    TaskQueueKey, TaskQueueStore, TimerTaskRow, TransferTaskRow,
+    ClusterMetadataRow, ClusterMetadataStore, CurrentExecutionRow, Error, ExecutionKey,
+    ExecutionReader, ExecutionRow, HistoryBatch, NamespaceRow, NamespaceStore, QueueTask, Result,
+    ShardBatch, ShardInfo, ShardStore, TaskQueueKey, TaskQueueStore, TimerTaskRow, TransferTaskRow,
 };
 
 type CurrentKey = (i32, String, String);
@@ -24,6 +24,7 @@ struct Tables {
     transfer: BTreeMap<(i32, i64), TransferTaskRow>,
     timers: BTreeMap<(i32, i64, i64), TimerTaskRow>,
     namespaces: BTreeMap<String, NamespaceRow>,
+    cluster_metadata: BTreeMap<String, ClusterMetadataRow>,
     task_queues: BTreeMap<TaskQueueKey, i64>,
     tasks: BTreeMap<(TaskQueueKey, i64), QueueTask>,
 }
@@ -263,6 +264,22 @@ impl ExecutionReader for MemoryStore {
             .take(limit)
             .map(|(_, v)| v.clone())
             .collect())
+    }
+}
+
+#[async_trait]
+impl ClusterMetadataStore for MemoryStore {
+    async fn cluster_metadata(&self, proposed: ClusterMetadataRow) -> Result<ClusterMetadataRow> {
+        let mut t = self.lock();
+        let row = t
+            .cluster_metadata
+            .entry(proposed.cluster_name.clone())
+            .or_insert(proposed);
+        Ok(row.clone())
+    }
+
+    fn persistence_store(&self) -> &'static str {
+        "memory"
     }
 }
 

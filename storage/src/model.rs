@@ -148,6 +148,17 @@ impl ShardBatch {
     }
 }
 
+/// What a store remembers of the cluster it serves: its id, and the number of history shards it
+/// was set up with (workflows map to shards by that number, so it can never change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterMetadataRow {
+    /// The cluster's name (`active`, as Temporal's single-cluster default).
+    pub cluster_name: String,
+    /// A UUID chosen when the row was first written.
+    pub cluster_id: String,
+    pub history_shard_count: i32,
+}
+
 /// A namespace row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceRow {

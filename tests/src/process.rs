@@ -206,19 +206,22 @@ impl SundialProcess {
         ))
     }
 
+    /// The arguments of `sundial server start-dev` on 127.0.0.1:`port` persisting to `db`,
+    /// then `extra`.
+    pub fn start_dev_args(port: u16, db: &Path, extra: &[&str]) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = ["server", "start-dev", "--ip", "127.0.0.1"]
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        args.extend(["--port".into(), port.to_string().into()]);
+        args.extend(["--db-filename".into(), db.as_os_str().to_owned()]);
+        args.extend(extra.iter().map(Into::into));
+        args
+    }
+
     /// `sundial server start-dev` on 127.0.0.1:`port` persisting to `db`, ready to serve.
     pub async fn start_dev(port: u16, db: &Path, log_path: &Path) -> Result<(Self, Client)> {
-        let port_arg = port.to_string();
-        let args: [&OsStr; 8] = [
-            "server".as_ref(),
-            "start-dev".as_ref(),
-            "--ip".as_ref(),
-            "127.0.0.1".as_ref(),
-            "--port".as_ref(),
-            port_arg.as_ref(),
-            "--db-filename".as_ref(),
-            db.as_os_str(),
-        ];
+        let args = Self::start_dev_args(port, db, &[]);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut process = Self::spawn(&args, addr, log_path)?;
         let client = process.wait_ready().await?;

@@ -3,6 +3,7 @@
 //!
 //! Helpers live in the `sundial_tests` library (`tests/src/`).
 
+mod cluster;
 mod config_file;
 mod database_restarts;
 mod durability;

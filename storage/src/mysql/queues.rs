@@ -7,7 +7,10 @@ use mysql_async::prelude::Queryable;
 
 use super::error::TxResult;
 use super::{MysqlStore, first_row, insert_new, sql_limit};
-use crate::{Error, NamespaceRow, NamespaceStore, QueueTask, Result, TaskQueueKey, TaskQueueStore};
+use crate::{
+    ClusterMetadataRow, ClusterMetadataStore, Error, NamespaceRow, NamespaceStore, QueueTask,
+    Result, TaskQueueKey, TaskQueueStore,
+};
 
 const NAMESPACE_COLUMNS: &str = "SELECT id, name, notification_version, data FROM namespaces";
 type NamespaceColumns = (String, String, i64, Vec<u8>);
@@ -73,6 +76,49 @@ async fn replace_namespace(
         || Error::AlreadyExists(format!("namespace {}", record.name)),
     )
     .await
+}
+
+#[async_trait]
+impl ClusterMetadataStore for MysqlStore {
+    async fn cluster_metadata(&self, proposed: ClusterMetadataRow) -> Result<ClusterMetadataRow> {
+        let proposed = &proposed;
+        self.transaction(|mut tx| async move {
+            let stored = async {
+                tx.exec_drop(
+                    "INSERT IGNORE INTO cluster_metadata
+                         (cluster_name, cluster_id, history_shard_count) VALUES (?, ?, ?)",
+                    (
+                        &proposed.cluster_name,
+                        &proposed.cluster_id,
+                        proposed.history_shard_count,
+                    ),
+                )
+                .await?;
+                let row: Option<(String, String, i32)> = first_row(
+                    &mut tx,
+                    "SELECT cluster_name, cluster_id, history_shard_count FROM cluster_metadata
+                     WHERE cluster_name = ?",
+                    (&proposed.cluster_name,),
+                )
+                .await?;
+                let (cluster_name, cluster_id, history_shard_count) = row.ok_or_else(|| {
+                    Error::Backend("mysql: cluster_metadata row missing after insert".into())
+                })?;
+                Ok(ClusterMetadataRow {
+                    cluster_name,
+                    cluster_id,
+                    history_shard_count,
+                })
+            }
+            .await;
+            (tx, stored)
+        })
+        .await
+    }
+
+    fn persistence_store(&self) -> &'static str {
+        "mysql8"
+    }
 }
 
 #[async_trait]

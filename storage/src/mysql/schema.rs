@@ -101,6 +101,12 @@ const MIGRATIONS: &[&[&str]] = &[
             PRIMARY KEY (namespace_id, name, task_type, partition_id, task_id)
         ) ENGINE = InnoDB ROW_FORMAT = DYNAMIC",
     ],
+    // 2: what the store remembers of its cluster (see `ClusterMetadataStore`).
+    &["CREATE TABLE IF NOT EXISTS cluster_metadata (
+            cluster_name        VARBINARY(255) NOT NULL PRIMARY KEY,
+            cluster_id          VARBINARY(255) NOT NULL,
+            history_shard_count INT            NOT NULL
+        ) ENGINE = InnoDB ROW_FORMAT = DYNAMIC"],
 ];
 
 /// The schema version this build writes: the number of migrations.

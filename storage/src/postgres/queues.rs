@@ -11,7 +11,10 @@ use deadpool_postgres::tokio_postgres::Row;
 use super::pipeline::{Param, Pipeline, params};
 use super::transaction::WriteTransaction;
 use super::{PostgresStore, column, errors, single_row, sql_limit};
-use crate::{Error, NamespaceRow, NamespaceStore, QueueTask, Result, TaskQueueKey, TaskQueueStore};
+use crate::{
+    ClusterMetadataRow, ClusterMetadataStore, Error, NamespaceRow, NamespaceStore, QueueTask,
+    Result, TaskQueueKey, TaskQueueStore,
+};
 
 const NAMESPACE_COLUMNS: &str = "id, name, notification_version, data";
 
@@ -42,6 +45,51 @@ fn namespace_write(name: &str) -> impl Fn(deadpool_postgres::tokio_postgres::Err
         } else {
             errors::statement(e)
         }
+    }
+}
+
+/// Inserts the row unless its cluster has one, and answers the stored row: the inserted one, or
+/// the one there before (the statement's snapshot does not see its own insert).
+const CLUSTER_METADATA: &str = "WITH inserted AS (
+        INSERT INTO cluster_metadata (cluster_name, cluster_id, history_shard_count)
+        VALUES ($1, $2, $3) ON CONFLICT (cluster_name) DO NOTHING
+        RETURNING cluster_name, cluster_id, history_shard_count)
+    SELECT * FROM inserted
+    UNION ALL
+    SELECT cluster_name, cluster_id, history_shard_count FROM cluster_metadata
+    WHERE cluster_name = $1";
+
+#[async_trait]
+impl ClusterMetadataStore for PostgresStore {
+    async fn cluster_metadata(&self, proposed: ClusterMetadataRow) -> Result<ClusterMetadataRow> {
+        // A row inserted by a concurrent first writer after this statement's snapshot is seen
+        // by neither half: the next statement sees it. (Running it again is harmless.)
+        for _ in 0..3 {
+            let rows = self
+                .query(
+                    CLUSTER_METADATA,
+                    &[
+                        &proposed.cluster_name,
+                        &proposed.cluster_id,
+                        &proposed.history_shard_count,
+                    ],
+                )
+                .await?;
+            if let Some(row) = rows.first() {
+                return Ok(ClusterMetadataRow {
+                    cluster_name: column(row, 0)?,
+                    cluster_id: column(row, 1)?,
+                    history_shard_count: column(row, 2)?,
+                });
+            }
+        }
+        Err(Error::Unavailable(
+            "postgres: cluster_metadata row neither inserted nor found".into(),
+        ))
+    }
+
+    fn persistence_store(&self) -> &'static str {
+        "postgres12"
     }
 }
 

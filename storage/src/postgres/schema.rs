@@ -283,6 +283,14 @@ const MIGRATIONS: &[&str] = &[
     $body$;
     "#
     ),
+    // 3: what the store remembers of its cluster (see `ClusterMetadataStore`).
+    r#"
+    CREATE TABLE cluster_metadata (
+        cluster_name        text    COLLATE "C" PRIMARY KEY,
+        cluster_id          text    NOT NULL,
+        history_shard_count integer NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build reads and writes: the number of migrations.

@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{SqliteStore, begin, sql_limit};
-use crate::{Error, NamespaceRow, NamespaceStore, QueueTask, Result, TaskQueueKey, TaskQueueStore};
+use crate::{
+    ClusterMetadataRow, ClusterMetadataStore, Error, NamespaceRow, NamespaceStore, QueueTask,
+    Result, TaskQueueKey, TaskQueueStore,
+};
 
 fn namespace_row(row: &Row<'_>) -> rusqlite::Result<NamespaceRow> {
     Ok(NamespaceRow {
@@ -17,6 +20,43 @@ fn namespace_row(row: &Row<'_>) -> rusqlite::Result<NamespaceRow> {
 }
 
 const NAMESPACE_COLUMNS: &str = "id, name, notification_version, data";
+
+#[async_trait]
+impl ClusterMetadataStore for SqliteStore {
+    async fn cluster_metadata(&self, proposed: ClusterMetadataRow) -> Result<ClusterMetadataRow> {
+        self.write(move |conn| {
+            let tx = begin(conn)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO cluster_metadata
+                     (cluster_name, cluster_id, history_shard_count) VALUES (?1, ?2, ?3)",
+                params![
+                    proposed.cluster_name,
+                    proposed.cluster_id,
+                    proposed.history_shard_count
+                ],
+            )?;
+            let stored = tx.query_row(
+                "SELECT cluster_name, cluster_id, history_shard_count FROM cluster_metadata
+                 WHERE cluster_name = ?1",
+                [&proposed.cluster_name],
+                |row| {
+                    Ok(ClusterMetadataRow {
+                        cluster_name: row.get(0)?,
+                        cluster_id: row.get(1)?,
+                        history_shard_count: row.get(2)?,
+                    })
+                },
+            )?;
+            tx.commit()?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    fn persistence_store(&self) -> &'static str {
+        "sqlite"
+    }
+}
 
 #[async_trait]
 impl NamespaceStore for SqliteStore {

@@ -91,6 +91,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace_id, name, task_type, partition, task_id)
     ) WITHOUT ROWID;
     ",
+    // 2: what the store remembers of its cluster (see `ClusterMetadataStore`).
+    "
+    CREATE TABLE cluster_metadata (
+        cluster_name        TEXT    PRIMARY KEY,
+        cluster_id          TEXT    NOT NULL,
+        history_shard_count INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes: the number of migrations.

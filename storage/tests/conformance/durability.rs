@@ -155,3 +155,16 @@ pub async fn second_process_fences_the_first(h: &dyn Harness) {
         Some(execution(&k, 1))
     );
 }
+
+/// The cluster's row outlives the process that wrote it: a restarted server compares its shard
+/// count against the first one's.
+pub async fn cluster_metadata_survives_reopen(h: &dyn Harness) {
+    let first = super::namespaces::cluster("active", "id-1", 4);
+    assert_eq!(
+        h.open().cluster_metadata(first.clone()).await.unwrap(),
+        first
+    );
+    let reopened = h.open();
+    let proposed = super::namespaces::cluster("active", "id-2", 1);
+    assert_eq!(reopened.cluster_metadata(proposed).await.unwrap(), first);
+}

@@ -130,6 +130,7 @@ macro_rules! conformance_suite {
                 namespaces::namespace_create_get_list,
                 namespaces::namespace_duplicate_is_rejected,
                 namespaces::namespace_update_compare_and_set,
+                namespaces::cluster_metadata_first_writer_wins,
                 task_queues::task_queue_lease_increments,
                 task_queues::task_queue_writes_are_fenced_by_lease,
                 task_queues::get_tasks_order_limit_after,
@@ -146,6 +147,7 @@ macro_rules! conformance_suite {
             durability::commit_survives_reopen,
             durability::crash_between_commit_and_effect_loses_nothing,
             durability::second_process_fences_the_first,
+            durability::cluster_metadata_survives_reopen,
         );
     };
     (@tests $harness:ty; $($module:ident :: $name:ident),* $(,)?) => {

@@ -108,3 +108,27 @@ pub async fn namespace_update_compare_and_set(h: &dyn Harness) {
         Some(namespace("id-1", "sales", 3))
     );
 }
+
+pub fn cluster(name: &str, id: &str, shards: i32) -> sundial_storage::ClusterMetadataRow {
+    sundial_storage::ClusterMetadataRow {
+        cluster_name: name.into(),
+        cluster_id: id.into(),
+        history_shard_count: shards,
+    }
+}
+
+/// The first writer of a cluster's row wins: later calls get its values back, not theirs.
+pub async fn cluster_metadata_first_writer_wins(h: &dyn Harness) {
+    let store = h.open();
+    let first = cluster("active", "id-1", 4);
+    assert_eq!(store.cluster_metadata(first.clone()).await.unwrap(), first);
+    assert_eq!(
+        store
+            .cluster_metadata(cluster("active", "id-2", 16))
+            .await
+            .unwrap(),
+        first
+    );
+    let other = cluster("standby", "id-3", 8);
+    assert_eq!(store.cluster_metadata(other.clone()).await.unwrap(), other);
+}

@@ -114,7 +114,7 @@ async fn schema_commands_and_the_refusals_of_open() {
     admin(
         &options,
         "DROP TABLE shards, executions, current_executions, history_node, transfer_tasks,
-                timer_tasks, namespaces, task_queues, tasks;
+                timer_tasks, namespaces, task_queues, tasks, cluster_metadata;
          DROP FUNCTION sundial_commit",
     )
     .await;
@@ -129,7 +129,8 @@ async fn schema_commands_and_the_refusals_of_open() {
     // the store commits on it.
     admin(
         &options,
-        "UPDATE schema_version SET version = 1; DROP FUNCTION sundial_commit",
+        "UPDATE schema_version SET version = 1; DROP FUNCTION sundial_commit;
+         DROP TABLE cluster_metadata",
     )
     .await;
     assert_eq!(schema::update(&options).await.unwrap(), 1);

@@ -194,3 +194,16 @@ async def test_cluster_health(server):
     res = await temporal(server, "operator", "cluster", "health")
     assert res.returncode == 0, res.describe()
     assert res.stdout.strip() == "SERVING", res.describe()
+
+
+async def test_cluster_describe(server):
+    res = await temporal(server, "operator", "cluster", "describe", "-o", "json")
+    info = res.json()
+    assert info["clusterName"] == "active"
+    assert info["serverVersion"] == "1.32.0"
+    assert info["historyShardCount"] > 0
+    assert info["persistenceStore"] in ("sqlite", "postgres12", "mysql8", "memory")
+    assert "temporal-cli" in info["supportedClients"]
+    # The id is the store's: the same on every call.
+    again = (await temporal(server, "operator", "cluster", "describe", "-o", "json")).json()
+    assert len(info["clusterId"]) == 36 and again["clusterId"] == info["clusterId"]

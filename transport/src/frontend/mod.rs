@@ -42,7 +42,7 @@ use sundial_engine::api::{
 use sundial_engine::time::{duration_ms, timestamp, validate_and_cap};
 use sundial_engine::{MutableState, Signal, StartParams, TaskToken};
 use sundial_proto::workflowservice::{workflow_service_server::WorkflowService, *};
-use sundial_storage::ExecutionKey;
+use sundial_storage::{ClusterMetadataRow, ExecutionKey};
 use tonic::{Request, Response, Status};
 
 use crate::history::{read_batches_before, read_events};
@@ -54,6 +54,11 @@ pub use namespaces::ensure as ensure_namespace;
 const MAX_POLL: Duration = Duration::from_secs(60);
 /// Longest a history long poll waits.
 const MAX_HISTORY_WAIT: Duration = Duration::from_secs(20);
+/// The Temporal server version whose API Sundial serves.
+const SERVER_VERSION: &str = "1.32.0";
+/// The cluster's name: Temporal's single-cluster default.
+const CLUSTER_NAME: &str = "active";
+
 /// Events per history page.
 const HISTORY_PAGE_SIZE: i64 = 256;
 
@@ -103,7 +108,7 @@ impl WorkflowService for Frontend {
         _: Request<GetSystemInfoRequest>,
     ) -> Result<Response<GetSystemInfoResponse>, Status> {
         Ok(Response::new(GetSystemInfoResponse {
-            server_version: "1.32.0".into(),
+            server_version: SERVER_VERSION.into(),
             capabilities: Some(get_system_info_response::Capabilities {
                 signal_and_query_header: true,
                 internal_error_differentiation: true,
@@ -120,6 +125,51 @@ impl WorkflowService for Frontend {
                 nexus: false,
                 ..Default::default()
             }),
+        }))
+    }
+
+    async fn get_cluster_info(
+        &self,
+        _: Request<GetClusterInfoRequest>,
+    ) -> Result<Response<GetClusterInfoResponse>, Status> {
+        let store = &self.node.history.store;
+        // The row exists once a server has started on the store; the first call of a server
+        // started without that check records it.
+        let proposed = ClusterMetadataRow {
+            cluster_name: CLUSTER_NAME.into(),
+            cluster_id: uuid::Uuid::new_v4().to_string(),
+            history_shard_count: self.node.history.num_shards(),
+        };
+        let cluster = store
+            .cluster_metadata(proposed)
+            .await
+            .map_err(|e| to_status(e.into()))?;
+        // The client versions Temporal 1.32 declares it supports (Nexus left out: Sundial does
+        // not serve it).
+        let supported_clients = [
+            ("temporal-cli", "<2.0.0"),
+            ("temporal-go", "<2.0.0"),
+            ("temporal-java", "<2.0.0"),
+            ("temporal-php", "<2.0.0"),
+            ("temporal-server", "<2.0.0"),
+            ("temporal-typescript", "<2.0.0"),
+            ("temporal-ui", "<3.0.0"),
+        ]
+        .into_iter()
+        .map(|(client, versions)| (client.to_string(), versions.to_string()))
+        .collect();
+        Ok(Response::new(GetClusterInfoResponse {
+            supported_clients,
+            server_version: SERVER_VERSION.into(),
+            cluster_id: cluster.cluster_id,
+            version_info: None,
+            cluster_name: cluster.cluster_name,
+            history_shard_count: cluster.history_shard_count,
+            persistence_store: store.persistence_store().into(),
+            // No visibility store yet: ListWorkflowExecutions and friends are unimplemented.
+            visibility_store: String::new(),
+            initial_failover_version: 1,
+            failover_version_increment: 10,
         }))
     }
 

@@ -1,0 +1,59 @@
+//! What a store remembers of its cluster: the id `GetClusterInfo` reports, and the number of
+//! history shards it was set up with, which a later server may not change.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use sundial_proto::workflowservice::GetClusterInfoRequest;
+use sundial_tests::process::{SundialProcess, free_port};
+
+/// A server started with another `--num-history-shards` on a used store refuses to start and
+/// says why; with the store's own count it serves, under the same cluster id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_keeps_its_shard_count_and_cluster_id() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (db, log) = (
+        dir.path().join("sundial.db"),
+        dir.path().join("sundial.log"),
+    );
+    let port = free_port()?;
+
+    let (mut first, mut client) = SundialProcess::start_dev(port, &db, &log).await?;
+    let info = client
+        .get_cluster_info(GetClusterInfoRequest {})
+        .await?
+        .into_inner();
+    ensure!(info.history_shard_count == 4, "{info:?}");
+    ensure!(info.cluster_name == "active", "{info:?}");
+    ensure!(info.persistence_store == "sqlite", "{info:?}");
+    ensure!(uuid_like(&info.cluster_id), "{info:?}");
+    first.kill()?;
+
+    let args = SundialProcess::start_dev_args(port, &db, &["--num-history-shards", "8"]);
+    let (status, output) = SundialProcess::run_to_exit(&args, &log, Duration::from_secs(30))?;
+    ensure!(
+        !status.success(),
+        "started with another shard count:\n{output}"
+    );
+    ensure!(
+        output
+            .contains("--num-history-shards is 8, but this store was set up with 4 history shards"),
+        "{output}"
+    );
+
+    let (mut again, mut client) = SundialProcess::start_dev(port, &db, &log).await?;
+    let later = client
+        .get_cluster_info(GetClusterInfoRequest {})
+        .await?
+        .into_inner();
+    ensure!(
+        later.cluster_id == info.cluster_id,
+        "{info:?} then {later:?}"
+    );
+    again.kill()?;
+    Ok(())
+}
+
+fn uuid_like(id: &str) -> bool {
+    id.len() == 36 && id.chars().filter(|c| *c == '-').count() == 4
+}
