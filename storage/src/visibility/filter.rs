@@ -41,7 +41,7 @@ pub enum CompareOp {
 }
 
 /// A checked filter. For a KeywordList attribute `=` means "contains" and `IN` "contains any";
-/// for Text, `=` means every token of the value is in the text.
+/// for Text, `=` means some token of the value is a token of the text.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
     And(Box<Filter>, Box<Filter>),

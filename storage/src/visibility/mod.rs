@@ -3,7 +3,8 @@
 //! accepts it. A query is parsed as the `WHERE` clause of a MySQL `SELECT` (optionally with
 //! `GROUP BY`), then checked against the search attributes: every name must be one, every
 //! operator must suit the attribute's type, every value must parse as that type. The result is a
-//! typed [`Filter`] that each store translates into its own SQL.
+//! typed [`Filter`] that each store translates into its own SQL; [`VisibilityRow::matches`]
+//! says what it means for one run (SQL's three-valued logic, as Temporal's SQL visibility).
 //!
 //! What Temporal refuses is refused with its message ([`QueryError`]; the frontend answers
 //! `InvalidArgument` with `invalid query: ` before it). Per-type operator rules follow Temporal's
@@ -18,6 +19,7 @@
 mod filter;
 mod lexer;
 mod parser;
+mod row;
 mod values;
 
 #[cfg(test)]
@@ -26,6 +28,7 @@ mod tests;
 use std::collections::BTreeMap;
 
 pub use filter::{Attribute, CompareOp, Filter, Query, SYSTEM_ATTRIBUTES, Value};
+pub use row::{IndexedValue, VisibilityRow};
 pub use values::Timestamp;
 
 /// The type of a search attribute (Temporal's `IndexedValueType`).

@@ -540,3 +540,137 @@ fn no_input_makes_the_parser_panic() {
     }
     assert!(checked > 10_000);
 }
+
+/// Three runs as the reference server was asked about them: w1 (CustomKeyword gold, a text,
+/// build ids b1 and b2), w2 (CustomKeyword silver, CustomInt 5), w3 (no attributes).
+fn runs() -> Vec<VisibilityRow> {
+    let at = |s| Timestamp {
+        seconds: s,
+        nanos: 0,
+    };
+    let run = |id: &str, indexed: Vec<(&str, IndexedValue)>| VisibilityRow {
+        namespace_id: "ns".into(),
+        run_id: format!("run-{id}"),
+        workflow_id: id.into(),
+        workflow_type: "T".into(),
+        task_queue: "q".into(),
+        status: 1,
+        start_time: at(100),
+        execution_time: at(100),
+        close_time: None,
+        execution_duration: None,
+        history_length: 2,
+        history_size_bytes: 300,
+        state_transition_count: 1,
+        parent_workflow_id: None,
+        parent_run_id: None,
+        root_workflow_id: id.into(),
+        root_run_id: format!("run-{id}"),
+        memo: Vec::new(),
+        search_attributes: Vec::new(),
+        indexed: indexed
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect(),
+    };
+    vec![
+        run(
+            "w1",
+            vec![
+                ("CustomKeyword", IndexedValue::Keyword("gold".into())),
+                (
+                    "CustomText",
+                    IndexedValue::Text("the quick brown fox".into()),
+                ),
+                (
+                    "BuildIds",
+                    IndexedValue::KeywordList(vec!["b1".into(), "b2".into()]),
+                ),
+            ],
+        ),
+        run(
+            "w2",
+            vec![
+                ("CustomKeyword", IndexedValue::Keyword("silver".into())),
+                ("CustomInt", IndexedValue::Int(5)),
+            ],
+        ),
+        run("w3", vec![]),
+    ]
+}
+
+fn listed(query: &str, rows: &[VisibilityRow]) -> Vec<String> {
+    let query = parse(query, &attributes()).unwrap_or_else(|e| panic!("{query}: {e}"));
+    rows.iter()
+        .filter(|r| query.filter.as_ref().is_none_or(|f| r.matches(f)))
+        .map(|r| r.workflow_id.clone())
+        .collect()
+}
+
+/// What the reference server (Temporal 1.32.0 on SQLite) listed for each query over the three
+/// runs of [`runs`], asked with `temporal workflow list --query` on 2026-12-02.
+#[test]
+fn filters_list_what_the_reference_server_lists() {
+    let rows = runs();
+    for (query, expected) in [
+        ("CustomKeyword != 'gold'", &["w2"][..]),
+        ("NOT (CustomKeyword = 'gold')", &["w2"]),
+        ("BuildIds = 'b1'", &["w1"]),
+        ("NOT (BuildIds = 'b1')", &["w2", "w3"]),
+        ("BuildIds != 'b1'", &["w2", "w3"]),
+        ("BuildIds NOT IN ('b1')", &["w2", "w3"]),
+        ("CustomText = 'quick FOX'", &["w1"]),
+        ("CustomText = 'quick cat'", &["w1"]),
+        ("CustomText = 'qui'", &[]),
+        ("NOT (CustomText = 'quick')", &["w2", "w3"]),
+        ("CustomText != 'quick'", &["w2", "w3"]),
+        ("CustomInt < 3 OR CustomKeyword = 'gold'", &["w1"]),
+        ("NOT (CustomInt < 3)", &["w2"]),
+        ("CustomKeyword IS NULL", &["w3"]),
+        ("BuildIds IS NULL", &["w2", "w3"]),
+        ("CustomText IS NULL", &["w2", "w3"]),
+        ("CustomKeyword NOT IN ('gold')", &["w2"]),
+        ("CustomKeyword NOT BETWEEN 'a' AND 'h'", &["w2"]),
+        ("CustomKeyword NOT STARTS_WITH 'g'", &["w2"]),
+        ("CustomText = 'the'", &["w1"]),
+    ] {
+        assert_eq!(listed(query, &rows), expected, "{query}");
+    }
+}
+
+#[test]
+fn system_attributes_compare_in_their_types() {
+    let mut rows = runs();
+    rows[1].status = 2;
+    rows[1].close_time = Some(Timestamp {
+        seconds: 160,
+        nanos: 0,
+    });
+    rows[1].execution_duration = Some(60_000_000_000);
+    rows[2].history_length = 9_007_199_254_740_993;
+    for (query, expected) in [
+        ("ExecutionStatus = 'Running'", &["w1", "w3"][..]),
+        ("ExecutionStatus IN ('Completed', 'Failed')", &["w2"]),
+        ("ExecutionStatus != 1", &["w2"]),
+        ("CloseTime IS NULL", &["w1", "w3"]),
+        ("CloseTime > '1970-01-01T00:02:00Z'", &["w2"]),
+        ("ExecutionDuration >= '1m'", &["w2"]),
+        ("ExecutionDuration < '1m'", &[]),
+        (
+            "StartTime BETWEEN 100000000000 AND '1970-01-01T00:01:40Z'",
+            &["w1", "w2", "w3"],
+        ),
+        (
+            "WorkflowId STARTS_WITH 'w' AND WorkflowId > 'w1'",
+            &["w2", "w3"],
+        ),
+        ("HistoryLength IN (2, 3)", &["w1", "w2"]),
+        // Integers compare exactly, past what a double holds.
+        ("HistoryLength = 9007199254740992", &[]),
+        ("HistoryLength = 9007199254740993", &["w3"]),
+        ("HistoryLength > 1.5", &["w1", "w2", "w3"]),
+        ("", &["w1", "w2", "w3"]),
+    ] {
+        assert_eq!(listed(query, &rows), expected, "{query}");
+    }
+}
