@@ -57,6 +57,61 @@ pub enum IndexedValue {
     Text(String),
 }
 
+impl IndexedValue {
+    /// Decodes a search attribute's JSON payload data as Temporal does for an attribute of
+    /// `value_type`: a value, or a list of one (a list of any length for KeywordList); `null`
+    /// and the empty list mean the attribute is not set (`Ok(None)`).
+    pub fn decode(value_type: ValueType, data: &[u8]) -> Result<Option<IndexedValue>, String> {
+        let json: serde_json::Value =
+            serde_json::from_slice(data).map_err(|e| format!("not JSON: {e}"))?;
+        if value_type == ValueType::KeywordList {
+            return match json {
+                serde_json::Value::Null => Ok(None),
+                serde_json::Value::Array(items) if items.is_empty() => Ok(None),
+                serde_json::Value::Array(items) => items
+                    .into_iter()
+                    .map(|item| match item {
+                        serde_json::Value::String(s) => Ok(s),
+                        other => Err(format!("a KeywordList item is not a string: {other}")),
+                    })
+                    .collect::<Result<_, _>>()
+                    .map(|items| Some(IndexedValue::KeywordList(items))),
+                other => Err(format!("a KeywordList value is not a list: {other}")),
+            };
+        }
+        let single = match json {
+            serde_json::Value::Null => return Ok(None),
+            serde_json::Value::Array(mut items) => match items.len() {
+                0 => return Ok(None),
+                1 => items.remove(0),
+                n => {
+                    return Err(format!(
+                        "a list of {n} values for a single-valued attribute"
+                    ));
+                }
+            },
+            other => other,
+        };
+        let wrong = |v: &serde_json::Value| format!("not a {} value: {v}", value_type.name());
+        let value = match (value_type, &single) {
+            (ValueType::Bool, serde_json::Value::Bool(b)) => IndexedValue::Bool(*b),
+            (ValueType::Int, serde_json::Value::Number(n)) => {
+                IndexedValue::Int(n.as_i64().ok_or_else(|| wrong(&single))?)
+            }
+            (ValueType::Double, serde_json::Value::Number(n)) => {
+                IndexedValue::Double(n.as_f64().ok_or_else(|| wrong(&single))?)
+            }
+            (ValueType::Datetime, serde_json::Value::String(s)) => IndexedValue::Datetime(
+                super::values::parse_rfc3339(s).ok_or_else(|| wrong(&single))?,
+            ),
+            (ValueType::Keyword, serde_json::Value::String(s)) => IndexedValue::Keyword(s.clone()),
+            (ValueType::Text, serde_json::Value::String(s)) => IndexedValue::Text(s.clone()),
+            _ => return Err(wrong(&single)),
+        };
+        Ok(Some(value))
+    }
+}
+
 /// A comparable value of a run's attribute (system or indexed), or of a filter.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Scalar<'a> {

@@ -674,3 +674,51 @@ fn system_attributes_compare_in_their_types() {
         assert_eq!(listed(query, &rows), expected, "{query}");
     }
 }
+
+#[test]
+fn search_attribute_payloads_decode_as_temporal_decodes_them() {
+    use IndexedValue as V;
+    let ok = |t, json: &str| IndexedValue::decode(t, json.as_bytes()).unwrap();
+    assert_eq!(
+        ok(ValueType::Keyword, r#""gold""#),
+        Some(V::Keyword("gold".into()))
+    );
+    assert_eq!(
+        ok(ValueType::Keyword, r#"["gold"]"#),
+        Some(V::Keyword("gold".into()))
+    );
+    assert_eq!(ok(ValueType::Text, r#""a b""#), Some(V::Text("a b".into())));
+    assert_eq!(ok(ValueType::Int, "5"), Some(V::Int(5)));
+    assert_eq!(ok(ValueType::Double, "5"), Some(V::Double(5.0)));
+    assert_eq!(ok(ValueType::Bool, "true"), Some(V::Bool(true)));
+    assert_eq!(
+        ok(ValueType::Datetime, r#""2024-01-01T00:00:00.5Z""#),
+        Some(V::Datetime(Timestamp {
+            seconds: 1_704_067_200,
+            nanos: 500_000_000
+        }))
+    );
+    assert_eq!(
+        ok(ValueType::KeywordList, r#"["b1", "b2"]"#),
+        Some(V::KeywordList(vec!["b1".into(), "b2".into()]))
+    );
+    for (t, json) in [
+        (ValueType::Keyword, "null"),
+        (ValueType::Int, "[]"),
+        (ValueType::KeywordList, "[]"),
+    ] {
+        assert_eq!(ok(t, json), None, "{json}");
+    }
+    for (t, json) in [
+        (ValueType::Int, "5.5"),
+        (ValueType::Int, r#""5""#),
+        (ValueType::Bool, "1"),
+        (ValueType::Keyword, r#"["a", "b"]"#),
+        (ValueType::KeywordList, r#""a""#),
+        (ValueType::KeywordList, "[1]"),
+        (ValueType::Datetime, r#""yesterday""#),
+        (ValueType::Text, "not json"),
+    ] {
+        assert!(IndexedValue::decode(t, json.as_bytes()).is_err(), "{json}");
+    }
+}
