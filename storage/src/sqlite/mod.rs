@@ -11,6 +11,9 @@
 
 mod queues;
 mod schema;
+// Only its tests use it until the shards write visibility records.
+#[cfg_attr(not(test), allow(dead_code))]
+mod visibility;
 mod worker;
 
 use std::path::Path;

@@ -23,12 +23,12 @@ mod row;
 mod values;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 
 pub use filter::{Attribute, CompareOp, Filter, Query, SYSTEM_ATTRIBUTES, Value};
-pub use row::{IndexedValue, VisibilityRow};
+pub use row::{IndexedValue, VisibilityRow, text_tokens};
 pub use values::Timestamp;
 
 /// The type of a search attribute (Temporal's `IndexedValueType`).

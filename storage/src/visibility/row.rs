@@ -118,7 +118,8 @@ enum Scalar<'a> {
     Bool(bool),
     Int(i64),
     Double(f64),
-    Datetime(Timestamp),
+    /// Microseconds since the epoch.
+    Datetime(i64),
     Str(&'a str),
 }
 
@@ -251,9 +252,9 @@ impl VisibilityRow {
             "WorkflowType" => Some(Scalar::Str(&self.workflow_type)),
             "TaskQueue" => Some(Scalar::Str(&self.task_queue)),
             "ExecutionStatus" => number(i64::from(self.status)),
-            "StartTime" => Some(Scalar::Datetime(self.start_time)),
-            "ExecutionTime" => Some(Scalar::Datetime(self.execution_time)),
-            "CloseTime" => self.close_time.map(Scalar::Datetime),
+            "StartTime" => Some(Scalar::Datetime(self.start_time.unix_micros())),
+            "ExecutionTime" => Some(Scalar::Datetime(self.execution_time.unix_micros())),
+            "CloseTime" => self.close_time.map(|t| Scalar::Datetime(t.unix_micros())),
             "ExecutionDuration" => self.execution_duration.and_then(number),
             "HistoryLength" => number(self.history_length),
             "HistorySizeBytes" => number(self.history_size_bytes),
@@ -266,7 +267,7 @@ impl VisibilityRow {
                 IndexedValue::Bool(b) => Some(Scalar::Bool(*b)),
                 IndexedValue::Int(i) => number(*i),
                 IndexedValue::Double(d) => Some(Scalar::Double(*d)),
-                IndexedValue::Datetime(t) => Some(Scalar::Datetime(*t)),
+                IndexedValue::Datetime(t) => Some(Scalar::Datetime(t.unix_micros())),
                 IndexedValue::Keyword(s) => Some(Scalar::Str(s)),
                 IndexedValue::KeywordList(_) | IndexedValue::Text(_) => None,
             },
@@ -289,12 +290,13 @@ impl VisibilityRow {
         else {
             return false;
         };
-        let have: Vec<String> = tokens(text).collect();
-        tokens(wanted).any(|t| have.contains(&t))
+        let have: Vec<String> = text_tokens(text).collect();
+        text_tokens(wanted).any(|t| have.contains(&t))
     }
 }
 
-fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
+/// The tokens of a Text value: runs of letters and digits, lower-cased.
+pub fn text_tokens(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
         .map(str::to_lowercase)
@@ -306,7 +308,7 @@ fn scalar_of(value: &Value) -> Option<Scalar<'_>> {
         Value::Bool(b) => Scalar::Bool(*b),
         Value::Int(i) => Scalar::Int(*i),
         Value::Double(d) => Scalar::Double(*d),
-        Value::Datetime(t) => Scalar::Datetime(*t),
+        Value::Datetime(t) => Scalar::Datetime(t.unix_micros()),
         Value::String(s) => Scalar::Str(s),
         Value::Status(s) => Scalar::Int(i64::from(*s)),
     })

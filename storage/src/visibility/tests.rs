@@ -2,7 +2,8 @@ use std::collections::BTreeMap;
 
 use super::*;
 
-fn attributes() -> BTreeMap<String, ValueType> {
+/// The attributes the corpus's queries name (the reference server had the same registered).
+pub(crate) fn attributes() -> BTreeMap<String, ValueType> {
     [
         ("CustomKeyword", ValueType::Keyword),
         ("CustomInt", ValueType::Int),

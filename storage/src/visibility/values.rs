@@ -17,6 +17,14 @@ impl Timestamp {
         }
     }
 
+    /// Microseconds since the epoch (saturating): the precision visibility compares times at,
+    /// as Temporal's SQL visibility keeps them.
+    pub fn unix_micros(&self) -> i64 {
+        self.seconds
+            .saturating_mul(1_000_000)
+            .saturating_add(i64::from(self.nanos / 1000))
+    }
+
     /// Milliseconds since the epoch (saturating), the unit Sundial stores times in.
     pub fn unix_millis(&self) -> i64 {
         self.seconds
