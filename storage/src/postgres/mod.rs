@@ -25,6 +25,9 @@ mod queues;
 pub mod schema;
 mod tls;
 mod transaction;
+// Only its tests use it until the shards write visibility records.
+#[cfg_attr(not(test), allow(dead_code))]
+mod visibility;
 
 use std::time::Duration;
 

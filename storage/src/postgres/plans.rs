@@ -5,7 +5,6 @@
 //! table must still go by key on a full one.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use deadpool_postgres::tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 use sundial_testdb::postgres::{PASSWORD, Server, USER};
@@ -13,17 +12,12 @@ use sundial_testdb::postgres::{PASSWORD, Server, USER};
 use super::queues::DELETE_TASKS;
 use super::{PostgresOptions, schema};
 
-/// `target/tmp`, next to the test binary's profile directory.
-fn target_tmp() -> PathBuf {
+/// A private server with an empty database `name`, and a session on it.
+pub(super) async fn private_session(name: &str) -> (Server, Client, PostgresOptions) {
     let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<binary>
-    exe.ancestors().nth(3).expect("inside target/").join("tmp")
-}
-
-/// A private server with Sundial's schema in database `name`, and a session configured as
-/// the store's, its tables' autovacuum off (so no statistics appear behind the test's back).
-async fn fresh_session(name: &str) -> (Server, Client) {
-    let server = tokio::task::block_in_place(|| Server::start(&target_tmp(), name))
+    // target/<profile>/deps/<binary>: servers live in target/tmp.
+    let target_tmp = exe.ancestors().nth(3).expect("inside target/").join("tmp");
+    let server = tokio::task::block_in_place(|| Server::start(&target_tmp, name))
         .expect("private PostgreSQL server");
     let options = PostgresOptions {
         connect_addr: server.address(),
@@ -33,10 +27,17 @@ async fn fresh_session(name: &str) -> (Server, Client) {
         ..PostgresOptions::default()
     };
     schema::create_database(&options).await.unwrap();
-    schema::setup(&options).await.unwrap();
     let (config, _) = options.connection(&options.database_name).unwrap();
     let (session, connection) = config.connect(NoTls).await.unwrap();
     tokio::spawn(connection);
+    (server, session, options)
+}
+
+/// A private server with Sundial's schema in database `name`, and a session configured as
+/// the store's, its tables' autovacuum off (so no statistics appear behind the test's back).
+async fn fresh_session(name: &str) -> (Server, Client) {
+    let (server, session, options) = private_session(name).await;
+    schema::setup(&options).await.unwrap();
     let no_autovacuum: String = TABLES
         .iter()
         .map(|t| format!("ALTER TABLE {t} SET (autovacuum_enabled = false);"))

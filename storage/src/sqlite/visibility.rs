@@ -11,10 +11,8 @@
 
 use rusqlite::types::Value as Sql;
 
-use crate::visibility::{
-    Attribute, CompareOp, Filter, IndexedValue, Timestamp, Value, ValueType, VisibilityRow,
-    text_tokens,
-};
+use crate::visibility::columns::{self, Dialect, indexed_json};
+use crate::visibility::{Attribute, Filter, Timestamp, Value, ValueType, VisibilityRow};
 
 /// The visibility table (a schema migration once the shards write it).
 pub(super) const TABLE: &str = "
@@ -56,23 +54,7 @@ pub(super) const UPSERT: &str = "INSERT OR REPLACE INTO executions_visibility (
 pub(super) fn upsert_params(row: &VisibilityRow) -> Vec<Sql> {
     let text = |s: &str| Sql::Text(s.to_string());
     let optional = |s: &Option<String>| s.as_deref().map_or(Sql::Null, text);
-    let mut indexed = serde_json::Map::new();
-    let mut tokens = serde_json::Map::new();
-    for (name, value) in &row.indexed {
-        let json = match value {
-            IndexedValue::Bool(b) => serde_json::Value::from(*b),
-            IndexedValue::Int(i) => serde_json::Value::from(*i),
-            IndexedValue::Double(d) => serde_json::Value::from(*d),
-            IndexedValue::Datetime(t) => serde_json::Value::from(micros(t)),
-            IndexedValue::Keyword(s) => serde_json::Value::from(s.as_str()),
-            IndexedValue::KeywordList(items) => serde_json::Value::from(items.clone()),
-            IndexedValue::Text(s) => {
-                tokens.insert(name.clone(), text_tokens(s).collect());
-                serde_json::Value::from(s.as_str())
-            }
-        };
-        indexed.insert(name.clone(), json);
-    }
+    let (indexed, tokens) = indexed_json(row);
     vec![
         text(&row.namespace_id),
         text(&row.run_id),
@@ -94,8 +76,8 @@ pub(super) fn upsert_params(row: &VisibilityRow) -> Vec<Sql> {
         text(&row.root_run_id),
         Sql::Blob(row.memo.clone()),
         Sql::Blob(row.search_attributes.clone()),
-        Sql::Text(serde_json::Value::Object(indexed).to_string()),
-        Sql::Text(serde_json::Value::Object(tokens).to_string()),
+        Sql::Text(indexed),
+        Sql::Text(tokens),
     ]
 }
 
@@ -103,170 +85,76 @@ fn micros(t: &Timestamp) -> i64 {
     t.unix_micros()
 }
 
-/// The system attributes and their columns.
-const COLUMNS: &[(&str, &str)] = &[
-    ("WorkflowId", "workflow_id"),
-    ("RunId", "run_id"),
-    ("WorkflowType", "workflow_type"),
-    ("TaskQueue", "task_queue"),
-    ("ExecutionStatus", "status"),
-    ("StartTime", "start_time"),
-    ("ExecutionTime", "execution_time"),
-    ("CloseTime", "close_time"),
-    ("ExecutionDuration", "execution_duration"),
-    ("HistoryLength", "history_length"),
-    ("HistorySizeBytes", "history_size_bytes"),
-    ("StateTransitionCount", "state_transition_count"),
-    ("ParentWorkflowId", "parent_workflow_id"),
-    ("ParentRunId", "parent_run_id"),
-    ("RootWorkflowId", "root_workflow_id"),
-    ("RootRunId", "root_run_id"),
-];
-
 /// A filter as an SQL condition over `executions_visibility`, with its parameters in order
 /// (`?` placeholders).
 pub(super) fn condition(filter: &Filter) -> (String, Vec<Sql>) {
-    let mut out = Translation::default();
-    let sql = out.filter(filter);
-    (sql, out.params)
+    let mut dialect = Sqlite::default();
+    let sql = columns::condition(filter, &mut dialect);
+    (sql, dialect.params)
 }
 
 #[derive(Default)]
-struct Translation {
+struct Sqlite {
     params: Vec<Sql>,
 }
 
-impl Translation {
-    fn bind(&mut self, value: Sql) -> &'static str {
+impl Sqlite {
+    fn bind(&mut self, value: Sql) -> String {
         self.params.push(value);
-        "?"
+        "?".to_string()
+    }
+}
+
+impl Dialect for Sqlite {
+    fn value(&mut self, value: &Value) -> String {
+        self.bind(match value {
+            Value::Bool(b) => Sql::Integer(i64::from(*b)),
+            Value::Int(i) => Sql::Integer(*i),
+            Value::Double(d) => Sql::Real(*d),
+            Value::Datetime(t) => Sql::Integer(micros(t)),
+            Value::String(s) => Sql::Text(s.clone()),
+            Value::Status(s) => Sql::Integer(i64::from(*s)),
+        })
     }
 
-    fn filter(&mut self, filter: &Filter) -> String {
-        match filter {
-            Filter::And(a, b) => format!("({} AND {})", self.filter(a), self.filter(b)),
-            Filter::Or(a, b) => format!("({} OR {})", self.filter(a), self.filter(b)),
-            Filter::Not(a) => format!("(NOT {})", self.filter(a)),
-            Filter::IsNull { attribute, negated } => {
-                let not = if *negated { " NOT" } else { "" };
-                format!("({} IS{not} NULL)", self.column(attribute))
-            }
-            Filter::Compare {
-                attribute,
-                op,
-                value,
-            } => match attribute.value_type {
-                ValueType::KeywordList | ValueType::Text => {
-                    let values = match (attribute.value_type, value) {
-                        (ValueType::Text, Value::String(s)) => {
-                            text_tokens(s).map(Sql::Text).collect()
-                        }
-                        _ => vec![sql_value(value)],
-                    };
-                    let has = self.contains(attribute, values);
-                    if *op == CompareOp::Ne {
-                        format!("(NOT {has})")
-                    } else {
-                        has
-                    }
-                }
-                _ => {
-                    let column = self.column(attribute);
-                    let op = match op {
-                        CompareOp::Eq => "=",
-                        CompareOp::Ne => "!=",
-                        CompareOp::Lt => "<",
-                        CompareOp::Le => "<=",
-                        CompareOp::Gt => ">",
-                        CompareOp::Ge => ">=",
-                    };
-                    let p = self.bind(sql_value(value));
-                    format!("({column} {op} {p})")
-                }
-            },
-            Filter::In {
-                attribute,
-                values,
-                negated,
-            } => {
-                let not = if *negated { "NOT " } else { "" };
-                if attribute.value_type == ValueType::KeywordList {
-                    let has = self.contains(attribute, values.iter().map(sql_value).collect());
-                    return format!("({not}{has})");
-                }
-                let column = self.column(attribute);
-                let list: Vec<_> = values.iter().map(|v| self.bind(sql_value(v))).collect();
-                format!("({column} {not}IN ({}))", list.join(", "))
-            }
-            Filter::Between {
-                attribute,
-                from,
-                to,
-                negated,
-            } => {
-                let column = self.column(attribute);
-                let not = if *negated { "NOT " } else { "" };
-                let (a, b) = (self.bind(sql_value(from)), self.bind(sql_value(to)));
-                format!("({column} {not}BETWEEN {a} AND {b})")
-            }
-            Filter::StartsWith {
-                attribute,
-                prefix,
-                negated,
-            } => {
-                let column = self.column(attribute);
-                let not = if *negated { "NOT " } else { "" };
-                let length = self.bind(Sql::Integer(prefix.chars().count() as i64));
-                let p = self.bind(Sql::Text(prefix.clone()));
-                format!("({not}substr({column}, 1, {length}) = {p})")
-            }
+    fn text(&mut self, text: &str) -> String {
+        self.bind(Sql::Text(text.to_string()))
+    }
+
+    fn integer(&mut self, n: i64) -> String {
+        self.bind(Sql::Integer(n))
+    }
+
+    fn indexed(&mut self, attribute: &Attribute) -> String {
+        let path = self.text(&json_path(&attribute.name));
+        format!("json_extract(indexed, {path})")
+    }
+
+    fn contains(&mut self, attribute: &Attribute, items: &[String]) -> String {
+        if items.is_empty() {
+            return "(0)".to_string();
         }
-    }
-
-    /// The SQL expression of an attribute's value: its column, or its entry in `indexed`.
-    fn column(&mut self, attribute: &Attribute) -> String {
-        match COLUMNS.iter().find(|(name, _)| *name == attribute.name) {
-            Some((_, column)) => (*column).to_string(),
-            None => {
-                let path = self.bind(Sql::Text(json_path(&attribute.name)));
-                format!("json_extract(indexed, {path})")
-            }
-        }
-    }
-
-    /// True when the run's list (KeywordList values, or Text tokens) holds one of `values`.
-    fn contains(&mut self, attribute: &Attribute, values: Vec<Sql>) -> String {
         let source = if attribute.value_type == ValueType::Text {
             "text_tokens"
         } else {
             "indexed"
         };
-        let path = self.bind(Sql::Text(json_path(&attribute.name)));
-        if values.is_empty() {
-            return "(0)".to_string();
-        }
-        let list: Vec<_> = values.into_iter().map(|v| self.bind(v)).collect();
+        let path = self.text(&json_path(&attribute.name));
+        let list: Vec<_> = items.iter().map(|i| self.text(i)).collect();
         format!(
             "EXISTS (SELECT 1 FROM json_each({source}, {path}) WHERE value IN ({}))",
             list.join(", ")
         )
+    }
+
+    fn prefix(&self, expression: &str, length: &str) -> String {
+        format!("substr({expression}, 1, {length})")
     }
 }
 
 /// The JSON path of an attribute in `indexed` (names may hold any character).
 fn json_path(name: &str) -> String {
     format!("$.{}", serde_json::Value::from(name))
-}
-
-fn sql_value(value: &Value) -> Sql {
-    match value {
-        Value::Bool(b) => Sql::Integer(i64::from(*b)),
-        Value::Int(i) => Sql::Integer(*i),
-        Value::Double(d) => Sql::Real(*d),
-        Value::Datetime(t) => Sql::Integer(micros(t)),
-        Value::String(s) => Sql::Text(s.clone()),
-        Value::Status(s) => Sql::Integer(i64::from(*s)),
-    }
 }
 
 #[cfg(test)]

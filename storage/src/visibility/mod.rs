@@ -16,6 +16,7 @@
 //! Pure: no store, no I/O; the parser never panics, whatever the input (a test feeds it a kept
 //! corpus and its mutations).
 
+pub mod columns;
 mod filter;
 mod lexer;
 mod parser;

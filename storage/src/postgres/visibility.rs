@@ -1,0 +1,175 @@
+//! Visibility on PostgreSQL: the table of a run's visibility record and the translation of a
+//! [`Filter`] into a `WHERE` clause over it, listing what [`VisibilityRow::matches`] lists (the
+//! tests run both on a private server and compare), as `sqlite/visibility.rs` does for SQLite.
+//!
+//! The run's predefined and custom attributes are one `jsonb` object (`indexed`): `->` answers
+//! NULL for an attribute the run lacks, so comparisons keep SQL's three-valued logic; numbers
+//! compare as `numeric` (exact for integers), strings bytewise (`COLLATE "C"`). KeywordList
+//! membership and Text tokens (kept lower-cased in `text_tokens`) are `EXISTS` over
+//! `jsonb_array_elements_text`. Times are integer microseconds since the epoch.
+
+use deadpool_postgres::tokio_postgres::types::ToSql;
+
+use crate::visibility::columns::{self, Dialect, indexed_json};
+use crate::visibility::{Attribute, Filter, Value, ValueType, VisibilityRow};
+
+/// A statement parameter.
+pub(super) type Param = Box<dyn ToSql + Sync + Send>;
+
+/// The visibility table (a schema migration once the shards write it).
+pub(super) const TABLE: &str = r#"
+    CREATE TABLE executions_visibility (
+        namespace_id           text    COLLATE "C" NOT NULL,
+        run_id                 text    COLLATE "C" NOT NULL,
+        workflow_id            text    COLLATE "C" NOT NULL,
+        workflow_type          text    COLLATE "C" NOT NULL,
+        task_queue             text    COLLATE "C" NOT NULL,
+        status                 integer NOT NULL,
+        start_time             bigint  NOT NULL,
+        execution_time         bigint  NOT NULL,
+        close_time             bigint,
+        execution_duration     bigint,
+        history_length         bigint  NOT NULL,
+        history_size_bytes     bigint  NOT NULL,
+        state_transition_count bigint  NOT NULL,
+        parent_workflow_id     text    COLLATE "C",
+        parent_run_id          text    COLLATE "C",
+        root_workflow_id       text    COLLATE "C" NOT NULL,
+        root_run_id            text    COLLATE "C" NOT NULL,
+        memo                   bytea   NOT NULL,
+        search_attributes      bytea   NOT NULL,
+        indexed                jsonb   NOT NULL,
+        text_tokens            jsonb   NOT NULL,
+        PRIMARY KEY (namespace_id, run_id)
+    );"#;
+
+/// Writes (or replaces) a run's record.
+pub(super) const UPSERT: &str = "INSERT INTO executions_visibility (
+        namespace_id, run_id, workflow_id, workflow_type, task_queue, status, start_time,
+        execution_time, close_time, execution_duration, history_length, history_size_bytes,
+        state_transition_count, parent_workflow_id, parent_run_id, root_workflow_id, root_run_id,
+        memo, search_attributes, indexed, text_tokens)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20::text::jsonb, $21::text::jsonb)
+    ON CONFLICT (namespace_id, run_id) DO UPDATE SET
+        workflow_id = excluded.workflow_id, workflow_type = excluded.workflow_type,
+        task_queue = excluded.task_queue, status = excluded.status,
+        start_time = excluded.start_time, execution_time = excluded.execution_time,
+        close_time = excluded.close_time, execution_duration = excluded.execution_duration,
+        history_length = excluded.history_length,
+        history_size_bytes = excluded.history_size_bytes,
+        state_transition_count = excluded.state_transition_count,
+        parent_workflow_id = excluded.parent_workflow_id,
+        parent_run_id = excluded.parent_run_id, root_workflow_id = excluded.root_workflow_id,
+        root_run_id = excluded.root_run_id, memo = excluded.memo,
+        search_attributes = excluded.search_attributes, indexed = excluded.indexed,
+        text_tokens = excluded.text_tokens";
+
+/// The parameters of [`UPSERT`] for `row`.
+pub(super) fn upsert_params(row: &VisibilityRow) -> Vec<Param> {
+    let (indexed, tokens) = indexed_json(row);
+    vec![
+        Box::new(row.namespace_id.clone()),
+        Box::new(row.run_id.clone()),
+        Box::new(row.workflow_id.clone()),
+        Box::new(row.workflow_type.clone()),
+        Box::new(row.task_queue.clone()),
+        Box::new(row.status),
+        Box::new(row.start_time.unix_micros()),
+        Box::new(row.execution_time.unix_micros()),
+        Box::new(row.close_time.map(|t| t.unix_micros())),
+        Box::new(row.execution_duration),
+        Box::new(row.history_length),
+        Box::new(row.history_size_bytes),
+        Box::new(row.state_transition_count),
+        Box::new(row.parent_workflow_id.clone()),
+        Box::new(row.parent_run_id.clone()),
+        Box::new(row.root_workflow_id.clone()),
+        Box::new(row.root_run_id.clone()),
+        Box::new(row.memo.clone()),
+        Box::new(row.search_attributes.clone()),
+        Box::new(indexed),
+        Box::new(tokens),
+    ]
+}
+
+/// A filter as an SQL condition over `executions_visibility`, its parameters numbered from
+/// `$first`.
+pub(super) fn condition(filter: &Filter, first: usize) -> (String, Vec<Param>) {
+    let mut dialect = Postgres {
+        params: Vec::new(),
+        first,
+    };
+    let sql = columns::condition(filter, &mut dialect);
+    (sql, dialect.params)
+}
+
+struct Postgres {
+    params: Vec<Param>,
+    first: usize,
+}
+
+impl Postgres {
+    /// Binds `value` and answers its placeholder, cast to `cast`.
+    fn bind(&mut self, value: Param, cast: &str) -> String {
+        self.params.push(value);
+        format!("${}::{cast}", self.first + self.params.len() - 1)
+    }
+}
+
+impl Dialect for Postgres {
+    fn value(&mut self, value: &Value) -> String {
+        match value {
+            Value::Bool(b) => self.bind(Box::new(*b), "boolean"),
+            Value::Int(i) => self.bind(Box::new(*i), "bigint"),
+            Value::Double(d) => self.bind(Box::new(*d), "float8"),
+            Value::Datetime(t) => self.bind(Box::new(t.unix_micros()), "bigint"),
+            Value::String(s) => self.bind(Box::new(s.clone()), "text"),
+            Value::Status(s) => self.bind(Box::new(i64::from(*s)), "bigint"),
+        }
+    }
+
+    fn text(&mut self, text: &str) -> String {
+        self.bind(Box::new(text.to_string()), "text")
+    }
+
+    fn integer(&mut self, n: i64) -> String {
+        self.bind(Box::new(n), "bigint")
+    }
+
+    fn indexed(&mut self, attribute: &Attribute) -> String {
+        let key = self.text(&attribute.name);
+        match attribute.value_type {
+            ValueType::Int | ValueType::Double | ValueType::Datetime => {
+                format!("(indexed -> {key})::numeric")
+            }
+            ValueType::Bool => format!("(indexed -> {key})::boolean"),
+            ValueType::Keyword => format!("((indexed ->> {key}) COLLATE \"C\")"),
+            ValueType::KeywordList | ValueType::Text => format!("(indexed -> {key})"),
+        }
+    }
+
+    fn contains(&mut self, attribute: &Attribute, items: &[String]) -> String {
+        if items.is_empty() {
+            return "false".to_string();
+        }
+        let source = if attribute.value_type == ValueType::Text {
+            "text_tokens"
+        } else {
+            "indexed"
+        };
+        let key = self.text(&attribute.name);
+        let list = self.bind(Box::new(items.to_vec()), "text[]");
+        format!(
+            "EXISTS (SELECT 1 FROM jsonb_array_elements_text(coalesce({source} -> {key}, \
+             '[]')) AS e(item) WHERE e.item = ANY({list}))"
+        )
+    }
+
+    fn prefix(&self, expression: &str, length: &str) -> String {
+        format!("left({expression}, {length}::integer)")
+    }
+}
+
+#[cfg(test)]
+mod tests;
