@@ -115,6 +115,10 @@ impl Postgres {
         self.params.push(value);
         format!("${}::{cast}", self.first + self.params.len() - 1)
     }
+
+    fn text(&mut self, text: &str) -> String {
+        self.bind(Box::new(text.to_string()), "text")
+    }
 }
 
 impl Dialect for Postgres {
@@ -127,14 +131,6 @@ impl Dialect for Postgres {
             Value::String(s) => self.bind(Box::new(s.clone()), "text"),
             Value::Status(s) => self.bind(Box::new(i64::from(*s)), "bigint"),
         }
-    }
-
-    fn text(&mut self, text: &str) -> String {
-        self.bind(Box::new(text.to_string()), "text")
-    }
-
-    fn integer(&mut self, n: i64) -> String {
-        self.bind(Box::new(n), "bigint")
     }
 
     fn indexed(&mut self, attribute: &Attribute) -> String {
@@ -166,8 +162,10 @@ impl Dialect for Postgres {
         )
     }
 
-    fn prefix(&self, expression: &str, length: &str) -> String {
-        format!("left({expression}, {length}::integer)")
+    fn starts_with(&mut self, expression: &str, prefix: &str) -> String {
+        let length = self.bind(Box::new(prefix.chars().count() as i32), "integer");
+        let prefix = self.text(prefix);
+        format!("left({expression}, {length}) = {prefix}")
     }
 }
 

@@ -11,7 +11,7 @@
 
 use rusqlite::types::Value as Sql;
 
-use crate::visibility::columns::{self, Dialect, indexed_json};
+use crate::visibility::columns::{self, Dialect, Positional, indexed_json};
 use crate::visibility::{Attribute, Filter, Timestamp, Value, ValueType, VisibilityRow};
 
 /// The visibility table (a schema migration once the shards write it).
@@ -88,24 +88,18 @@ fn micros(t: &Timestamp) -> i64 {
 /// A filter as an SQL condition over `executions_visibility`, with its parameters in order
 /// (`?` placeholders).
 pub(super) fn condition(filter: &Filter) -> (String, Vec<Sql>) {
-    let mut dialect = Sqlite::default();
+    let mut dialect = Positional::default();
     let sql = columns::condition(filter, &mut dialect);
     (sql, dialect.params)
 }
 
-#[derive(Default)]
-struct Sqlite {
-    params: Vec<Sql>,
-}
-
-impl Sqlite {
-    fn bind(&mut self, value: Sql) -> String {
-        self.params.push(value);
-        "?".to_string()
+impl Positional<Sql> {
+    fn text(&mut self, text: &str) -> String {
+        self.bind(Sql::Text(text.to_string()))
     }
 }
 
-impl Dialect for Sqlite {
+impl Dialect for Positional<Sql> {
     fn value(&mut self, value: &Value) -> String {
         self.bind(match value {
             Value::Bool(b) => Sql::Integer(i64::from(*b)),
@@ -115,14 +109,6 @@ impl Dialect for Sqlite {
             Value::String(s) => Sql::Text(s.clone()),
             Value::Status(s) => Sql::Integer(i64::from(*s)),
         })
-    }
-
-    fn text(&mut self, text: &str) -> String {
-        self.bind(Sql::Text(text.to_string()))
-    }
-
-    fn integer(&mut self, n: i64) -> String {
-        self.bind(Sql::Integer(n))
     }
 
     fn indexed(&mut self, attribute: &Attribute) -> String {
@@ -147,8 +133,10 @@ impl Dialect for Sqlite {
         )
     }
 
-    fn prefix(&self, expression: &str, length: &str) -> String {
-        format!("substr({expression}, 1, {length})")
+    fn starts_with(&mut self, expression: &str, prefix: &str) -> String {
+        let length = self.bind(Sql::Integer(prefix.chars().count() as i64));
+        let prefix = self.text(prefix);
+        format!("substr({expression}, 1, {length}) = {prefix}")
     }
 }
 

@@ -55,22 +55,37 @@ pub fn indexed_json(row: &VisibilityRow) -> (String, String) {
     )
 }
 
+/// Parameters bound to `?` placeholders, in order (SQLite's and MySQL's style).
+pub struct Positional<V> {
+    pub params: Vec<V>,
+}
+
+impl<V> Default for Positional<V> {
+    fn default() -> Self {
+        Positional { params: Vec::new() }
+    }
+}
+
+impl<V> Positional<V> {
+    /// Binds `value`; answers its placeholder.
+    pub fn bind(&mut self, value: V) -> String {
+        self.params.push(value);
+        "?".to_string()
+    }
+}
+
 /// How one SQL store spells what a filter needs (placeholders, attribute access, list
 /// membership); [`condition`] builds the rest, so every store's SQL has one shape.
 pub trait Dialect {
     /// A placeholder bound to `value`.
     fn value(&mut self, value: &Value) -> String;
-    /// A placeholder bound to a text.
-    fn text(&mut self, text: &str) -> String;
-    /// A placeholder bound to an integer.
-    fn integer(&mut self, n: i64) -> String;
     /// A predefined or custom attribute's value, in its type; NULL when the run lacks it.
     fn indexed(&mut self, attribute: &Attribute) -> String;
     /// True when the run's list (KeywordList values, or Text tokens) holds one of `items`:
     /// true or false, never NULL.
     fn contains(&mut self, attribute: &Attribute, items: &[String]) -> String;
-    /// The first `length` characters of `expression`.
-    fn prefix(&self, expression: &str, length: &str) -> String;
+    /// True when the text `expression` starts with `prefix` (NULL when it is NULL).
+    fn starts_with(&mut self, expression: &str, prefix: &str) -> String;
 }
 
 /// `filter` as an SQL condition over the visibility table, in `dialect`.
@@ -153,9 +168,7 @@ pub fn condition(filter: &Filter, dialect: &mut impl Dialect) -> String {
         } => {
             let column = expression(attribute, d);
             let not = if *negated { "NOT " } else { "" };
-            let length = d.integer(prefix.chars().count() as i64);
-            let start = d.prefix(&column, &length);
-            format!("({not}{start} = {})", d.text(prefix))
+            format!("({not}{})", d.starts_with(&column, prefix))
         }
     }
 }
