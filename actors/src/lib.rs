@@ -22,6 +22,7 @@ pub mod telemetry;
 mod testkit;
 mod transfer;
 pub mod updates;
+pub mod visibility;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
