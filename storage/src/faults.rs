@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
+use crate::visibility::{Attribute, Filter, VisibilityCount, VisibilityCursor, VisibilityRow};
 use crate::{
     ClusterMetadataRow, ClusterMetadataStore, CurrentExecutionRow, DynStore, Error, ExecutionKey,
     ExecutionReader, ExecutionRow, HistoryBatch, NamespaceRow, NamespaceStore, QueueTask, Result,
     ShardBatch, ShardInfo, ShardStore, TaskQueueKey, TaskQueueStore, TimerTaskRow, TransferTaskRow,
+    VisibilityStore,
 };
 
 /// Where an injected failure lands relative to the real call.
@@ -262,6 +264,32 @@ impl NamespaceStore for FaultInjectingStore {
     async fn list_namespaces(&self) -> Result<Vec<NamespaceRow>> {
         self.read("list_namespaces", self.inner.list_namespaces())
             .await
+    }
+}
+
+#[async_trait]
+impl VisibilityStore for FaultInjectingStore {
+    async fn list_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&Filter>,
+        after: Option<&VisibilityCursor>,
+        limit: usize,
+    ) -> Result<Vec<VisibilityRow>> {
+        let call = self
+            .inner
+            .list_visibility(namespace_id, filter, after, limit);
+        self.read("list_visibility", call).await
+    }
+
+    async fn count_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&Filter>,
+        group_by: Option<&Attribute>,
+    ) -> Result<VisibilityCount> {
+        let call = self.inner.count_visibility(namespace_id, filter, group_by);
+        self.read("count_visibility", call).await
     }
 }
 

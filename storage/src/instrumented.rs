@@ -44,6 +44,7 @@ use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
 
+use crate::visibility::{Attribute, Filter, VisibilityCount, VisibilityCursor, VisibilityRow};
 use crate::*;
 
 /// Latency buckets in seconds, as Temporal's default timer histogram.
@@ -372,6 +373,36 @@ impl NamespaceStore for InstrumentedStore {
             .await?;
         rows.iter().for_each(|r| self.learn(r));
         Ok(rows)
+    }
+}
+
+#[async_trait]
+impl VisibilityStore for InstrumentedStore {
+    async fn list_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&Filter>,
+        after: Option<&VisibilityCursor>,
+        limit: usize,
+    ) -> Result<Vec<VisibilityRow>> {
+        let ns = self.name_of(namespace_id);
+        let call = self
+            .inner
+            .list_visibility(namespace_id, filter, after, limit);
+        self.observe("ListWorkflowExecutions", "frontend", ns, call)
+            .await
+    }
+
+    async fn count_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&Filter>,
+        group_by: Option<&Attribute>,
+    ) -> Result<VisibilityCount> {
+        let ns = self.name_of(namespace_id);
+        let call = self.inner.count_visibility(namespace_id, filter, group_by);
+        self.observe("CountWorkflowExecutions", "frontend", ns, call)
+            .await
     }
 }
 

@@ -138,6 +138,30 @@ pub trait ClusterMetadataStore: Send + Sync {
     fn persistence_store(&self) -> &'static str;
 }
 
+/// Visibility: the runs of a namespace a filter lists, and how many, read from the records
+/// shards write with their commits ([`ShardBatch::visibility`]).
+#[async_trait]
+pub trait VisibilityStore: Send + Sync {
+    /// The runs of `namespace_id` that `filter` lists (every run without one), in listing order
+    /// ([`visibility::VisibilityCursor::listing_order`]), starting after `after`, at most
+    /// `limit`. Rows come back without `indexed` (their attributes are in the payloads).
+    async fn list_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&visibility::Filter>,
+        after: Option<&visibility::VisibilityCursor>,
+        limit: usize,
+    ) -> Result<Vec<visibility::VisibilityRow>>;
+
+    /// How many runs of `namespace_id` `filter` lists, and by value of `group_by` when given.
+    async fn count_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&visibility::Filter>,
+        group_by: Option<&visibility::Attribute>,
+    ) -> Result<visibility::VisibilityCount>;
+}
+
 /// The matching backlog: `task_queues` (one row per partition with its lease) and `tasks`.
 #[async_trait]
 pub trait TaskQueueStore: Send + Sync {
@@ -169,11 +193,21 @@ pub trait TaskQueueStore: Send + Sync {
 
 /// Everything a node needs from its store.
 pub trait Store:
-    ShardStore + ExecutionReader + NamespaceStore + TaskQueueStore + ClusterMetadataStore
+    ShardStore
+    + ExecutionReader
+    + NamespaceStore
+    + TaskQueueStore
+    + ClusterMetadataStore
+    + VisibilityStore
 {
 }
 impl<T> Store for T where
-    T: ShardStore + ExecutionReader + NamespaceStore + TaskQueueStore + ClusterMetadataStore
+    T: ShardStore
+        + ExecutionReader
+        + NamespaceStore
+        + TaskQueueStore
+        + ClusterMetadataStore
+        + VisibilityStore
 {
 }
 

@@ -7,10 +7,14 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::visibility::{
+    Attribute, Filter, GroupValue, VisibilityCount, VisibilityCursor, VisibilityRow,
+};
 use crate::{
     ClusterMetadataRow, ClusterMetadataStore, CurrentExecutionRow, Error, ExecutionKey,
     ExecutionReader, ExecutionRow, HistoryBatch, NamespaceRow, NamespaceStore, QueueTask, Result,
     ShardBatch, ShardInfo, ShardStore, TaskQueueKey, TaskQueueStore, TimerTaskRow, TransferTaskRow,
+    VisibilityStore,
 };
 
 type CurrentKey = (i32, String, String);
@@ -27,6 +31,8 @@ struct Tables {
     cluster_metadata: BTreeMap<String, ClusterMetadataRow>,
     task_queues: BTreeMap<TaskQueueKey, i64>,
     tasks: BTreeMap<(TaskQueueKey, i64), QueueTask>,
+    /// Visibility records by namespace id and run id.
+    visibility: BTreeMap<(String, String), VisibilityRow>,
 }
 
 /// A store that lives in this process only.
@@ -145,7 +151,13 @@ impl ShardStore for MemoryStore {
         {
             shard.data = data;
         }
+        for row in batch.visibility {
+            t.visibility
+                .insert((row.namespace_id.clone(), row.run_id.clone()), row);
+        }
         for key in batch.delete_executions {
+            t.visibility
+                .remove(&(key.namespace_id.clone(), key.run_id.clone()));
             t.executions.remove(&(shard_id, key.clone()));
             t.history
                 .retain(|(s, k, _), _| !(*s == shard_id && *k == key));
@@ -397,5 +409,67 @@ impl TaskQueueStore for MemoryStore {
             t.tasks.remove(&(key.clone(), *id));
         }
         Ok(())
+    }
+}
+
+impl Tables {
+    /// The records of `namespace_id` that `filter` lists.
+    fn listed<'a>(
+        &'a self,
+        namespace_id: &'a str,
+        filter: Option<&'a Filter>,
+    ) -> impl Iterator<Item = &'a VisibilityRow> {
+        let from = (namespace_id.to_string(), String::new());
+        self.visibility
+            .range(from..)
+            .take_while(move |((ns, _), _)| ns == namespace_id)
+            .map(|(_, row)| row)
+            .filter(move |row| filter.is_none_or(|f| row.matches(f)))
+    }
+}
+
+#[async_trait]
+impl VisibilityStore for MemoryStore {
+    async fn list_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&Filter>,
+        after: Option<&VisibilityCursor>,
+        limit: usize,
+    ) -> Result<Vec<VisibilityRow>> {
+        let t = self.lock();
+        let mut rows: Vec<(VisibilityCursor, &VisibilityRow)> = t
+            .listed(namespace_id, filter)
+            .map(|row| (row.cursor(), row))
+            .filter(|(cursor, _)| after.is_none_or(|a| a.listing_order(cursor).is_lt()))
+            .collect();
+        rows.sort_by(|a, b| a.0.listing_order(&b.0));
+        Ok(rows
+            .into_iter()
+            .take(limit)
+            .map(|(_, row)| VisibilityRow {
+                indexed: Default::default(),
+                ..row.clone()
+            })
+            .collect())
+    }
+
+    async fn count_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&Filter>,
+        group_by: Option<&Attribute>,
+    ) -> Result<VisibilityCount> {
+        let t = self.lock();
+        let mut count = VisibilityCount::default();
+        let mut groups: BTreeMap<GroupValue, i64> = BTreeMap::new();
+        for row in t.listed(namespace_id, filter) {
+            count.total += 1;
+            if let Some(attribute) = group_by {
+                *groups.entry(GroupValue::of(row, attribute)).or_default() += 1;
+            }
+        }
+        count.groups = groups.into_iter().collect();
+        Ok(count)
     }
 }

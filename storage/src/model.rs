@@ -1,5 +1,7 @@
 //! Rows and write batches exchanged with a store.
 
+use crate::visibility::VisibilityRow;
+
 /// A history shard's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardInfo {
@@ -109,7 +111,7 @@ pub struct TimerTaskRow {
 }
 
 /// Everything one shard commit writes, applied atomically.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ShardBatch {
     /// Current-run pointer changes (checked and applied first).
     pub current_executions: Vec<CurrentExecutionWrite>,
@@ -131,6 +133,10 @@ pub struct ShardBatch {
     /// Runs to delete (DeleteWorkflowExecution): the execution row, its history, and the
     /// current-run pointer when it names the run. Applied after every other write.
     pub delete_executions: Vec<ExecutionKey>,
+    /// Visibility records of runs this batch started, closed or changed the search attributes
+    /// or memo of (written in the same transaction, so listings are never stale). A run in
+    /// `delete_executions` loses its record.
+    pub visibility: Vec<VisibilityRow>,
 }
 
 impl ShardBatch {
@@ -145,6 +151,7 @@ impl ShardBatch {
             && self.delete_timer_tasks.is_empty()
             && self.shard_data.is_none()
             && self.delete_executions.is_empty()
+            && self.visibility.is_empty()
     }
 }
 

@@ -9,7 +9,7 @@ use mysql_async::prelude::Queryable;
 
 use super::error::TxResult;
 use super::settle::{self, CommitMark};
-use super::{Ended, MysqlStore, first_row, insert_new, sql_limit};
+use super::{Ended, MysqlStore, first_row, insert_new, sql_limit, visibility};
 use crate::{
     CurrentExecutionRow, Error, ExecutionKey, ExecutionReader, ExecutionRow, HistoryBatch, Result,
     ShardBatch, ShardInfo, ShardStore, TimerTaskRow, TransferTaskRow,
@@ -287,7 +287,16 @@ async fn apply_batch<'b>(
         )
         .await?;
     }
+    if !batch.visibility.is_empty() {
+        tx.exec_batch(
+            visibility::UPSERT,
+            batch.visibility.iter().map(visibility::upsert_params),
+        )
+        .await?;
+    }
     for key in &batch.delete_executions {
+        tx.exec_drop(visibility::DELETE, (&key.namespace_id, &key.run_id))
+            .await?;
         let k = (shard_id, &key.namespace_id, &key.workflow_id, &key.run_id);
         for sql in [
             "DELETE FROM executions WHERE shard_id = ? AND namespace_id = ? \

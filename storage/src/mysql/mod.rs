@@ -27,8 +27,6 @@ mod options;
 mod queues;
 mod schema;
 mod settle;
-// Only its tests use it until the shards write visibility records.
-#[cfg_attr(not(test), allow(dead_code))]
 mod visibility;
 
 use std::time::Duration;

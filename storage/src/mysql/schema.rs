@@ -107,6 +107,8 @@ const MIGRATIONS: &[&[&str]] = &[
             cluster_id          VARBINARY(255) NOT NULL,
             history_shard_count INT            NOT NULL
         ) ENGINE = InnoDB ROW_FORMAT = DYNAMIC"],
+    // 3: visibility records (see `VisibilityStore`).
+    &[super::visibility::TABLE],
 ];
 
 /// The schema version this build writes: the number of migrations.

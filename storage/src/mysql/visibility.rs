@@ -8,14 +8,19 @@
 //! the `VARBINARY` key columns). KeywordList membership and Text tokens are `JSON_CONTAINS`,
 //! never NULL. Times are integer microseconds since the epoch.
 
-use mysql_async::Value as Sql;
+use mysql_async::prelude::FromValue;
+use mysql_async::{Row, Value as Sql};
 
-use crate::visibility::columns::{self, Dialect, Positional, indexed_json};
-use crate::visibility::{Attribute, Filter, Value, ValueType, VisibilityRow};
+use super::MysqlStore;
+use crate::visibility::columns::{self, Dialect, ListedColumns, Positional, indexed_json};
+use crate::visibility::{
+    Attribute, Filter, Value, ValueType, VisibilityCount, VisibilityCursor, VisibilityRow,
+};
+use crate::{Error, Result, VisibilityStore};
 
-/// The visibility table (a schema migration once the shards write it).
+/// The visibility table (schema migration 3), with its index in listing order.
 pub(super) const TABLE: &str = "
-    CREATE TABLE executions_visibility (
+    CREATE TABLE IF NOT EXISTS executions_visibility (
         namespace_id           VARBINARY(255)  NOT NULL,
         run_id                 VARBINARY(255)  NOT NULL,
         workflow_id            VARBINARY(1024) NOT NULL,
@@ -37,7 +42,9 @@ pub(super) const TABLE: &str = "
         search_attributes      LONGBLOB        NOT NULL,
         indexed                LONGTEXT        NOT NULL CHECK (JSON_VALID(indexed)),
         text_tokens            LONGTEXT        NOT NULL CHECK (JSON_VALID(text_tokens)),
-        PRIMARY KEY (namespace_id, run_id)
+        sort_time              BIGINT AS (COALESCE(close_time, 9223372036854775807)) STORED,
+        PRIMARY KEY (namespace_id, run_id),
+        KEY executions_visibility_listing (namespace_id, sort_time DESC, start_time DESC, run_id)
     ) ENGINE = InnoDB ROW_FORMAT = DYNAMIC";
 
 /// Writes (or replaces) a run's record.
@@ -79,8 +86,44 @@ pub(super) fn upsert_params(row: &VisibilityRow) -> Vec<Sql> {
     ]
 }
 
+/// Deletes a run's record (namespace id, run id).
+pub(super) const DELETE: &str =
+    "DELETE FROM executions_visibility WHERE namespace_id = ? AND run_id = ?";
+
+impl ListedColumns for Row {
+    type Error = Error;
+    fn text(&self, i: usize) -> Result<String> {
+        get(self, i)
+    }
+    fn optional_text(&self, i: usize) -> Result<Option<String>> {
+        get(self, i)
+    }
+    fn int(&self, i: usize) -> Result<i64> {
+        get(self, i)
+    }
+    fn status(&self, i: usize) -> Result<i32> {
+        get(self, i)
+    }
+    fn optional_int(&self, i: usize) -> Result<Option<i64>> {
+        get(self, i)
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
+        get(self, i)
+    }
+}
+
+/// Column `i` of `row`, as `T`.
+pub(super) fn get<T: FromValue>(row: &Row, i: usize) -> Result<T> {
+    match row.get_opt::<T, usize>(i) {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(e)) => Err(Error::Backend(format!("mysql: column {i}: {e}"))),
+        None => Err(Error::Backend(format!("mysql: no column {i}"))),
+    }
+}
+
 /// A filter as an SQL condition over `executions_visibility`, with its parameters in order
 /// (`?` placeholders).
+#[cfg(test)]
 pub(super) fn condition(filter: &Filter) -> (String, Vec<Sql>) {
     let mut dialect = Positional::default();
     let sql = columns::condition(filter, &mut dialect);
@@ -155,6 +198,32 @@ impl Dialect for Positional<Sql> {
         let length = self.bind(Sql::Int(prefix.len() as i64));
         let prefix = self.text(prefix);
         format!("LEFT(CAST({expression} AS BINARY), {length}) = CAST({prefix} AS BINARY)")
+    }
+}
+
+#[async_trait::async_trait]
+impl VisibilityStore for MysqlStore {
+    async fn list_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&Filter>,
+        after: Option<&VisibilityCursor>,
+        limit: usize,
+    ) -> Result<Vec<VisibilityRow>> {
+        let (sql, params) = Positional::<Sql>::list(namespace_id, filter, after, limit);
+        let rows: Vec<Row> = self.select(&sql, params).await?;
+        rows.iter().map(columns::listed_row).collect()
+    }
+
+    async fn count_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&Filter>,
+        group_by: Option<&Attribute>,
+    ) -> Result<VisibilityCount> {
+        let (sql, params) = Positional::<Sql>::count(namespace_id, filter, group_by);
+        let rows: Vec<Row> = self.select(&sql, params).await?;
+        columns::tally(&rows, group_by)
     }
 }
 

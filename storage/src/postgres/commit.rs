@@ -1,6 +1,6 @@
 //! A shard's batch, written in one transaction in two round trips: `BEGIN` and one call of
 //! `sundial_commit` (schema migration 2, in `schema.rs`), which fences, checks and writes the
-//! whole batch; then `COMMIT`. The call answers the transaction's id, so a `COMMIT` whose
+//! whole batch; then its visibility records and `COMMIT`. The call answers the transaction's id, so a `COMMIT` whose
 //! answer is lost is settled by asking the server (`errors::settle`).
 //!
 //! The fence reads the shard row with a lock: `FOR SHARE`, or, when the batch rewrites the
@@ -21,7 +21,7 @@ use deadpool_postgres::{Object, Pool};
 
 use super::pipeline::{Pipeline, params};
 use super::transaction::WriteTransaction;
-use super::{column, errors, pipeline};
+use super::{column, errors, pipeline, visibility};
 use crate::{
     CurrentExecutionRow, Error, ExecutionKey, ExecutionRow, HistoryBatch, Result, ShardBatch,
     TimerTaskRow, TransferTaskRow,
@@ -45,6 +45,17 @@ pub(super) async fn commit_batch(
     expected_range_id: i64,
     batch: ShardBatch,
 ) -> Result<()> {
+    // Visibility records ride in the round trip of the `COMMIT`, after the call has fenced.
+    let mut last = Pipeline::default();
+    for row in &batch.visibility {
+        last.push(visibility::UPSERT, visibility::upsert_params(row));
+    }
+    for key in &batch.delete_executions {
+        last.push(
+            visibility::DELETE,
+            params![key.namespace_id.clone(), key.run_id.clone()],
+        );
+    }
     let (arguments, conditions) = arguments(shard_id, expected_range_id, batch);
     let mut call = Pipeline::default();
     call.push(COMMIT, arguments);
@@ -60,8 +71,7 @@ pub(super) async fn commit_batch(
             ));
         }
     };
-    tx.commit(Pipeline::default(), xid, pool, errors::statement)
-        .await
+    tx.commit(last, xid, pool, errors::statement).await
 }
 
 /// What a batch's conditions were, one per write in the batch's order, to say which failed.

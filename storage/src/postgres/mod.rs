@@ -25,8 +25,6 @@ mod queues;
 pub mod schema;
 mod tls;
 mod transaction;
-// Only its tests use it until the shards write visibility records.
-#[cfg_attr(not(test), allow(dead_code))]
 mod visibility;
 
 use std::time::Duration;
@@ -43,9 +41,10 @@ pub use options::{DEFAULT_MAX_CONNS, PostgresOptions, TlsOptions};
 use pipeline::{Pipeline, params};
 use transaction::WriteTransaction;
 
+use crate::visibility::columns;
 use crate::{
     CurrentExecutionRow, Error, ExecutionKey, ExecutionReader, ExecutionRow, HistoryBatch, Result,
-    ShardBatch, ShardInfo, ShardStore, TimerTaskRow, TransferTaskRow,
+    ShardBatch, ShardInfo, ShardStore, TimerTaskRow, TransferTaskRow, VisibilityStore,
 };
 
 /// How often idle connections past `maxIdleConns` or `maxConnLifetime` are closed.
@@ -146,6 +145,19 @@ impl PostgresStore {
             Ok(stmt) => client.query(&stmt, params).await,
             Err(e) => Err(e),
         };
+        errors::release(client, answer.as_ref().err());
+        answer.map_err(errors::statement)
+    }
+
+    /// Runs `sql`, built for this call (a listing's filter), without keeping it prepared on
+    /// the connection: filters are too many to cache.
+    async fn query_once(&self, sql: &str, params: Vec<pipeline::Param>) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let params: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let answer = client.query(sql, &params).await;
         errors::release(client, answer.as_ref().err());
         answer.map_err(errors::statement)
     }
@@ -275,6 +287,32 @@ impl ShardStore for PostgresStore {
 
 const EXECUTION_COLUMNS: &str =
     "namespace_id, workflow_id, run_id, state, db_version, next_event_id";
+
+#[async_trait]
+impl VisibilityStore for PostgresStore {
+    async fn list_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&crate::visibility::Filter>,
+        after: Option<&crate::visibility::VisibilityCursor>,
+        limit: usize,
+    ) -> Result<Vec<crate::visibility::VisibilityRow>> {
+        let (sql, params) = visibility::list(namespace_id, filter, after, limit);
+        let rows = self.query_once(&sql, params).await?;
+        rows.iter().map(columns::listed_row).collect()
+    }
+
+    async fn count_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&crate::visibility::Filter>,
+        group_by: Option<&crate::visibility::Attribute>,
+    ) -> Result<crate::visibility::VisibilityCount> {
+        let (sql, params) = visibility::count(namespace_id, filter, group_by);
+        let rows = self.query_once(&sql, params).await?;
+        columns::tally(&rows, group_by)
+    }
+}
 
 #[async_trait]
 impl ExecutionReader for PostgresStore {

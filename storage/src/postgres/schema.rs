@@ -291,6 +291,8 @@ const MIGRATIONS: &[&str] = &[
         history_shard_count integer NOT NULL
     );
     "#,
+    // 4: visibility records (see `VisibilityStore`).
+    super::visibility::TABLE,
 ];
 
 /// The schema version this build reads and writes: the number of migrations.

@@ -8,15 +8,18 @@
 //! membership and Text tokens (kept lower-cased in `text_tokens`) are `EXISTS` over
 //! `jsonb_array_elements_text`. Times are integer microseconds since the epoch.
 
+use deadpool_postgres::tokio_postgres::Row;
 use deadpool_postgres::tokio_postgres::types::ToSql;
 
+use super::column;
+use crate::Result;
 use crate::visibility::columns::{self, Dialect, indexed_json};
-use crate::visibility::{Attribute, Filter, Value, ValueType, VisibilityRow};
+use crate::visibility::{Attribute, Filter, Value, ValueType, VisibilityCursor, VisibilityRow};
 
 /// A statement parameter.
 pub(super) type Param = Box<dyn ToSql + Sync + Send>;
 
-/// The visibility table (a schema migration once the shards write it).
+/// The visibility table (schema migration 4), with its index in listing order.
 pub(super) const TABLE: &str = r#"
     CREATE TABLE executions_visibility (
         namespace_id           text    COLLATE "C" NOT NULL,
@@ -40,8 +43,16 @@ pub(super) const TABLE: &str = r#"
         search_attributes      bytea   NOT NULL,
         indexed                jsonb   NOT NULL,
         text_tokens            jsonb   NOT NULL,
+        sort_time              bigint  GENERATED ALWAYS AS
+                                   (coalesce(close_time, 9223372036854775807)) STORED,
         PRIMARY KEY (namespace_id, run_id)
-    );"#;
+    );
+    CREATE INDEX executions_visibility_listing
+        ON executions_visibility (namespace_id, sort_time DESC, start_time DESC, run_id);"#;
+
+/// Deletes a run's record (`$1` namespace id, `$2` run id).
+pub(super) const DELETE: &str =
+    "DELETE FROM executions_visibility WHERE namespace_id = $1 AND run_id = $2";
 
 /// Writes (or replaces) a run's record.
 pub(super) const UPSERT: &str = "INSERT INTO executions_visibility (
@@ -93,13 +104,56 @@ pub(super) fn upsert_params(row: &VisibilityRow) -> Vec<Param> {
     ]
 }
 
+/// A page of a listing, with its parameters (see [`columns::list_statement`]).
+pub(super) fn list(
+    namespace_id: &str,
+    filter: Option<&Filter>,
+    after: Option<&VisibilityCursor>,
+    limit: usize,
+) -> (String, Vec<Param>) {
+    let mut dialect = Postgres::from(1);
+    let sql = columns::list_statement(&mut dialect, namespace_id, filter, after, limit);
+    (sql, dialect.params)
+}
+
+/// A count, with its parameters (see [`columns::count_statement`]).
+pub(super) fn count(
+    namespace_id: &str,
+    filter: Option<&Filter>,
+    group_by: Option<&Attribute>,
+) -> (String, Vec<Param>) {
+    let mut dialect = Postgres::from(1);
+    let sql = columns::count_statement(&mut dialect, namespace_id, filter, group_by);
+    (sql, dialect.params)
+}
+
+impl columns::ListedColumns for Row {
+    type Error = crate::Error;
+    fn text(&self, i: usize) -> Result<String> {
+        column(self, i)
+    }
+    fn optional_text(&self, i: usize) -> Result<Option<String>> {
+        column(self, i)
+    }
+    fn int(&self, i: usize) -> Result<i64> {
+        column(self, i)
+    }
+    fn status(&self, i: usize) -> Result<i32> {
+        column(self, i)
+    }
+    fn optional_int(&self, i: usize) -> Result<Option<i64>> {
+        column(self, i)
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
+        column(self, i)
+    }
+}
+
 /// A filter as an SQL condition over `executions_visibility`, its parameters numbered from
 /// `$first`.
+#[cfg(test)]
 pub(super) fn condition(filter: &Filter, first: usize) -> (String, Vec<Param>) {
-    let mut dialect = Postgres {
-        params: Vec::new(),
-        first,
-    };
+    let mut dialect = Postgres::from(first);
     let sql = columns::condition(filter, &mut dialect);
     (sql, dialect.params)
 }
@@ -110,6 +164,14 @@ struct Postgres {
 }
 
 impl Postgres {
+    /// A dialect whose placeholders are numbered from `$first`.
+    fn from(first: usize) -> Postgres {
+        Postgres {
+            params: Vec::new(),
+            first,
+        }
+    }
+
     /// Binds `value` and answers its placeholder, cast to `cast`.
     fn bind(&mut self, value: Param, cast: &str) -> String {
         self.params.push(value);

@@ -11,8 +11,6 @@
 
 mod queues;
 mod schema;
-// Only its tests use it until the shards write visibility records.
-#[cfg_attr(not(test), allow(dead_code))]
 mod visibility;
 mod worker;
 
@@ -23,10 +21,12 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
 
+use crate::visibility::columns::{self, Positional};
 use crate::{
     CurrentExecutionRow, Error, ExecutionKey, ExecutionReader, ExecutionRow, HistoryBatch, Result,
-    ShardBatch, ShardInfo, ShardStore, TimerTaskRow, TransferTaskRow,
+    ShardBatch, ShardInfo, ShardStore, TimerTaskRow, TransferTaskRow, VisibilityStore,
 };
+use rusqlite::types::Value as Sql;
 use worker::Pool;
 
 /// Reader threads of a file database.
@@ -316,7 +316,13 @@ fn apply_batch(tx: &Connection, shard_id: i32, batch: ShardBatch) -> Result<()> 
             params![shard_id, data],
         )?;
     }
+    let mut stmt = tx.prepare_cached(visibility::UPSERT)?;
+    for row in &batch.visibility {
+        stmt.execute(rusqlite::params_from_iter(visibility::upsert_params(row)))?;
+    }
     for key in batch.delete_executions {
+        tx.prepare_cached(visibility::DELETE)?
+            .execute(params![key.namespace_id, key.run_id])?;
         let k = params![shard_id, key.namespace_id, key.workflow_id, key.run_id];
         tx.execute(
             "DELETE FROM executions WHERE shard_id = ?1 AND namespace_id = ?2 \
@@ -386,6 +392,50 @@ impl ShardStore for SqliteStore {
                 Ok(())
             })
             .await
+    }
+}
+
+#[async_trait]
+impl VisibilityStore for SqliteStore {
+    async fn list_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&crate::visibility::Filter>,
+        after: Option<&crate::visibility::VisibilityCursor>,
+        limit: usize,
+    ) -> Result<Vec<crate::visibility::VisibilityRow>> {
+        let (sql, parameters) = Positional::<Sql>::list(namespace_id, filter, after, limit);
+        self.read(move |conn| {
+            let mut statement = conn.prepare(&sql)?;
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(parameters), |row| {
+                    columns::listed_row(row)
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn count_visibility(
+        &self,
+        namespace_id: &str,
+        filter: Option<&crate::visibility::Filter>,
+        group_by: Option<&crate::visibility::Attribute>,
+    ) -> Result<crate::visibility::VisibilityCount> {
+        let (sql, parameters) = Positional::<Sql>::count(namespace_id, filter, group_by);
+        let group_by = group_by.cloned();
+        self.read(move |conn| {
+            let mut statement = conn.prepare(&sql)?;
+            let mut rows = statement.query(rusqlite::params_from_iter(parameters))?;
+            let mut count = crate::visibility::VisibilityCount::default();
+            while let Some(row) = rows.next()? {
+                columns::count_row(&mut count, row, group_by.as_ref())?;
+            }
+            count.groups.sort();
+            Ok(count)
+        })
+        .await
     }
 }
 

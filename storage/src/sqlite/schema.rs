@@ -99,6 +99,8 @@ const MIGRATIONS: &[&str] = &[
         history_shard_count INTEGER NOT NULL
     );
     ",
+    // 3: visibility records (see `VisibilityStore`).
+    super::visibility::TABLE,
 ];
 
 /// The schema version this build writes: the number of migrations.

@@ -11,10 +11,12 @@
 
 use rusqlite::types::Value as Sql;
 
-use crate::visibility::columns::{self, Dialect, Positional, indexed_json};
-use crate::visibility::{Attribute, Filter, Timestamp, Value, ValueType, VisibilityRow};
+use crate::visibility::columns::{Dialect, ListedColumns, Positional, indexed_json};
+use crate::visibility::{Attribute, Timestamp, Value, ValueType, VisibilityRow};
+#[cfg(test)]
+use crate::visibility::{Filter, columns};
 
-/// The visibility table (a schema migration once the shards write it).
+/// The visibility table (schema migration 3), with its index in listing order.
 pub(super) const TABLE: &str = "
     CREATE TABLE executions_visibility (
         namespace_id           TEXT    NOT NULL,
@@ -38,8 +40,16 @@ pub(super) const TABLE: &str = "
         search_attributes      BLOB    NOT NULL,
         indexed                TEXT    NOT NULL,
         text_tokens            TEXT    NOT NULL,
+        sort_time              INTEGER GENERATED ALWAYS AS
+                                   (coalesce(close_time, 9223372036854775807)) VIRTUAL,
         PRIMARY KEY (namespace_id, run_id)
-    );";
+    );
+    CREATE INDEX executions_visibility_listing
+        ON executions_visibility (namespace_id, sort_time DESC, start_time DESC, run_id);";
+
+/// Deletes a run's record (`?1` namespace id, `?2` run id).
+pub(super) const DELETE: &str =
+    "DELETE FROM executions_visibility WHERE namespace_id = ?1 AND run_id = ?2";
 
 /// Writes (or replaces) a run's record.
 pub(super) const UPSERT: &str = "INSERT OR REPLACE INTO executions_visibility (
@@ -85,8 +95,31 @@ fn micros(t: &Timestamp) -> i64 {
     t.unix_micros()
 }
 
+impl ListedColumns for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+    fn text(&self, i: usize) -> rusqlite::Result<String> {
+        self.get(i)
+    }
+    fn optional_text(&self, i: usize) -> rusqlite::Result<Option<String>> {
+        self.get(i)
+    }
+    fn int(&self, i: usize) -> rusqlite::Result<i64> {
+        self.get(i)
+    }
+    fn status(&self, i: usize) -> rusqlite::Result<i32> {
+        self.get(i)
+    }
+    fn optional_int(&self, i: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(i)
+    }
+    fn bytes(&self, i: usize) -> rusqlite::Result<Vec<u8>> {
+        self.get(i)
+    }
+}
+
 /// A filter as an SQL condition over `executions_visibility`, with its parameters in order
 /// (`?` placeholders).
+#[cfg(test)]
 pub(super) fn condition(filter: &Filter) -> (String, Vec<Sql>) {
     let mut dialect = Positional::default();
     let sql = columns::condition(filter, &mut dialect);

@@ -3,7 +3,8 @@
 //! store supplying its [`Dialect`].
 
 use super::{
-    Attribute, CompareOp, Filter, IndexedValue, Value, ValueType, VisibilityRow, text_tokens,
+    Attribute, CompareOp, Filter, GroupValue, IndexedValue, Timestamp, Value, ValueType,
+    VisibilityCount, VisibilityCursor, VisibilityRow, text_tokens,
 };
 
 /// The column of a system attribute in every SQL store's visibility table.
@@ -71,6 +72,34 @@ impl<V> Positional<V> {
     pub fn bind(&mut self, value: V) -> String {
         self.params.push(value);
         "?".to_string()
+    }
+}
+
+impl<V> Positional<V>
+where
+    Positional<V>: Dialect,
+{
+    /// A page of a listing with its parameters (see [`list_statement`]).
+    pub fn list(
+        namespace_id: &str,
+        filter: Option<&Filter>,
+        after: Option<&VisibilityCursor>,
+        limit: usize,
+    ) -> (String, Vec<V>) {
+        let mut dialect = Positional::default();
+        let sql = list_statement(&mut dialect, namespace_id, filter, after, limit);
+        (sql, dialect.params)
+    }
+
+    /// A count with its parameters (see [`count_statement`]).
+    pub fn count(
+        namespace_id: &str,
+        filter: Option<&Filter>,
+        group_by: Option<&Attribute>,
+    ) -> (String, Vec<V>) {
+        let mut dialect = Positional::default();
+        let sql = count_statement(&mut dialect, namespace_id, filter, group_by);
+        (sql, dialect.params)
     }
 }
 
@@ -169,6 +198,159 @@ pub fn condition(filter: &Filter, dialect: &mut impl Dialect) -> String {
             let column = expression(attribute, d);
             let not = if *negated { "NOT " } else { "" };
             format!("({not}{})", d.starts_with(&column, prefix))
+        }
+    }
+}
+
+/// The columns a listing reads, in this order (every store reads them back by position).
+pub const LISTED: &str = "namespace_id, run_id, workflow_id, workflow_type, task_queue, status, \
+    start_time, execution_time, close_time, execution_duration, history_length, \
+    history_size_bytes, state_transition_count, parent_workflow_id, parent_run_id, \
+    root_workflow_id, root_run_id, memo, search_attributes";
+
+/// A store's row of [`LISTED`] columns, read by position.
+pub trait ListedColumns {
+    type Error;
+    fn text(&self, i: usize) -> Result<String, Self::Error>;
+    fn optional_text(&self, i: usize) -> Result<Option<String>, Self::Error>;
+    fn int(&self, i: usize) -> Result<i64, Self::Error>;
+    /// The `status` column (a 32-bit integer).
+    fn status(&self, i: usize) -> Result<i32, Self::Error>;
+    fn optional_int(&self, i: usize) -> Result<Option<i64>, Self::Error>;
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, Self::Error>;
+}
+
+/// A listed run from its [`LISTED`] columns (times in microseconds). Its indexed values are
+/// left out: a listing answers the payloads.
+pub fn listed_row<R: ListedColumns>(row: &R) -> Result<VisibilityRow, R::Error> {
+    let time = |micros: i64| Timestamp::from_unix_nanos(micros.saturating_mul(1_000));
+    Ok(VisibilityRow {
+        namespace_id: row.text(0)?,
+        run_id: row.text(1)?,
+        workflow_id: row.text(2)?,
+        workflow_type: row.text(3)?,
+        task_queue: row.text(4)?,
+        status: row.status(5)?,
+        start_time: time(row.int(6)?),
+        execution_time: time(row.int(7)?),
+        close_time: row.optional_int(8)?.map(time),
+        execution_duration: row.optional_int(9)?,
+        history_length: row.int(10)?,
+        history_size_bytes: row.int(11)?,
+        state_transition_count: row.int(12)?,
+        parent_workflow_id: row.optional_text(13)?,
+        parent_run_id: row.optional_text(14)?,
+        root_workflow_id: row.text(15)?,
+        root_run_id: row.text(16)?,
+        memo: row.bytes(17)?,
+        search_attributes: row.bytes(18)?,
+        indexed: Default::default(),
+    })
+}
+
+/// A count from the rows of its statement (see [`count_statement`]): one row holding the
+/// count, or with `group_by` one row per group (its value, then its count).
+pub fn tally<'a, R: ListedColumns + 'a>(
+    rows: impl IntoIterator<Item = &'a R>,
+    group_by: Option<&Attribute>,
+) -> Result<VisibilityCount, R::Error> {
+    let mut count = VisibilityCount::default();
+    for row in rows {
+        count_row(&mut count, row, group_by)?;
+    }
+    count.groups.sort();
+    Ok(count)
+}
+
+/// Adds one row of a count statement to `count` (the caller sorts the groups at the end).
+pub fn count_row<R: ListedColumns>(
+    count: &mut VisibilityCount,
+    row: &R,
+    group_by: Option<&Attribute>,
+) -> Result<(), R::Error> {
+    let Some(attribute) = group_by else {
+        count.total = row.int(0)?;
+        return Ok(());
+    };
+    let value = if attribute.name == "ExecutionStatus" {
+        GroupValue::Status(row.status(0)?)
+    } else {
+        row.optional_text(0)?
+            .map_or(GroupValue::Null, GroupValue::Keyword)
+    };
+    let n = row.int(1)?;
+    count.total += n;
+    count.groups.push((value, n));
+    Ok(())
+}
+
+/// The listing order over the table (`sort_time` is the close time, or
+/// [`super::OPEN_SORT_TIME`] while open: a generated column every store's table has).
+const ORDER: &str = "ORDER BY sort_time DESC, start_time DESC, run_id";
+
+/// The `WHERE` clause of the runs of `namespace_id` that `filter` lists, after `after`.
+fn listed_runs(
+    dialect: &mut impl Dialect,
+    namespace_id: &str,
+    filter: Option<&Filter>,
+    after: Option<&VisibilityCursor>,
+) -> String {
+    let mut sql = format!(
+        "WHERE namespace_id = {}",
+        dialect.value(&Value::String(namespace_id.to_string()))
+    );
+    if let Some(filter) = filter {
+        sql += &format!(" AND {}", condition(filter, dialect));
+    }
+    if let Some(after) = after {
+        let sort_time = Value::Int(after.sort_time);
+        let start_time = Value::Int(after.start_time);
+        let run_id = Value::String(after.run_id.clone());
+        sql += &format!(
+            " AND (sort_time < {} OR (sort_time = {} AND (start_time < {} OR \
+             (start_time = {} AND run_id > {}))))",
+            dialect.value(&sort_time),
+            dialect.value(&sort_time),
+            dialect.value(&start_time),
+            dialect.value(&start_time),
+            dialect.value(&run_id),
+        );
+    }
+    sql
+}
+
+/// A page of a listing: the [`LISTED`] columns of the runs of `namespace_id` that `filter`
+/// lists, after `after`, in listing order, at most `limit`.
+pub fn list_statement(
+    dialect: &mut impl Dialect,
+    namespace_id: &str,
+    filter: Option<&Filter>,
+    after: Option<&VisibilityCursor>,
+    limit: usize,
+) -> String {
+    let runs = listed_runs(dialect, namespace_id, filter, after);
+    let limit = dialect.value(&Value::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+    format!("SELECT {LISTED} FROM executions_visibility {runs} {ORDER} LIMIT {limit}")
+}
+
+/// A count of the runs of `namespace_id` that `filter` lists: one row of the count, or, with
+/// `group_by`, one row per value (the value, then the count).
+pub fn count_statement(
+    dialect: &mut impl Dialect,
+    namespace_id: &str,
+    filter: Option<&Filter>,
+    group_by: Option<&Attribute>,
+) -> String {
+    match group_by {
+        None => {
+            let runs = listed_runs(dialect, namespace_id, filter, None);
+            format!("SELECT count(*) FROM executions_visibility {runs}")
+        }
+        Some(attribute) => {
+            // The value's placeholders come first in the text, so they are bound first.
+            let value = expression(attribute, dialect);
+            let runs = listed_runs(dialect, namespace_id, filter, None);
+            format!("SELECT {value}, count(*) FROM executions_visibility {runs} GROUP BY 1")
         }
     }
 }

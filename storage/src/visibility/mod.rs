@@ -19,6 +19,7 @@
 pub mod columns;
 mod filter;
 mod lexer;
+mod listing;
 mod parser;
 mod row;
 mod values;
@@ -29,6 +30,7 @@ pub(crate) mod tests;
 use std::collections::BTreeMap;
 
 pub use filter::{Attribute, CompareOp, Filter, Query, SYSTEM_ATTRIBUTES, Value};
+pub use listing::{GroupValue, OPEN_SORT_TIME, VisibilityCount, VisibilityCursor};
 pub use row::{IndexedValue, VisibilityRow, text_tokens};
 pub use values::Timestamp;
 

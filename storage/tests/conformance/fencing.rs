@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sundial_storage::{DynStore, Error, ShardBatch, TimerTaskRow, TransferTaskRow};
 
-use super::{Harness, NS, current_write, execution_write, history, key};
+use super::{Harness, NS, current_write, execution_write, history, key, visibility};
 
 /// Most commits a stale owner may make before it must have been refused.
 const MAX_COMMITS: i64 = 10_000;
 
-/// Commit `i` of an owner: a new run (current pointer, row, history), a transfer and a timer
-/// task, and on even commits new shard data (taking the shard row's write lock).
+/// Commit `i` of an owner: a new run (current pointer, row, history, visibility record), a
+/// transfer and a timer task, and on even commits new shard data (taking the shard row's write
+/// lock).
 fn batch(i: i64) -> ShardBatch {
     let k = key(&format!("wf-{i}"), "run");
     ShardBatch {
@@ -30,14 +31,17 @@ fn batch(i: i64) -> ShardBatch {
             data: b"x".to_vec(),
         }],
         shard_data: (i % 2 == 0).then(|| format!("acks-{i}").into_bytes()),
+        // Run ids are unique, as the shards make them.
+        visibility: vec![visibility::record(&k.workflow_id, &format!("run-{i}"))],
         ..ShardBatch::default()
     }
 }
 
 /// Which parts of commit `i` are visible: (run row, current pointer, history, transfer task,
-/// timer task).
-async fn visible(store: &DynStore, i: i64) -> [bool; 5] {
+/// timer task, visibility record).
+async fn visible(store: &DynStore, i: i64) -> [bool; 6] {
     let k = key(&format!("wf-{i}"), "run");
+    let listed = visibility::filter(&format!("WorkflowId = '{}'", k.workflow_id));
     let transfers = store.list_transfer_tasks(1, i - 1, 1).await.unwrap();
     let timers = store
         .list_timer_tasks(1, i, MAX_COMMITS as usize)
@@ -53,6 +57,11 @@ async fn visible(store: &DynStore, i: i64) -> [bool; 5] {
         !store.read_history(1, &k, 1, 10).await.unwrap().is_empty(),
         transfers.first().is_some_and(|t| t.task_id == i),
         timers.iter().any(|t| (t.fire_time_ms, t.task_id) == (i, i)),
+        !store
+            .list_visibility(NS, listed.as_ref(), None, 1)
+            .await
+            .unwrap()
+            .is_empty(),
     ]
 }
 
@@ -123,13 +132,13 @@ pub async fn racing_owners_stale_commit_is_refused_and_leaves_nothing(h: &dyn Ha
         for &i in &landed {
             assert_eq!(
                 visible(&store, i).await,
-                [true; 5],
+                [true; 6],
                 "acknowledged commit {i}"
             );
         }
         assert_eq!(
             visible(&store, refused).await,
-            [false; 5],
+            [false; 6],
             "refused commit {refused}"
         );
         // The new owner sees the shard data of the last commit that landed before it.

@@ -28,6 +28,7 @@ mod postgres_tls;
 mod shard;
 mod task_queues;
 mod tasks;
+mod visibility;
 
 use std::sync::Arc;
 
@@ -138,6 +139,8 @@ macro_rules! conformance_suite {
                 concurrency::racing_updates_to_one_execution_never_lose_one,
                 concurrency::a_fenced_shard_fails_alone_among_concurrent_shards,
                 fencing::racing_owners_stale_commit_is_refused_and_leaves_nothing,
+                visibility::visibility_is_written_with_the_commit_and_deleted_with_the_run,
+                visibility::visibility_pages_list_in_order_and_counts_group,
             );
             $(conformance_suite!(@$durable super::$harness);)?
         }
