@@ -689,7 +689,9 @@ impl Handler<Loaded> for HistoryShard {
             let name = request.name();
             trace.apply(i, name, || self.core.apply(ticket, request, &env));
         }
-        let (batch, effects, touched) = self.core.build_batch();
+        let history = &self.history;
+        let types = |namespace_id: &str| history.as_ref()?.search_attributes(namespace_id);
+        let (batch, effects, touched) = self.core.build_batch(&types);
         let observer = self.telemetry.commit(&batch, &trace, ops, &self.log);
         let store = self.store.clone();
         let (shard_id, range_id) = (self.core.shard_id, self.core.range_id);

@@ -7,12 +7,14 @@
 //! the commit's error), so nothing is acknowledged before it is durable.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use prost::Message;
 use sundial_engine::api::{
     enums::v1::{WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy},
     history::v1::{History, HistoryEvent},
 };
+use sundial_engine::search_attributes::SearchAttributeTypes;
 use sundial_engine::{CurrentRunInfo, Env, MutableState, TaskInfo, TaskKind, Workflow};
 use sundial_storage::{
     CurrentExecutionRow, CurrentExecutionWrite, ExecutionKey, ExecutionRow, ExecutionWrite,
@@ -23,10 +25,34 @@ use crate::ops::{
     ActivityReport, ActivityTarget, Request, ResetWorkflow, Response, RunRef, StartOutcome,
     StartWorkflow, Ticket,
 };
+use crate::visibility::visibility_row;
 use crate::{Error, Result};
 
 /// A reply: its ticket and what it says.
 pub type Answer = (Ticket, Result<Response>);
+
+/// A namespace's custom search attributes, by namespace id (`None` when unknown).
+pub type SearchAttributeLookup<'a> = dyn Fn(&str) -> Option<Arc<SearchAttributeTypes>> + 'a;
+
+/// True for the events after which a run lists differently: its start, a change of its search
+/// attributes or memo, and its close. (Temporal's visibility records change at these only, so
+/// a listing's history length of an open run is the one of its last such event, as there.)
+fn changes_visibility(event: &HistoryEvent) -> bool {
+    use sundial_engine::api::enums::v1::EventType as E;
+    matches!(
+        E::try_from(event.event_type),
+        Ok(E::WorkflowExecutionStarted
+            | E::UpsertWorkflowSearchAttributes
+            | E::WorkflowPropertiesModified
+            | E::WorkflowPropertiesModifiedExternally
+            | E::WorkflowExecutionCompleted
+            | E::WorkflowExecutionFailed
+            | E::WorkflowExecutionTimedOut
+            | E::WorkflowExecutionCanceled
+            | E::WorkflowExecutionTerminated
+            | E::WorkflowExecutionContinuedAsNew)
+    )
+}
 
 struct CachedRun {
     wf: Workflow,
@@ -980,8 +1006,12 @@ impl ShardCore {
     }
 
     /// Builds the batch of everything applied since the last one, plus the effects to carry
-    /// out once it commits.
-    pub fn build_batch(&mut self) -> (ShardBatch, Effects, Vec<ExecutionKey>) {
+    /// out once it commits. `types` answers a namespace's custom search attributes (by id),
+    /// for the visibility records of runs started, closed or changed in what they list.
+    pub fn build_batch(
+        &mut self,
+        types: &SearchAttributeLookup<'_>,
+    ) -> (ShardBatch, Effects, Vec<ExecutionKey>) {
         self.settle_queries();
         let mut batch = ShardBatch::default();
         let mut effects = Effects::default();
@@ -991,6 +1021,7 @@ impl ShardCore {
             let Some(cached) = self.runs.get(&key) else {
                 continue;
             };
+            let listed_change = events.iter().any(changes_visibility);
             if !events.is_empty() {
                 let first_event_id = events[0].event_id;
                 batch.history.push(HistoryAppend {
@@ -1016,6 +1047,10 @@ impl ShardCore {
                 state.encode_to_vec()
             };
             let next_event_id = state.next_event_id;
+            if listed_change {
+                let custom = types(&key.namespace_id).unwrap_or_default();
+                batch.visibility.push(visibility_row(state, &custom));
+            }
             self.used(&key, encoded.len());
             batch.executions.push(ExecutionWrite {
                 row: ExecutionRow {

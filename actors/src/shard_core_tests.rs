@@ -83,7 +83,7 @@ fn a_commit_marks_only_its_own_current_pointers_stored() {
     d.send(Request::Start(start("b")));
     let key = ("ns".to_string(), "b".to_string());
     assert_eq!(d.core.current[&key].stored_run_id, None);
-    let (batch, _effects, touched) = d.core.build_batch();
+    let (batch, _effects, touched) = d.core.build_batch(&|_| None);
     assert_eq!(batch.current_executions.len(), 1);
     d.core.rolled_back(&touched);
     assert!(!d.core.has_current("ns", "b"));
@@ -161,4 +161,49 @@ fn a_run_named_by_its_id_is_read_with_its_workflows_current_pointer() {
     );
     assert_eq!(runs.len(), 1, "the pointer's read brings the current run");
     assert_eq!(runs[0].run_id, "r1");
+}
+
+#[test]
+fn a_runs_visibility_record_is_written_at_its_start_and_close_only() {
+    let mut d = Driver::new();
+    started(&mut d, "listed");
+    let records = &d.last_batch.visibility;
+    assert_eq!(records.len(), 1, "the start writes the record");
+    assert_eq!(
+        (records[0].workflow_id.as_str(), records[0].status),
+        ("listed", WorkflowExecutionStatus::Running as i32)
+    );
+    assert_eq!(records[0].close_time, None);
+
+    // A signal changes nothing a listing shows.
+    let signalled: Result<()> = d.call(Request::Signal(
+        current("listed"),
+        sundial_engine::Signal {
+            name: "poke".into(),
+            ..Default::default()
+        },
+    ));
+    signalled.expect("signalled");
+    assert!(!d.last_batch.executions.is_empty());
+    assert!(d.last_batch.visibility.is_empty());
+
+    d.now_ms = 9_000;
+    let terminated: Result<()> = d.call(Request::Terminate {
+        run: current("listed"),
+        reason: "done".into(),
+        details: None,
+        identity: String::new(),
+    });
+    terminated.expect("terminated");
+    let records = &d.last_batch.visibility;
+    assert_eq!(records.len(), 1, "the close writes the record");
+    assert_eq!(
+        records[0].status,
+        WorkflowExecutionStatus::Terminated as i32
+    );
+    assert!(records[0].close_time.is_some());
+    assert_eq!(
+        records[0].history_length,
+        d.events("run-of-listed").len() as i64
+    );
 }

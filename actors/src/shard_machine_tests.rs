@@ -62,7 +62,7 @@ fn replies_are_released_only_by_the_commit_of_their_batch() {
     let mut d = Driver::new();
     let ticket = d.send(Request::Start(start("wf")));
     assert!(!d.answered(ticket), "answered before anything was stored");
-    let (batch, effects, touched) = d.core.build_batch();
+    let (batch, effects, touched) = d.core.build_batch(&|_| None);
     assert_eq!(batch.executions.len(), 1);
     assert_eq!(batch.transfer_tasks.len(), 1, "the first workflow task");
     assert_eq!(effects.replies.len(), 1);

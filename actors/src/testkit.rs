@@ -98,7 +98,7 @@ impl Driver {
     /// Builds the batch of everything applied and reports it committed, collecting what the
     /// actor would carry out.
     pub fn commit(&mut self) {
-        let (batch, effects, touched) = self.core.build_batch();
+        let (batch, effects, touched) = self.core.build_batch(&|_| None);
         for append in &batch.history {
             let events = History::decode(append.batch.events.as_slice())
                 .expect("history batch decodes")

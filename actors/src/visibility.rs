@@ -2,6 +2,8 @@
 //! filters on. The shards are to write it in the commit of every change it describes (start,
 //! search-attribute and memo upserts, close), so a run is listable as soon as its start returns.
 
+use std::collections::BTreeMap;
+
 use prost::Message;
 use sundial_engine::MutableState;
 use sundial_engine::api::enums::v1::IndexedValueType;
@@ -22,7 +24,7 @@ pub fn visibility_row(state: &MutableState, types: &SearchAttributeTypes) -> Vis
     };
     let parent = started.parent_workflow_execution.clone();
     let root = started.root_workflow_execution.clone();
-    let mut indexed = std::collections::BTreeMap::new();
+    let mut indexed = BTreeMap::new();
     if let Some(attributes) = &started.search_attributes {
         for (name, payload) in &attributes.indexed_fields {
             let Some(value_type) = value_type(name, types) else {
@@ -65,6 +67,17 @@ pub fn visibility_row(state: &MutableState, types: &SearchAttributeTypes) -> Vis
             .unwrap_or_default(),
         indexed,
     }
+}
+
+/// The predefined attributes and a namespace's `custom` ones, by name, with the types a list
+/// filter checks them against (system attributes are the parser's own).
+pub fn attribute_types(custom: &SearchAttributeTypes) -> BTreeMap<String, ValueType> {
+    PREDEFINED
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(custom.keys().map(String::as_str))
+        .filter_map(|name| Some((name.to_string(), value_type(name, custom)?)))
+        .collect()
 }
 
 /// The type of a predefined or custom attribute.
