@@ -41,6 +41,20 @@ pub const PREDEFINED: &[(&str, IndexedValueType)] = &[
     ("TemporalScheduledById", IndexedValueType::Keyword),
     ("TemporalSchedulePaused", IndexedValueType::Bool),
     ("TemporalNamespaceDivision", IndexedValueType::Keyword),
+    ("TemporalPauseInfo", IndexedValueType::KeywordList),
+    ("TemporalReportedProblems", IndexedValueType::KeywordList),
+    ("TemporalExternalPayloadCount", IndexedValueType::Int),
+    ("TemporalExternalPayloadSizeBytes", IndexedValueType::Int),
+    ("TemporalWorkerDeployment", IndexedValueType::Keyword),
+    ("TemporalWorkerDeploymentVersion", IndexedValueType::Keyword),
+    (
+        "TemporalWorkflowVersioningBehavior",
+        IndexedValueType::Keyword,
+    ),
+    (
+        "TemporalUsedWorkerDeploymentVersions",
+        IndexedValueType::KeywordList,
+    ),
 ];
 
 /// Preallocated fields per type in Temporal's SQL visibility (how many custom attributes of

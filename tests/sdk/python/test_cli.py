@@ -203,7 +203,44 @@ async def test_cluster_describe(server):
     assert info["serverVersion"] == "1.32.0"
     assert info["historyShardCount"] > 0
     assert info["persistenceStore"] in ("sqlite", "postgres12", "mysql8", "memory")
+    # Visibility records live in the same store.
+    assert info["visibilityStore"] == info["persistenceStore"]
     assert "temporal-cli" in info["supportedClients"]
     # The id is the store's: the same on every call.
     again = (await temporal(server, "operator", "cluster", "describe", "-o", "json")).json()
     assert len(info["clusterId"]) == 36 and again["clusterId"] == info["clusterId"]
+
+
+async def test_workflow_list_and_count(server, client: Client):
+    # Listed the moment the starts return: no waiting for visibility to catch up.
+    tq = unique("cli-list")
+    ids = [f"{tq}-{i}" for i in range(3)]
+    for wf_id in ids:
+        res = await temporal(server, "workflow", "start", "--type", "WaitForeverWorkflow",
+                             "--task-queue", tq, "--workflow-id", wf_id)
+        assert res.returncode == 0, res.describe()
+    res = await temporal(server, "workflow", "terminate", "-w", ids[0], "--reason", "listed")
+    assert res.returncode == 0, res.describe()
+
+    query = f"TaskQueue = '{tq}'"
+    listed = (await temporal(server, "workflow", "list", "--query", query, "-o", "json")).json()
+    assert [w["execution"]["workflowId"] for w in listed] == [ids[2], ids[1], ids[0]]
+    assert listed[2]["status"] == "WORKFLOW_EXECUTION_STATUS_TERMINATED"
+    assert listed[0]["type"]["name"] == "WaitForeverWorkflow"
+    # Pages of one, cut at two.
+    paged = (await temporal(server, "workflow", "list", "--query", query, "--page-size", "1",
+                            "--limit", "2", "-o", "json")).json()
+    assert [w["execution"]["workflowId"] for w in paged] == [ids[2], ids[1]]
+
+    count = (await temporal(server, "workflow", "count", "--query", query, "-o", "json")).json()
+    assert int(count["count"]) == 3
+    grouped = (await temporal(server, "workflow", "count", "--query",
+                              f"{query} GROUP BY ExecutionStatus", "-o", "json")).json()
+    assert sorted((g["groupValues"][0], int(g["count"])) for g in grouped["groups"]) == \
+        [("Running", 2), ("Terminated", 1)]
+
+    bad = await temporal(server, "workflow", "list", "--query", "NoSuchAttribute = 1")
+    assert bad.returncode != 0
+    assert "invalid search attribute: NoSuchAttribute" in bad.stderr, bad.describe()
+    for wf_id in ids[1:]:
+        await temporal(server, "workflow", "terminate", "-w", wf_id, "--reason", "cleanup")

@@ -12,6 +12,7 @@ mod start;
 mod task_queue;
 mod update;
 mod validate;
+mod visibility;
 
 use describe::describe;
 use validate::*;
@@ -121,7 +122,7 @@ impl WorkflowService for Frontend {
                 upsert_memo: true,
                 eager_workflow_start: true,
                 sdk_metadata: true,
-                count_group_by_execution_status: false,
+                count_group_by_execution_status: true,
                 nexus: false,
                 ..Default::default()
             }),
@@ -166,10 +167,64 @@ impl WorkflowService for Frontend {
             cluster_name: cluster.cluster_name,
             history_shard_count: cluster.history_shard_count,
             persistence_store: store.persistence_store().into(),
-            // No visibility store yet: ListWorkflowExecutions and friends are unimplemented.
-            visibility_store: String::new(),
+            // Visibility records live in the same store, written in the same transactions.
+            visibility_store: store.persistence_store().into(),
             initial_failover_version: 1,
             failover_version_increment: 10,
+        }))
+    }
+
+    async fn list_workflow_executions(
+        &self,
+        request: Request<ListWorkflowExecutionsRequest>,
+    ) -> Result<Response<ListWorkflowExecutionsResponse>, Status> {
+        self.list_runs(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn scan_workflow_executions(
+        &self,
+        request: Request<ScanWorkflowExecutionsRequest>,
+    ) -> Result<Response<ScanWorkflowExecutionsResponse>, Status> {
+        self.scan_runs(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_open_workflow_executions(
+        &self,
+        request: Request<ListOpenWorkflowExecutionsRequest>,
+    ) -> Result<Response<ListOpenWorkflowExecutionsResponse>, Status> {
+        self.list_open_runs(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_closed_workflow_executions(
+        &self,
+        request: Request<ListClosedWorkflowExecutionsRequest>,
+    ) -> Result<Response<ListClosedWorkflowExecutionsResponse>, Status> {
+        self.list_closed_runs(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn count_workflow_executions(
+        &self,
+        request: Request<CountWorkflowExecutionsRequest>,
+    ) -> Result<Response<CountWorkflowExecutionsResponse>, Status> {
+        self.count_runs(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_search_attributes(
+        &self,
+        _: Request<GetSearchAttributesRequest>,
+    ) -> Result<Response<GetSearchAttributesResponse>, Status> {
+        Ok(Response::new(GetSearchAttributesResponse {
+            keys: visibility::search_attribute_keys(),
         }))
     }
 
