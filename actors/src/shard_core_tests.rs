@@ -204,6 +204,6 @@ fn a_runs_visibility_record_is_written_at_its_start_and_close_only() {
     assert!(records[0].close_time.is_some());
     assert_eq!(
         records[0].history_length,
-        d.events("run-of-listed").len() as i64
+        Some(d.events("run-of-listed").len() as i64)
     );
 }

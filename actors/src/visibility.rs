@@ -50,10 +50,11 @@ pub fn visibility_row(state: &MutableState, types: &SearchAttributeTypes) -> Vis
                 .max(0)
                 .saturating_mul(1_000_000)
         }),
-        history_length: state.next_event_id - 1,
-        history_size_bytes: state.history_size_bytes,
+        // Temporal records these figures at a close only; an open run has none.
+        history_length: closed.then(|| state.next_event_id - 1),
+        history_size_bytes: closed.then_some(state.history_size_bytes),
         // Every commit that changes the run moves its db_version on by one.
-        state_transition_count: state.db_version,
+        state_transition_count: closed.then_some(state.db_version),
         parent_workflow_id: parent.as_ref().map(|p| p.workflow_id.clone()),
         parent_run_id: parent.as_ref().map(|p| p.run_id.clone()),
         root_workflow_id: root
@@ -193,8 +194,9 @@ mod tests {
             row.execution_time,
             Timestamp::from_unix_nanos(4_000_000_000)
         );
-        assert_eq!((row.history_length, row.history_size_bytes), (5, 512));
-        assert_eq!(row.state_transition_count, 3);
+        // The figures of a close only.
+        assert_eq!((row.history_length, row.history_size_bytes), (None, None));
+        assert_eq!(row.state_transition_count, None);
         assert_eq!(row.parent_workflow_id.as_deref(), Some("parent"));
         assert_eq!(row.parent_run_id.as_deref(), Some("parent-run"));
         // A run started without a root is its own.
@@ -225,6 +227,11 @@ mod tests {
             Some(Timestamp::from_unix_nanos(10_000_000_000))
         );
         assert_eq!(row.execution_duration, Some(6_000_000_000));
+        assert_eq!(
+            (row.history_length, row.history_size_bytes),
+            (Some(5), Some(512))
+        );
+        assert_eq!(row.state_transition_count, Some(3));
         // No execution time recorded: the start time stands for it.
         closed.execution_time_ms = 0;
         let row = visibility_row(&closed, &types());

@@ -29,9 +29,11 @@ pub struct VisibilityRow {
     pub close_time: Option<Timestamp>,
     /// Nanoseconds from execution time to close; `None` while open.
     pub execution_duration: Option<i64>,
-    pub history_length: i64,
-    pub history_size_bytes: i64,
-    pub state_transition_count: i64,
+    /// The run's history length, size and state transitions when it closed: `None` while it
+    /// is open, as Temporal records them only at a close.
+    pub history_length: Option<i64>,
+    pub history_size_bytes: Option<i64>,
+    pub state_transition_count: Option<i64>,
     pub parent_workflow_id: Option<String>,
     pub parent_run_id: Option<String>,
     pub root_workflow_id: String,
@@ -256,9 +258,9 @@ impl VisibilityRow {
             "ExecutionTime" => Some(Scalar::Datetime(self.execution_time.unix_micros())),
             "CloseTime" => self.close_time.map(|t| Scalar::Datetime(t.unix_micros())),
             "ExecutionDuration" => self.execution_duration.and_then(number),
-            "HistoryLength" => number(self.history_length),
-            "HistorySizeBytes" => number(self.history_size_bytes),
-            "StateTransitionCount" => number(self.state_transition_count),
+            "HistoryLength" => self.history_length.and_then(number),
+            "HistorySizeBytes" => self.history_size_bytes.and_then(number),
+            "StateTransitionCount" => self.state_transition_count.and_then(number),
             "ParentWorkflowId" => self.parent_workflow_id.as_deref().map(Scalar::Str),
             "ParentRunId" => self.parent_run_id.as_deref().map(Scalar::Str),
             "RootWorkflowId" => Some(Scalar::Str(&self.root_workflow_id)),

@@ -560,9 +560,9 @@ fn runs() -> Vec<VisibilityRow> {
         execution_time: at(100),
         close_time: None,
         execution_duration: None,
-        history_length: 2,
-        history_size_bytes: 300,
-        state_transition_count: 1,
+        history_length: None,
+        history_size_bytes: None,
+        state_transition_count: None,
         parent_workflow_id: None,
         parent_run_id: None,
         root_workflow_id: id.into(),
@@ -648,7 +648,10 @@ fn system_attributes_compare_in_their_types() {
         nanos: 0,
     });
     rows[1].execution_duration = Some(60_000_000_000);
-    rows[2].history_length = 9_007_199_254_740_993;
+    rows[0].history_length = Some(2);
+    rows[1].history_length = Some(2);
+    rows[2].history_length = Some(9_007_199_254_740_993);
+    rows[0].history_size_bytes = Some(300);
     for (query, expected) in [
         ("ExecutionStatus = 'Running'", &["w1", "w3"][..]),
         ("ExecutionStatus IN ('Completed', 'Failed')", &["w2"]),
@@ -670,6 +673,9 @@ fn system_attributes_compare_in_their_types() {
         ("HistoryLength = 9007199254740992", &[]),
         ("HistoryLength = 9007199254740993", &["w3"]),
         ("HistoryLength > 1.5", &["w1", "w2", "w3"]),
+        // Figures a run has only once closed: NULL, so never compared, until then.
+        ("HistorySizeBytes IS NULL", &["w2", "w3"]),
+        ("HistorySizeBytes >= 0", &["w1"]),
         ("", &["w1", "w2", "w3"]),
     ] {
         assert_eq!(listed(query, &rows), expected, "{query}");
@@ -806,9 +812,9 @@ pub(crate) fn generated_runs(count: usize) -> Vec<VisibilityRow> {
                 close_time: closed.then(|| at(start.seconds + rng.below(20_000) as i64, 0)),
                 execution_duration: closed
                     .then(|| rng.below(20_000) as i64 * 1_000_000_000 + rng.below(1000) as i64),
-                history_length: rng.below(20) as i64,
-                history_size_bytes: rng.below(5000) as i64,
-                state_transition_count: rng.below(10) as i64,
+                history_length: closed.then(|| rng.below(20) as i64),
+                history_size_bytes: closed.then(|| rng.below(5000) as i64),
+                state_transition_count: closed.then(|| rng.below(10) as i64),
                 parent_workflow_id: rng.maybe().then(|| "parent".to_string()),
                 parent_run_id: None,
                 root_workflow_id: "root".into(),

@@ -57,9 +57,9 @@ pub fn record(workflow_id: &str, run_id: &str) -> VisibilityRow {
         execution_time: at(0, 0),
         close_time: None,
         execution_duration: None,
-        history_length: 2,
-        history_size_bytes: 300,
-        state_transition_count: 1,
+        history_length: None,
+        history_size_bytes: None,
+        state_transition_count: None,
         parent_workflow_id: None,
         parent_run_id: None,
         root_workflow_id: workflow_id.to_string(),
@@ -118,7 +118,7 @@ pub async fn visibility_is_written_with_the_commit_and_deleted_with_the_run(h: &
     closed.status = 2;
     closed.close_time = Some(at(90, 5));
     closed.execution_duration = Some(90_000_005_000);
-    closed.history_length = 11;
+    closed.history_length = Some(11);
     closed.indexed.clear();
     let batch = ShardBatch {
         visibility: vec![closed.clone()],

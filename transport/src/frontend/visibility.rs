@@ -392,10 +392,9 @@ fn time_range(name: &str, range: Option<&StartTimeFilter>) -> Result<Option<Filt
 }
 
 /// A run as a list answers it. As Temporal's, an open run's history length, size and state
-/// transitions are left at zero: they are the figures of its close.
+/// transitions are zero: the record holds the figures of its close.
 fn execution_info(row: &VisibilityRow) -> WorkflowExecutionInfo {
     let millis = |t: &Timestamp| timestamp(t.unix_millis());
-    let closed = row.close_time.is_some();
     let memo = Memo::decode(row.memo.as_slice()).unwrap_or_default();
     let search_attributes =
         SearchAttributes::decode(row.search_attributes.as_slice()).unwrap_or_default();
@@ -410,7 +409,7 @@ fn execution_info(row: &VisibilityRow) -> WorkflowExecutionInfo {
         start_time: Some(millis(&row.start_time)),
         close_time: row.close_time.as_ref().map(millis),
         status: row.status,
-        history_length: if closed { row.history_length } else { 0 },
+        history_length: row.history_length.unwrap_or_default(),
         parent_execution: row
             .parent_workflow_id
             .as_ref()
@@ -422,12 +421,8 @@ fn execution_info(row: &VisibilityRow) -> WorkflowExecutionInfo {
         memo: Some(memo),
         search_attributes: Some(search_attributes),
         task_queue: row.task_queue.clone(),
-        state_transition_count: if closed {
-            row.state_transition_count
-        } else {
-            0
-        },
-        history_size_bytes: if closed { row.history_size_bytes } else { 0 },
+        state_transition_count: row.state_transition_count.unwrap_or_default(),
+        history_size_bytes: row.history_size_bytes.unwrap_or_default(),
         execution_duration: row.execution_duration.map(|nanos| ProtoDuration {
             seconds: nanos / 1_000_000_000,
             nanos: (nanos % 1_000_000_000) as i32,
