@@ -64,6 +64,15 @@ async def test_delete_closed_and_running_runs(workdir, kind):
             await _delete(client, running.id, running.result_run_id)
             await _gone(client, done.id)
             await _gone(client, running.id)
+            # Their visibility records went with them (at once on the target: in the same
+            # transaction as the run).
+            listed = None
+            for _ in range(1 if kind != "reference" else 600):
+                listed = [w.id async for w in client.list_workflows(f"TaskQueue = '{tq}'")]
+                if listed == [kept.id]:
+                    break
+                await asyncio.sleep(0.1)
+            assert listed == [kept.id]
             desc = await within(kept.describe())
             assert desc.status == WorkflowExecutionStatus.RUNNING
             await within(kept.signal(SignalWorkflow.deliver, "bye"))
