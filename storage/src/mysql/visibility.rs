@@ -18,7 +18,9 @@ use crate::visibility::{
 };
 use crate::{Error, Result, VisibilityStore};
 
-/// The visibility table (schema migration 3), with its index in listing order.
+/// The visibility table (schema migration 3), with an index in listing order for all
+/// runs and one each for a workflow id, type, status and task queue, all after the namespace and
+/// its division (`TemporalNamespaceDivision`, NULL for every run but the server's own).
 pub(super) const TABLE: &str = "
     CREATE TABLE IF NOT EXISTS executions_visibility (
         namespace_id           VARBINARY(255)  NOT NULL,
@@ -43,8 +45,19 @@ pub(super) const TABLE: &str = "
         indexed                LONGTEXT        NOT NULL CHECK (JSON_VALID(indexed)),
         text_tokens            LONGTEXT        NOT NULL CHECK (JSON_VALID(text_tokens)),
         sort_time              BIGINT AS (COALESCE(close_time, 9223372036854775807)) STORED,
+        namespace_division     VARBINARY(255) AS
+            (JSON_UNQUOTE(JSON_EXTRACT(indexed, '$.TemporalNamespaceDivision'))) STORED,
         PRIMARY KEY (namespace_id, run_id),
-        KEY executions_visibility_listing (namespace_id, sort_time DESC, start_time DESC, run_id)
+        KEY executions_visibility_listing (namespace_id, namespace_division,
+            sort_time DESC, start_time DESC, run_id),
+        KEY executions_visibility_by_workflow_id (namespace_id, namespace_division,
+            workflow_id, sort_time DESC, start_time DESC, run_id),
+        KEY executions_visibility_by_workflow_type (namespace_id, namespace_division,
+            workflow_type, sort_time DESC, start_time DESC, run_id),
+        KEY executions_visibility_by_status (namespace_id, namespace_division,
+            status, sort_time DESC, start_time DESC, run_id),
+        KEY executions_visibility_by_task_queue (namespace_id, namespace_division,
+            task_queue, sort_time DESC, start_time DESC, run_id)
     ) ENGINE = InnoDB ROW_FORMAT = DYNAMIC";
 
 /// Writes (or replaces) a run's record.

@@ -26,6 +26,9 @@ pub fn system_column(name: &str) -> Option<&'static str> {
         "ParentRunId" => "parent_run_id",
         "RootWorkflowId" => "root_workflow_id",
         "RootRunId" => "root_run_id",
+        // A column generated from the JSON object, so that the condition every listing has
+        // unless its query names it (`TemporalNamespaceDivision IS NULL`) is part of each index.
+        "TemporalNamespaceDivision" => "namespace_division",
         _ => return None,
     })
 }
@@ -115,6 +118,12 @@ pub trait Dialect {
     fn contains(&mut self, attribute: &Attribute, items: &[String]) -> String;
     /// True when the text `expression` starts with `prefix` (NULL when it is NULL).
     fn starts_with(&mut self, expression: &str, prefix: &str) -> String;
+    /// What a count groups by: the attribute's `expression`. `filtered` says the query has a
+    /// condition of its own (more than the namespace division every listing has).
+    fn grouped(&mut self, expression: String, filtered: bool) -> String {
+        let _ = filtered;
+        expression
+    }
 }
 
 /// `filter` as an SQL condition over the visibility table, in `dialect`.
@@ -306,9 +315,11 @@ fn listed_runs(
         let sort_time = Value::Int(after.sort_time);
         let start_time = Value::Int(after.start_time);
         let run_id = Value::String(after.run_id.clone());
+        // The first term lets an index seek to the cursor; the second is the exact order.
         sql += &format!(
-            " AND (sort_time < {} OR (sort_time = {} AND (start_time < {} OR \
+            " AND sort_time <= {} AND (sort_time < {} OR (sort_time = {} AND (start_time < {} OR \
              (start_time = {} AND run_id > {}))))",
+            dialect.value(&sort_time),
             dialect.value(&sort_time),
             dialect.value(&sort_time),
             dialect.value(&start_time),
@@ -349,10 +360,21 @@ pub fn count_statement(
         Some(attribute) => {
             // The value's placeholders come first in the text, so they are bound first.
             let value = expression(attribute, dialect);
+            let filtered = filter.is_some_and(|f| !is_division_only(f));
+            let value = dialect.grouped(value, filtered);
             let runs = listed_runs(dialect, namespace_id, filter, None);
             format!("SELECT {value}, count(*) FROM executions_visibility {runs} GROUP BY 1")
         }
     }
+}
+
+/// Whether `filter` is only the condition a listing gets when its query does not name the
+/// namespace division.
+fn is_division_only(filter: &Filter) -> bool {
+    matches!(
+        filter,
+        Filter::IsNull { attribute, negated: false } if attribute.name == "TemporalNamespaceDivision"
+    )
 }
 
 /// An attribute's value: its column, or what the dialect reads from the JSON object.

@@ -797,6 +797,14 @@ pub(crate) fn generated_runs(count: usize) -> Vec<VisibilityRow> {
                     indexed.insert(name.into(), IndexedValue::KeywordList(items));
                 }
             }
+            // The server's own runs (a column of its own in the SQL stores).
+            if rng.below(4) == 0 {
+                let division = rng.pick(&["TemporalBatcher", "TemporalScheduler"]);
+                indexed.insert(
+                    "TemporalNamespaceDivision".into(),
+                    IndexedValue::Keyword(division.into()),
+                );
+            }
             VisibilityRow {
                 namespace_id: "ns".into(),
                 run_id: format!("run-{i:03}"),
@@ -829,6 +837,10 @@ pub(crate) fn generated_runs(count: usize) -> Vec<VisibilityRow> {
 
 /// Queries (beyond the corpus's accepted ones) the stores' SQL is checked with.
 pub(crate) const MORE: &[&str] = &[
+    "TemporalNamespaceDivision IS NULL",
+    "TemporalNamespaceDivision = 'TemporalBatcher'",
+    "TemporalNamespaceDivision STARTS_WITH 'Temporal' AND WorkflowType = 'a'",
+    "(CustomInt > 2 OR WorkflowType = 'Refund') AND TemporalNamespaceDivision IS NULL",
     "CustomKeyword != 'gold'",
     "NOT (CustomKeyword = 'gold')",
     "CustomKeyword IN ('gold', 'x') OR CustomInt >= 2",
