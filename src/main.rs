@@ -240,6 +240,10 @@ async fn run(
                 .with_context(|| format!("registering search attributes in {ns}"))?;
         }
     }
+    node.namespaces
+        .index_search_attributes()
+        .await
+        .context("indexing the custom search attributes")?;
     let local = listener.local_addr()?;
     info!(log, "Sundial is serving the Temporal API"; "address" => %local);
     println!("Sundial listening on {local} (namespace: default)");

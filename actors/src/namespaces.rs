@@ -162,6 +162,30 @@ impl Namespaces {
             self.update(&ns, description).await?;
             self.get(name).await?;
         }
+        for (alias, value_type) in attributes {
+            self.index_attribute(alias, *value_type).await?;
+        }
+        Ok(())
+    }
+
+    /// Has the store index the custom attribute `alias` for filters (see
+    /// `VisibilityStore::index_attribute`).
+    async fn index_attribute(&self, alias: &str, value_type: i32) -> Result<()> {
+        let indexed = IndexedValueType::try_from(value_type).unwrap_or_default();
+        match crate::visibility::filter_type(indexed) {
+            Some(value_type) => Ok(self.store.index_attribute(alias, value_type).await?),
+            None => Ok(()),
+        }
+    }
+
+    /// Has the store index every namespace's custom attributes (at start-up: an index a
+    /// store lacks, say after an upgrade, is built once).
+    pub async fn index_search_attributes(&self) -> Result<()> {
+        for ns in self.list().await? {
+            for (alias, value_type) in ns.search_attributes() {
+                self.index_attribute(&alias, value_type).await?;
+            }
+        }
         Ok(())
     }
 

@@ -87,6 +87,11 @@ fn value_type(name: &str, custom: &SearchAttributeTypes) -> Option<ValueType> {
         Some(t) => IndexedValueType::try_from(*t).ok()?,
         None => PREDEFINED.iter().find(|(n, _)| *n == name)?.1,
     };
+    filter_type(indexed)
+}
+
+/// The type a filter compares values of an attribute of `indexed` type as.
+pub fn filter_type(indexed: IndexedValueType) -> Option<ValueType> {
     Some(match indexed {
         IndexedValueType::Bool => ValueType::Bool,
         IndexedValueType::Int => ValueType::Int,

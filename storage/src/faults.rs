@@ -291,6 +291,14 @@ impl VisibilityStore for FaultInjectingStore {
         let call = self.inner.count_visibility(namespace_id, filter, group_by);
         self.read("count_visibility", call).await
     }
+
+    async fn index_attribute(
+        &self,
+        name: &str,
+        value_type: crate::visibility::ValueType,
+    ) -> Result<()> {
+        self.inner.index_attribute(name, value_type).await
+    }
 }
 
 #[async_trait]

@@ -404,6 +404,16 @@ impl VisibilityStore for InstrumentedStore {
         self.observe("CountWorkflowExecutions", "frontend", ns, call)
             .await
     }
+
+    async fn index_attribute(
+        &self,
+        name: &str,
+        value_type: crate::visibility::ValueType,
+    ) -> Result<()> {
+        let call = self.inner.index_attribute(name, value_type);
+        self.observe("AddSearchAttributes", "frontend", String::new(), call)
+            .await
+    }
 }
 
 #[async_trait]

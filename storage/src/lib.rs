@@ -160,6 +160,12 @@ pub trait VisibilityStore: Send + Sync {
         filter: Option<&visibility::Filter>,
         group_by: Option<&visibility::Attribute>,
     ) -> Result<visibility::VisibilityCount>;
+
+    /// Makes filters on the custom attribute `name` of type `value_type` read an index (for
+    /// the types an index orders: Keyword, Int, Double, Datetime, Bool), as Temporal's SQL
+    /// visibility indexes each custom field. Idempotent; a store without such indexes answers
+    /// `Ok` and filters by reading its records.
+    async fn index_attribute(&self, name: &str, value_type: visibility::ValueType) -> Result<()>;
 }
 
 /// The matching backlog: `task_queues` (one row per partition with its lease) and `tasks`.

@@ -454,6 +454,11 @@ impl VisibilityStore for MemoryStore {
             .collect())
     }
 
+    async fn index_attribute(&self, _: &str, _: crate::visibility::ValueType) -> Result<()> {
+        // Filters read every record of the namespace: there is nothing to index.
+        Ok(())
+    }
+
     async fn count_visibility(
         &self,
         namespace_id: &str,

@@ -216,6 +216,12 @@ impl Dialect for Positional<Sql> {
 
 #[async_trait::async_trait]
 impl VisibilityStore for MysqlStore {
+    async fn index_attribute(&self, _: &str, _: ValueType) -> Result<()> {
+        // MariaDB indexes no expressions (only generated columns, one ALTER TABLE each):
+        // filters on custom attributes read the records' JSON.
+        Ok(())
+    }
+
     async fn list_visibility(
         &self,
         namespace_id: &str,

@@ -290,6 +290,20 @@ const EXECUTION_COLUMNS: &str =
 
 #[async_trait]
 impl VisibilityStore for PostgresStore {
+    async fn index_attribute(
+        &self,
+        name: &str,
+        value_type: crate::visibility::ValueType,
+    ) -> Result<()> {
+        let Some(sql) = visibility::attribute_index(name, value_type) else {
+            return Ok(());
+        };
+        let client = self.client().await?;
+        let answer = client.batch_execute(&sql).await;
+        errors::release(client, answer.as_ref().err());
+        answer.map_err(errors::statement)
+    }
+
     async fn list_visibility(
         &self,
         namespace_id: &str,

@@ -182,6 +182,49 @@ pub(super) fn condition(filter: &Filter, first: usize) -> (String, Vec<Param>) {
     (sql, dialect.params)
 }
 
+/// An attribute's value in its type, `key` its name as SQL (a literal or a placeholder). A
+/// value of another JSON type is NULL, never an error: a name may have other types in other
+/// namespaces, and an index of the expression must never fail a write.
+fn attribute_expression(key: &str, value_type: ValueType) -> String {
+    let typed = |json: &str, sql: &str| {
+        format!(
+            "(CASE WHEN jsonb_typeof(indexed -> {key}) = '{json}' \
+             THEN (indexed -> {key})::{sql} END)"
+        )
+    };
+    match value_type {
+        ValueType::Int | ValueType::Double | ValueType::Datetime => typed("number", "numeric"),
+        ValueType::Bool => typed("boolean", "boolean"),
+        ValueType::Keyword => format!("((indexed ->> {key}) COLLATE \"C\")"),
+        ValueType::KeywordList | ValueType::Text => format!("(indexed -> {key})"),
+    }
+}
+
+/// What [`attribute_expression`] reads a type as: types read alike share an index.
+fn expression_kind(value_type: ValueType) -> &'static str {
+    match value_type {
+        ValueType::Int | ValueType::Double | ValueType::Datetime => "numeric",
+        ValueType::Bool => "boolean",
+        ValueType::Keyword => "keyword",
+        ValueType::KeywordList | ValueType::Text => "json",
+    }
+}
+
+/// The index that filters on a custom attribute read (`None` when it cannot have one): a
+/// partial index of the runs without a division, as the others.
+pub(super) fn attribute_index(name: &str, value_type: ValueType) -> Option<String> {
+    if !columns::indexable(value_type) || !columns::literal_name(name) {
+        return None;
+    }
+    let expression = attribute_expression(&format!("'{name}'"), value_type);
+    let index = columns::attribute_index_name(name, expression_kind(value_type));
+    Some(format!(
+        "CREATE INDEX IF NOT EXISTS {index} ON executions_visibility (namespace_id, \
+         {expression}, sort_time DESC, start_time DESC, run_id) \
+         WHERE namespace_division IS NULL"
+    ))
+}
+
 struct Postgres {
     params: Vec<Param>,
     first: usize,
@@ -220,15 +263,12 @@ impl Dialect for Postgres {
     }
 
     fn indexed(&mut self, attribute: &Attribute) -> String {
-        let key = self.text(&attribute.name);
-        match attribute.value_type {
-            ValueType::Int | ValueType::Double | ValueType::Datetime => {
-                format!("(indexed -> {key})::numeric")
-            }
-            ValueType::Bool => format!("(indexed -> {key})::boolean"),
-            ValueType::Keyword => format!("((indexed ->> {key}) COLLATE \"C\")"),
-            ValueType::KeywordList | ValueType::Text => format!("(indexed -> {key})"),
-        }
+        let key = if columns::literal_name(&attribute.name) {
+            format!("'{}'", attribute.name)
+        } else {
+            self.text(&attribute.name)
+        };
+        attribute_expression(&key, attribute.value_type)
     }
 
     fn contains(&mut self, attribute: &Attribute, items: &[String]) -> String {

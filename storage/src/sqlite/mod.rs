@@ -397,6 +397,17 @@ impl ShardStore for SqliteStore {
 
 #[async_trait]
 impl VisibilityStore for SqliteStore {
+    async fn index_attribute(
+        &self,
+        name: &str,
+        value_type: crate::visibility::ValueType,
+    ) -> Result<()> {
+        let Some(sql) = visibility::attribute_index(name, value_type) else {
+            return Ok(());
+        };
+        self.write(move |conn| Ok(conn.execute_batch(&sql)?)).await
+    }
+
     async fn list_visibility(
         &self,
         namespace_id: &str,

@@ -173,8 +173,13 @@ impl Dialect for Positional<Sql> {
     }
 
     fn indexed(&mut self, attribute: &Attribute) -> String {
-        let path = self.text(&json_path(&attribute.name));
-        format!("json_extract(indexed, {path})")
+        match attribute_expression(&attribute.name) {
+            Some(literal) => literal,
+            None => {
+                let path = self.text(&json_path(&attribute.name));
+                format!("json_extract(indexed, {path})")
+            }
+        }
     }
 
     fn contains(&mut self, attribute: &Attribute, items: &[String]) -> String {
@@ -199,6 +204,27 @@ impl Dialect for Positional<Sql> {
         let prefix = self.text(prefix);
         format!("substr({expression}, 1, {length}) = {prefix}")
     }
+}
+
+/// An attribute's value written with its path as a literal, as its index has it (`None` for a
+/// name that cannot be a literal: see [`columns::literal_name`]).
+fn attribute_expression(name: &str) -> Option<String> {
+    crate::visibility::columns::literal_name(name)
+        .then(|| format!("json_extract(indexed, '{}')", json_path(name)))
+}
+
+/// The index that filters on a custom attribute read (`None` when it cannot have one).
+pub(super) fn attribute_index(name: &str, value_type: ValueType) -> Option<String> {
+    if !crate::visibility::columns::indexable(value_type) {
+        return None;
+    }
+    let expression = attribute_expression(name)?;
+    // One expression reads every type, so one index serves them all.
+    let index = crate::visibility::columns::attribute_index_name(name, "json");
+    Some(format!(
+        "CREATE INDEX IF NOT EXISTS {index} ON executions_visibility (namespace_id, \
+         namespace_division, {expression}, sort_time DESC, start_time DESC, run_id)"
+    ))
 }
 
 /// The JSON path of an attribute in `indexed` (names may hold any character).

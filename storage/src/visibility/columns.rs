@@ -368,6 +368,34 @@ pub fn count_statement(
     }
 }
 
+/// Whether a custom attribute's name may be written into SQL as a literal, and so read through
+/// an index of its expression: ASCII letters, digits, `_` and `-`, at most 64 bytes. Other
+/// names are bound as parameters and filtered by reading the records.
+pub fn literal_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Whether a store indexes attributes of `value_type` (single values with an order).
+pub fn indexable(value_type: ValueType) -> bool {
+    !matches!(value_type, ValueType::KeywordList | ValueType::Text)
+}
+
+/// The name of the index of a custom attribute's expression: stable, short enough for every
+/// store, and one per name and `kind` of expression (FNV-1a of both): the types a store reads
+/// with one expression share its index.
+pub fn attribute_index_name(name: &str, kind: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in kind.bytes().chain([0]).chain(name.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("executions_visibility_attr_{hash:016x}")
+}
+
 /// Whether `filter` is only the condition a listing gets when its query does not name the
 /// namespace division.
 fn is_division_only(filter: &Filter) -> bool {
