@@ -197,6 +197,8 @@ pub struct Node {
     pub clock: Arc<dyn Clock>,
     /// Metrics and traces (disabled unless started with [`Node::start_observed`]).
     pub telemetry: Telemetry,
+    /// The node's log (its system work logs here too).
+    pub log: Logger,
     arbiters: Vec<ArbiterHandle>,
 }
 
@@ -290,6 +292,7 @@ impl Node {
             queries: Queries::default(),
             clock,
             telemetry,
+            log,
             arbiters,
         }
     }

@@ -24,6 +24,8 @@ use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
 pub use frontend::{Frontend, ensure_namespace, event_types};
+
+mod batcher;
 pub use operator::Operator;
 
 /// `grpc.health.v1.Health`: SERVING while every history shard of the node serves, NOT_SERVING
@@ -72,7 +74,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let rpc_telemetry = telemetry::TelemetryLayer::new(&node.telemetry);
-    let workflow = WorkflowServiceServer::new(Frontend::new(node.clone()))
+    // Batch operations run on the node's own batch worker.
+    let frontend = batcher::start(Frontend::new(node.clone()), node.log.clone());
+    let workflow = WorkflowServiceServer::new(frontend)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_REQUEST_BYTES)

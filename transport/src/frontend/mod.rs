@@ -1,6 +1,7 @@
 //! The public frontend: Temporal's `WorkflowService`, validating requests and routing them to
 //! history shards and matching partitions through the node's handles.
 
+mod batch;
 mod describe;
 mod history_rpc;
 mod namespaces;
@@ -63,16 +64,43 @@ const CLUSTER_NAME: &str = "active";
 /// Events per history page.
 const HISTORY_PAGE_SIZE: i64 = 256;
 
+pub use batch::{BATCH_DIVISION, BATCH_TASK_QUEUE, BatchProgress, STATS_MEMO};
+
 /// The frontend service.
 #[derive(Clone)]
 pub struct Frontend {
     node: Node,
+    /// Tells the node's batch worker a namespace has a job to run (see `crate::batcher`).
+    batch_worker: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Frontend {
     /// A frontend over a node.
     pub fn new(node: Node) -> Self {
-        Self { node }
+        Self {
+            node,
+            batch_worker: None,
+        }
+    }
+
+    /// This frontend, telling `worker` of the namespaces batch jobs start in.
+    pub fn with_batch_worker(self, worker: tokio::sync::mpsc::UnboundedSender<String>) -> Self {
+        Self {
+            batch_worker: Some(worker),
+            ..self
+        }
+    }
+
+    /// The node this frontend serves.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    fn wake_batch_worker(&self, namespace: &str) {
+        if let Some(worker) = &self.batch_worker {
+            // The worker ends only with the process.
+            let _ = worker.send(namespace.to_string());
+        }
     }
 
     async fn namespace_id(&self, name: &str) -> Result<String, Status> {
@@ -215,6 +243,42 @@ impl WorkflowService for Frontend {
         request: Request<CountWorkflowExecutionsRequest>,
     ) -> Result<Response<CountWorkflowExecutionsResponse>, Status> {
         self.count_runs(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn start_batch_operation(
+        &self,
+        request: Request<StartBatchOperationRequest>,
+    ) -> Result<Response<StartBatchOperationResponse>, Status> {
+        self.start_batch(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn describe_batch_operation(
+        &self,
+        request: Request<DescribeBatchOperationRequest>,
+    ) -> Result<Response<DescribeBatchOperationResponse>, Status> {
+        self.describe_batch(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_batch_operations(
+        &self,
+        request: Request<ListBatchOperationsRequest>,
+    ) -> Result<Response<ListBatchOperationsResponse>, Status> {
+        self.list_batches(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn stop_batch_operation(
+        &self,
+        request: Request<StopBatchOperationRequest>,
+    ) -> Result<Response<StopBatchOperationResponse>, Status> {
+        self.stop_batch(request.into_inner())
             .await
             .map(Response::new)
     }

@@ -64,7 +64,11 @@ impl Frontend {
     }
 
     /// A list query's filter: a `GROUP BY` is for counts only.
-    async fn list_filter(&self, namespace: &str, query: &str) -> Result<Option<Filter>, Status> {
+    pub(super) async fn list_filter(
+        &self,
+        namespace: &str,
+        query: &str,
+    ) -> Result<Option<Filter>, Status> {
         let parsed = self.visibility_query(namespace, query).await?;
         if parsed.group_by.is_some() {
             return Err(invalid(
