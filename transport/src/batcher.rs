@@ -337,7 +337,11 @@ async fn run_job(
                     .as_ref()
                     .and_then(|d| d.payloads.first()),
             );
-            work(frontend, namespace, &token, &request, progress).await?
+            let job = Job {
+                request: &request,
+                started: task.scheduled_time,
+            };
+            work(frontend, namespace, &token, &job, progress).await?
         }
         Err(why) => Ended::Invalid(why),
     };
@@ -393,6 +397,12 @@ fn decode_request(
         .map_err(|e| format!("the job's input is not a StartBatchOperationRequest: {e}"))
 }
 
+/// A job's request, and when its activity was first scheduled (about when the job started).
+struct Job<'a> {
+    request: &'a StartBatchOperationRequest,
+    started: Option<prost_wkt_types::Timestamp>,
+}
+
 /// A target of a job.
 struct Target {
     workflow_id: String,
@@ -404,9 +414,10 @@ async fn work(
     frontend: &Frontend,
     namespace: &str,
     token: &[u8],
-    request: &StartBatchOperationRequest,
+    job: &Job<'_>,
     mut progress: BatchProgress,
 ) -> Result<Ended, Status> {
+    let request = job.request;
     let Some(operation) = request.operation.as_ref() else {
         return Ok(Ended::Invalid("the job has no operation".into()));
     };
@@ -495,7 +506,7 @@ async fn work(
         let page_len = page.len();
         for target in page {
             pace.tick().await;
-            match apply(frontend, namespace, request, operation, &target).await {
+            match apply(frontend, namespace, job, operation, &target).await {
                 Ok(()) => progress.succeeded += 1,
                 Err(_) => progress.failed += 1,
             }
@@ -554,10 +565,11 @@ async fn heartbeat(
 async fn apply(
     frontend: &Frontend,
     namespace: &str,
-    request: &StartBatchOperationRequest,
+    job: &Job<'_>,
     operation: &Operation,
     target: &Target,
 ) -> Result<(), Status> {
+    let request = job.request;
     let execution = Some(WorkflowExecution {
         workflow_id: target.workflow_id.clone(),
         run_id: target.run_id.clone(),
@@ -605,6 +617,7 @@ async fn apply(
             }))
             .await
             .map(drop),
+        Operation::ResetOperation(op) => reset(frontend, namespace, job, op, target).await,
         Operation::DeletionOperation(_) => frontend
             .delete_workflow_execution(Request::new(DeleteWorkflowExecutionRequest {
                 namespace: namespace.to_string(),
@@ -626,6 +639,153 @@ async fn apply(
         }
         other => other,
     }
+}
+
+/// Resets one run to the workflow task the operation names, unless this job has reset it
+/// already (a redone page after a crash): its `reset_run_id` names a run reset since the job
+/// started. Temporal does not deduplicate resets by request id, so the job must.
+#[allow(deprecated)] // the reapply type: older clients still send it, as Temporal's batcher does
+async fn reset(
+    frontend: &Frontend,
+    namespace: &str,
+    job: &Job<'_>,
+    op: &sundial_engine::api::batch::v1::BatchOperationReset,
+    target: &Target,
+) -> Result<(), Status> {
+    use sundial_engine::api::common::v1::reset_options::Target as ResetTarget;
+    use sundial_engine::api::enums::v1::ResetType;
+    let describe = |workflow_id: String, run_id: String| async move {
+        frontend
+            .describe_workflow_execution(Request::new(DescribeWorkflowExecutionRequest {
+                namespace: namespace.to_string(),
+                execution: Some(WorkflowExecution {
+                    workflow_id,
+                    run_id,
+                }),
+            }))
+            .await
+            .map(|d| d.into_inner())
+    };
+    let described = describe(target.workflow_id.clone(), target.run_id.clone()).await?;
+    let run_id = described
+        .workflow_execution_info
+        .as_ref()
+        .and_then(|i| i.execution.as_ref())
+        .map(|e| e.run_id.clone())
+        .unwrap_or_else(|| target.run_id.clone());
+    let reset_run = described
+        .workflow_extended_info
+        .as_ref()
+        .map(|x| x.reset_run_id.clone())
+        .unwrap_or_default();
+    if !reset_run.is_empty() {
+        let later = describe(target.workflow_id.clone(), reset_run).await?;
+        let reset_at = later
+            .workflow_extended_info
+            .and_then(|x| x.last_reset_time)
+            .map(|t| (t.seconds, t.nanos));
+        let started = job.started.as_ref().map(|t| (t.seconds, t.nanos));
+        if reset_at.is_some() && reset_at >= started {
+            return Ok(());
+        }
+    }
+    let (first, reapply_type, exclude) = match &op.options {
+        Some(options) => {
+            let first = match options.target {
+                Some(ResetTarget::FirstWorkflowTask(())) => Some(true),
+                Some(ResetTarget::LastWorkflowTask(())) => Some(false),
+                _ => None,
+            };
+            let event_id = match options.target {
+                Some(ResetTarget::WorkflowTaskId(id)) => Some(id),
+                _ => None,
+            };
+            (
+                first.ok_or(event_id),
+                options.reset_reapply_type,
+                options.reset_reapply_exclude_types.clone(),
+            )
+        }
+        None => (
+            Ok(op.reset_type == ResetType::FirstWorkflowTask as i32),
+            op.reset_reapply_type,
+            Vec::new(),
+        ),
+    };
+    let event_id = match first {
+        Ok(first) => {
+            workflow_task_event(frontend, namespace, &target.workflow_id, &run_id, first).await?
+        }
+        Err(Some(id)) => id,
+        Err(None) => {
+            return Err(Status::invalid_argument(
+                "provided reset target is not supported",
+            ));
+        }
+    };
+    frontend
+        .reset_workflow_execution(Request::new(ResetWorkflowExecutionRequest {
+            namespace: namespace.to_string(),
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: target.workflow_id.clone(),
+                run_id,
+            }),
+            reason: job.request.reason.clone(),
+            workflow_task_finish_event_id: event_id,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            reset_reapply_type: reapply_type,
+            reset_reapply_exclude_types: exclude,
+            post_reset_operations: op.post_reset_operations.clone(),
+            identity: op.identity.clone(),
+        }))
+        .await
+        .map(drop)
+}
+
+/// The event a reset to a run's first (or last) workflow task finishes at, as Temporal's
+/// batcher finds it: that task's completed event, or for a run with none, the event after its
+/// first scheduled task.
+async fn workflow_task_event(
+    frontend: &Frontend,
+    namespace: &str,
+    workflow_id: &str,
+    run_id: &str,
+    first: bool,
+) -> Result<i64, Status> {
+    let mut found = None;
+    let mut fallback = None;
+    let mut token = Vec::new();
+    loop {
+        let page = frontend
+            .get_workflow_execution_history(Request::new(GetWorkflowExecutionHistoryRequest {
+                namespace: namespace.to_string(),
+                execution: Some(WorkflowExecution {
+                    workflow_id: workflow_id.to_string(),
+                    run_id: run_id.to_string(),
+                }),
+                next_page_token: token,
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        for event in page.history.map(|h| h.events).unwrap_or_default() {
+            if event.event_type == EventType::WorkflowTaskCompleted as i32 {
+                found = Some(event.event_id);
+                if first {
+                    return Ok(event.event_id);
+                }
+            } else if event.event_type == EventType::WorkflowTaskScheduled as i32 {
+                fallback = fallback.or(Some(event.event_id + 1));
+            }
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    found
+        .or(fallback)
+        .ok_or_else(|| Status::invalid_argument("unable to find any scheduled or completed task"))
 }
 
 #[cfg(test)]

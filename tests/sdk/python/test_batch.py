@@ -15,7 +15,8 @@ from temporalio.api.batch.v1 import (
     BatchOperationSignal,
     BatchOperationTermination,
 )
-from temporalio.api.common.v1 import Payloads, WorkflowExecution
+from google.protobuf.empty_pb2 import Empty
+from temporalio.api.common.v1 import Payloads, ResetOptions, WorkflowExecution
 from temporalio.api.enums.v1 import BatchOperationState, EventType
 from temporalio.api.workflowservice.v1 import (
     DescribeBatchOperationRequest,
@@ -196,15 +197,48 @@ async def test_bad_batch_requests_are_refused(kind, reference_server, server):
                                                        "Reason is not set on request.")
 
 
-async def test_reset_batches_are_refused_honestly(server):
-    if harness.target() == "reference":
-        pytest.skip("Sundial's own limit: the reference server resets in batches")
-    client = await connect_either("target", None, server)
-    with pytest.raises(RPCError) as err:
+@pytest.mark.parametrize("kind", ["reference", "target"])
+async def test_reset_to_the_first_workflow_task_by_query(kind, reference_server, server):
+    client = await connect_either(kind, reference_server, server)
+    tq = unique("batch-reset")
+    async with new_worker(client, tq):
+        handles = [await within(client.start_workflow(
+            SignalWorkflow.run, id=f"{tq}-{i}", task_queue=tq)) for i in range(2)]
+        for h in handles:
+            await wait_until_waiting(h)
+        query = f"TaskQueue = '{tq}' AND ExecutionStatus = 'Running'"
+        await listed_count(client, query, 2)
+        job_id = str(uuid.uuid4())
         await within(client.workflow_service.start_batch_operation(StartBatchOperationRequest(
-            namespace="default", job_id=str(uuid.uuid4()), reason="r",
-            visibility_query="WorkflowType = 'a'", reset_operation=BatchOperationReset())))
-    assert err.value.status == RPCStatusCode.UNIMPLEMENTED
+            namespace="default", job_id=job_id, reason="start over", visibility_query=query,
+            reset_operation=BatchOperationReset(
+                options=ResetOptions(first_workflow_task=Empty())))))
+        done = await finished(client, job_id)
+        assert done.state == BatchOperationState.BATCH_OPERATION_STATE_COMPLETED
+        assert done.complete_operation_count == 2
+        for h in handles:
+            original = await within(
+                client.get_workflow_handle(h.id, run_id=h.result_run_id).describe())
+            assert original.status == WorkflowExecutionStatus.TERMINATED
+            current = await within(client.get_workflow_handle(h.id).describe())
+            assert current.run_id != h.result_run_id
+            assert current.status == WorkflowExecutionStatus.RUNNING
+            await within(client.get_workflow_handle(h.id).signal(SignalWorkflow.deliver, "again"))
+            assert await within(client.get_workflow_handle(h.id).result()) == "again"
+
+
+@pytest.mark.parametrize("kind", ["reference", "target"])
+async def test_bad_reset_batches_are_refused(kind, reference_server, server):
+    client = await connect_either(kind, reference_server, server)
+    for operation, message in [
+        (BatchOperationReset(), "unknown batch reset type Unspecified"),
+        (BatchOperationReset(options=ResetOptions()), "batch reset missing target"),
+    ]:
+        with pytest.raises(RPCError) as err:
+            await within(client.workflow_service.start_batch_operation(StartBatchOperationRequest(
+                namespace="default", job_id=str(uuid.uuid4()), reason="r",
+                visibility_query="WorkflowType = 'a'", reset_operation=operation)))
+        assert (err.value.status, err.value.message) == (RPCStatusCode.INVALID_ARGUMENT, message)
 
 
 async def test_cli_terminate_by_query_and_batch_commands(server):

@@ -102,6 +102,7 @@ fn operation_type(operation: &Operation) -> Option<(BatchOperationType, &'static
         Operation::CancellationOperation(_) => (BatchOperationType::Cancel, "cancel"),
         Operation::SignalOperation(_) => (BatchOperationType::Signal, "signal"),
         Operation::DeletionOperation(_) => (BatchOperationType::Delete, "delete"),
+        Operation::ResetOperation(_) => (BatchOperationType::Reset, "reset"),
         _ => return None,
     })
 }
@@ -113,6 +114,7 @@ fn type_from_memo(memo: Option<&Memo>) -> BatchOperationType {
         "cancel" => BatchOperationType::Cancel,
         "signal" => BatchOperationType::Signal,
         "delete" => BatchOperationType::Delete,
+        "reset" => BatchOperationType::Reset,
         _ => BatchOperationType::Unspecified,
     }
 }
@@ -132,7 +134,40 @@ pub fn operation_identity(operation: &Operation) -> &str {
         Operation::CancellationOperation(o) => &o.identity,
         Operation::SignalOperation(o) => &o.identity,
         Operation::DeletionOperation(o) => &o.identity,
+        Operation::ResetOperation(o) => &o.identity,
         _ => "",
+    }
+}
+
+/// Temporal's checks of an operation's own fields.
+fn check_operation(operation: &Operation) -> Result<(), Status> {
+    use sundial_engine::api::common::v1::reset_options::Target;
+    use sundial_engine::api::enums::v1::ResetType;
+    match operation {
+        Operation::SignalOperation(o) if o.signal.is_empty() => {
+            Err(invalid("must provide signal name"))
+        }
+        Operation::ResetOperation(o) => match &o.options {
+            Some(options) => match options.target {
+                None => Err(invalid("batch reset missing target")),
+                Some(Target::BuildId(_)) => Err(Status::unimplemented(
+                    "batch resets to a build id's reset point are not supported yet",
+                )),
+                Some(_) => Ok(()),
+            },
+            None => {
+                #[allow(deprecated)]
+                let reset_type = o.reset_type;
+                match ResetType::try_from(reset_type) {
+                    Ok(ResetType::FirstWorkflowTask | ResetType::LastWorkflowTask) => Ok(()),
+                    Ok(ResetType::Unspecified) => {
+                        Err(invalid("unknown batch reset type Unspecified"))
+                    }
+                    Err(_) => Err(invalid(format!("unknown batch reset type {reset_type}"))),
+                }
+            }
+        },
+        _ => Ok(()),
     }
 }
 
@@ -171,9 +206,10 @@ impl Frontend {
         let operation = req.operation.as_ref().expect("checked above");
         let Some((_, type_name)) = operation_type(operation) else {
             return Err(Status::unimplemented(
-                "batch operations other than terminate, cancel, signal and delete are not supported yet",
+                "batch operations other than terminate, cancel, signal, delete and reset are not supported yet",
             ));
         };
+        check_operation(operation)?;
         if !req.visibility_query.is_empty() {
             // As Temporal, a query that does not parse is refused now; one that names what is
             // not there fails the job (its activity does not retry it).
