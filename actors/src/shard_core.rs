@@ -1038,6 +1038,7 @@ impl ShardCore {
             let Some(cached) = self.runs.get_mut(&key) else {
                 continue;
             };
+            let listed_change = cached.wf.take_visibility_change() || listed_change;
             // The cached state is what this commit stores (a failed commit drops it).
             cached.wf.state.db_version = version;
             let state = &cached.wf.state;

@@ -207,3 +207,26 @@ fn a_runs_visibility_record_is_written_at_its_start_and_close_only() {
         Some(d.events("run-of-listed").len() as i64)
     );
 }
+
+#[test]
+fn a_workflow_task_of_a_new_build_rewrites_the_runs_record_with_its_build_ids() {
+    use sundial_storage::visibility::IndexedValue;
+    let mut d = Driver::new();
+    started(&mut d, "built");
+    let task = d.poll_workflow_task("built");
+    let mut request = crate::testkit::completion(Vec::new());
+    request.worker_version_stamp = Some(sundial_engine::api::common::v1::WorkerVersionStamp {
+        build_id: "b1".into(),
+        use_versioning: false,
+    });
+    d.complete_workflow_task(&task, request).expect("completed");
+    let records = &d.last_batch.visibility;
+    assert_eq!(records.len(), 1, "the new build ids are listed");
+    assert_eq!(
+        records[0].indexed.get("BuildIds"),
+        Some(&IndexedValue::KeywordList(vec![
+            "unversioned".into(),
+            "unversioned:b1".into()
+        ]))
+    );
+}

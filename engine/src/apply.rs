@@ -59,6 +59,12 @@ impl MutableState {
             Some(Attributes::WorkflowTaskCompletedEventAttributes(a)) => {
                 self.last_completed_wft_started_event_id = a.started_event_id;
                 self.workflow_task = None;
+                if let Some(started) = self.started.as_mut() {
+                    crate::search_attributes::add_build_id(
+                        &mut started.search_attributes,
+                        a.worker_version.as_ref(),
+                    );
+                }
             }
             Some(
                 Attributes::WorkflowTaskFailedEventAttributes(_)

@@ -4,6 +4,7 @@
 
 use temporalio_protos::temporal::api::{
     command::v1::{Command, command::Attributes as Cmd},
+    common::v1::WorkerVersionStamp,
     enums::v1::{WorkflowExecutionStatus, WorkflowTaskFailedCause},
     failure::v1::{Failure, ServerFailureInfo, failure::FailureInfo},
     history::v1::{
@@ -203,6 +204,7 @@ impl Workflow {
         self.state.workflow_task_attempt = 1;
         self.state.last_completed_wft_started_event_id = task.started_event_id;
         self.add_reset_point(&request, completed_id, env);
+        self.record_build_id(request.worker_version_stamp.as_ref());
         self.apply_sticky_attributes(&request);
         let mut new_task_needed = request.force_create_new_workflow_task;
         let mut eager = Vec::new();
@@ -289,6 +291,17 @@ impl Workflow {
     }
 
     /// Applies one command; returns true when it needs a new workflow task.
+    /// Adds the completing worker's build to the run's `BuildIds` search attribute, as Temporal
+    /// does: the `unversioned` sentinel first (for a worker that does not use versioning), then
+    /// every build id that completed a task (`unversioned:<build id>`).
+    fn record_build_id(&mut self, stamp: Option<&WorkerVersionStamp>) {
+        if let Some(started) = self.state.started.as_mut()
+            && crate::search_attributes::add_build_id(&mut started.search_attributes, stamp)
+        {
+            self.visibility_changed = true;
+        }
+    }
+
     /// The first workflow task a worker build (or binary checksum) completes is a point the run
     /// can be reset to (describe's `auto_reset_points`); Temporal keeps the last 20.
     fn add_reset_point(

@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use temporalio_protos::temporal::api::{common::v1::SearchAttributes, enums::v1::IndexedValueType};
+use temporalio_protos::temporal::api::{
+    common::v1::{Payload, SearchAttributes, WorkerVersionStamp},
+    enums::v1::IndexedValueType,
+};
 
 /// The custom search attributes of one namespace: name → `IndexedValueType` wire value.
 pub type SearchAttributeTypes = BTreeMap<String, i32>;
@@ -56,6 +59,83 @@ pub const PREDEFINED: &[(&str, IndexedValueType)] = &[
         IndexedValueType::KeywordList,
     ),
 ];
+
+/// The predefined attribute of the builds that completed a run's workflow tasks.
+pub const BUILD_IDS: &str = "BuildIds";
+
+/// The strings of a KeywordList payload (none for one that does not decode).
+pub fn keyword_list(payload: &Payload) -> Vec<String> {
+    serde_json::from_slice(&payload.data).unwrap_or_default()
+}
+
+/// A KeywordList payload, as Temporal encodes one.
+pub fn keyword_list_payload(values: &[String]) -> Payload {
+    Payload {
+        metadata: [
+            ("encoding".to_string(), b"json/plain".to_vec()),
+            ("type".to_string(), b"KeywordList".to_vec()),
+        ]
+        .into(),
+        data: serde_json::to_vec(values).unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+/// Adds the build of a completed workflow task to `attributes`' `BuildIds` (see
+/// [`with_build_id`]); true when they changed. The live path and the fold of history both call
+/// it, on each workflow task completion, so a reset or a reload arrives at the same list.
+pub fn add_build_id(
+    attributes: &mut Option<SearchAttributes>,
+    stamp: Option<&WorkerVersionStamp>,
+) -> bool {
+    let existing = attributes
+        .as_ref()
+        .and_then(|a| a.indexed_fields.get(BUILD_IDS))
+        .map(keyword_list)
+        .unwrap_or_default();
+    let updated = with_build_id(&existing, stamp);
+    if updated == existing {
+        return false;
+    }
+    attributes
+        .get_or_insert_with(Default::default)
+        .indexed_fields
+        .insert(BUILD_IDS.into(), keyword_list_payload(&updated));
+    true
+}
+
+/// A run's search attributes as a new run (continued as new, retried, cron) inherits them:
+/// without `BuildIds`, which belong to the builds that ran the old run (as on Temporal).
+pub fn without_build_ids(attributes: Option<SearchAttributes>) -> Option<SearchAttributes> {
+    attributes.and_then(|mut a| {
+        a.indexed_fields.remove(BUILD_IDS);
+        (!a.indexed_fields.is_empty()).then_some(a)
+    })
+}
+
+/// `BuildIds` after a workflow task completed by the worker of `stamp`, as Temporal computes
+/// them: `unversioned` first for a worker that does not use versioning, then the other values
+/// kept in order, then the worker's (`unversioned:<id>` or `versioned:<id>`) if new.
+pub fn with_build_id(existing: &[String], stamp: Option<&WorkerVersionStamp>) -> Vec<String> {
+    const UNVERSIONED: &str = "unversioned";
+    let versioned = stamp.is_some_and(|s| s.use_versioning);
+    let build = stamp.map(|s| match (s.build_id.as_str(), s.use_versioning) {
+        ("", _) => UNVERSIONED.to_string(),
+        (id, true) => format!("versioned:{id}"),
+        (id, false) => format!("{UNVERSIONED}:{id}"),
+    });
+    let mut values = Vec::new();
+    if !versioned {
+        values.push(UNVERSIONED.to_string());
+    }
+    let sentinel =
+        |v: &str| v == UNVERSIONED || v.starts_with("assigned:") || v.starts_with("pinned:");
+    values.extend(existing.iter().filter(|v| !sentinel(v)).cloned());
+    if let Some(build) = build.filter(|b| !existing.contains(b) && !values.contains(b)) {
+        values.push(build);
+    }
+    values
+}
 
 /// Preallocated fields per type in Temporal's SQL visibility (how many custom attributes of
 /// each type a namespace may have).
@@ -145,6 +225,24 @@ pub fn check_names(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_ids_gain_the_sentinel_and_each_new_build_as_temporal_adds_them() {
+        let stamp = |id: &str| WorkerVersionStamp {
+            build_id: id.into(),
+            use_versioning: false,
+        };
+        let first = with_build_id(&[], Some(&stamp("b1")));
+        assert_eq!(first, ["unversioned", "unversioned:b1"]);
+        assert_eq!(with_build_id(&first, Some(&stamp("b1"))), first);
+        assert_eq!(
+            with_build_id(&first, Some(&stamp("b2"))),
+            ["unversioned", "unversioned:b1", "unversioned:b2"]
+        );
+        assert_eq!(with_build_id(&[], None), ["unversioned"]);
+        let payload = keyword_list_payload(&first);
+        assert_eq!(keyword_list(&payload), first);
+    }
     use temporalio_protos::temporal::api::common::v1::Payload;
 
     fn attrs(pairs: &[(&str, &str)]) -> SearchAttributes {

@@ -90,6 +90,8 @@ pub struct Workflow {
     pub(crate) applying_commands: bool,
     /// Workflow updates in flight that are not in history yet (memory only).
     pub(crate) updates: crate::update::UpdateRegistry,
+    /// The run lists differently for a change no event records (its `BuildIds`).
+    pub(crate) visibility_changed: bool,
 }
 
 /// Most events the buffer holds before the running workflow task is force-failed
@@ -138,6 +140,12 @@ pub struct Signal {
 }
 
 impl Workflow {
+    /// Whether the run lists differently since this was last asked for a change no event
+    /// records (the `BuildIds` a workflow-task completion adds).
+    pub fn take_visibility_change(&mut self) -> bool {
+        std::mem::take(&mut self.visibility_changed)
+    }
+
     /// Wraps a loaded state.
     pub fn from_state(state: MutableState) -> Self {
         Self {
@@ -146,6 +154,7 @@ impl Workflow {
             tasks: Vec::new(),
             new_run: None,
             applying_commands: false,
+            visibility_changed: false,
             updates: Default::default(),
         }
     }
@@ -679,10 +688,9 @@ impl Workflow {
                 prev_auto_reset_points: self.rolled_over_reset_points(env),
                 priority: current.priority.clone().or(Some(Default::default())),
                 memo: attrs.memo.clone().or(current.memo.clone()),
-                search_attributes: attrs
-                    .search_attributes
-                    .clone()
-                    .or(current.search_attributes.clone()),
+                search_attributes: attrs.search_attributes.clone().or(
+                    crate::search_attributes::without_build_ids(current.search_attributes.clone()),
+                ),
                 header: attrs.header.clone(),
                 parent_workflow_namespace: current.parent_workflow_namespace.clone(),
                 parent_workflow_namespace_id: current.parent_workflow_namespace_id.clone(),

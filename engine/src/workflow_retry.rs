@@ -178,7 +178,9 @@ impl Workflow {
                 )),
                 prev_auto_reset_points: self.rolled_over_reset_points(env),
                 memo: current.memo,
-                search_attributes: current.search_attributes,
+                search_attributes: crate::search_attributes::without_build_ids(
+                    current.search_attributes,
+                ),
                 header: current.header,
                 priority: current.priority,
                 parent_workflow_namespace: current.parent_workflow_namespace,

@@ -16,8 +16,10 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
-from helpers import STEP_TIMEOUT, connect_either, unique, within
-from sundial_workflows import WaitForeverWorkflow
+from temporalio.service import RPCError
+
+from helpers import STEP_TIMEOUT, connect_either, new_worker, unique, within
+from sundial_workflows import SignalWorkflow, WaitForeverWorkflow
 
 KEYWORD = SearchAttributeKey.for_keyword("DiffKeyword")
 INT = SearchAttributeKey.for_int("DiffInt")
@@ -53,6 +55,8 @@ class Run:
     items: Optional[List[str]]
     text: Optional[str]
     terminated: bool
+    # A SignalWorkflow signalled to completion, instead of a WaitForeverWorkflow.
+    completes: bool = False
 
 
 RUNS = [
@@ -64,6 +68,8 @@ RUNS = [
     Run("", 0, 0.0, False, day(1, 1), ["z", "x"], "world", True),
     Run("Beta", 10, 10.25, True, day(12, 31), [], "HELLO", False),
     Run("delta", -5, 3.0, False, day(3, 1), ["w"], "good night world", False),
+    Run("epsilon", 7, 7.5, True, day(5, 5), ["v"], "signal done", False, completes=True),
+    Run("alpha", 2, 0.25, None, None, ["x"], None, False, completes=True),
 ]
 
 # The part of each query after "TaskQueue = '<queue>' AND"; {wf} is the runs' id prefix.
@@ -126,6 +132,11 @@ QUERIES = [
     "WorkflowId IN ('{wf}-0', '{wf}-7')",
     "RunId IS NOT NULL",
     "WorkflowType = 'WaitForeverWorkflow'",
+    "WorkflowType = 'SignalWorkflow'",
+    "ExecutionStatus = 'Completed'",
+    "ExecutionStatus IN ('Completed', 'Terminated')",
+    "ExecutionStatus = 'Completed' AND HistoryLength > 5",
+    "WorkflowType = 'SignalWorkflow' OR DiffInt > 5",
     "WorkflowType != 'WaitForeverWorkflow'",
     "CloseTime IS NULL",
     "CloseTime IS NOT NULL",
@@ -181,12 +192,20 @@ def attributes(run: Run) -> TypedSearchAttributes:
 
 
 async def start_corpus(client: Client, tq: str) -> None:
-    for i, run in enumerate(RUNS):
-        handle = await within(client.start_workflow(
-            WaitForeverWorkflow.run, id=f"{tq}-{i}", task_queue=tq,
-            search_attributes=attributes(run)))
-        if run.terminated:
-            await within(handle.terminate("corpus"))
+    async with new_worker(client, tq):
+        for i, run in enumerate(RUNS):
+            if run.completes:
+                handle = await within(client.start_workflow(
+                    SignalWorkflow.run, id=f"{tq}-{i}", task_queue=tq,
+                    search_attributes=attributes(run)))
+                await within(handle.signal(SignalWorkflow.deliver, "done"))
+                assert await within(handle.result()) == "done"
+                continue
+            handle = await within(client.start_workflow(
+                WaitForeverWorkflow.run, id=f"{tq}-{i}", task_queue=tq,
+                search_attributes=attributes(run)))
+            if run.terminated:
+                await within(handle.terminate("corpus"))
 
 
 async def listed(client: Client, query: str) -> List[str]:
@@ -195,8 +214,8 @@ async def listed(client: Client, query: str) -> List[str]:
 
 async def settle(client: Client, tq: str) -> None:
     """Waits until the reference server lists the whole corpus with its final statuses."""
-    terminated = sum(run.terminated for run in RUNS)
-    query = f"TaskQueue = '{tq}' AND ExecutionStatus = 'Terminated'"
+    terminated = sum(run.terminated or run.completes for run in RUNS)
+    query = f"TaskQueue = '{tq}' AND ExecutionStatus != 'Running'"
     deadline = asyncio.get_running_loop().time() + STEP_TIMEOUT
     while True:
         total = (await within(client.count_workflows(f"TaskQueue = '{tq}'"))).count
@@ -232,3 +251,51 @@ async def test_every_query_lists_what_the_reference_lists(reference_server, serv
             differences[query + " (count)"] = f"expected {len(expected)}, target {answered_count}"
     assert not differences, "\n".join(f"{q}: {d}" for q, d in differences.items())
     assert len(QUERIES) >= 60
+
+
+# Queries both servers refuse; the target must refuse each with the reference's code and message.
+INVALID = [
+    "NoSuchAttribute = 'x'",
+    "WorkflowId = ",
+    "WorkflowId == 'a'",
+    "(WorkflowId = 'a'",
+    "WorkflowId = 'a' AND",
+    "WorkflowId IN ()",
+    "lower(WorkflowId) = 'a'",
+    "DiffInt = 'abc'",
+    "DiffDouble = 'x'",
+    "DiffBool = 'maybe'",
+    "DiffDatetime = 'not a time'",
+    "DiffInt STARTS_WITH '1'",
+    "DiffList BETWEEN 'a' AND 'b'",
+    "DiffText > 'a'",
+    "DiffList > 'a'",
+    "ExecutionStatus = 'Sleeping'",
+    "ExecutionDuration = 'forever'",
+    "WorkflowId = 'a' ORDER BY StartTime",
+    "WorkflowId = 'a' LIMIT 10",
+    "WorkflowId = 'a' GROUP BY WorkflowType",
+]
+
+
+async def test_every_bad_query_is_refused_as_the_reference_refuses_it(reference_server, server):
+    reference = await connect_either("reference", reference_server, server)
+    target = await connect_either("target", reference_server, server)
+    for client in (reference, target):
+        await register(client)
+
+    async def refusal(client: Client, query: str):
+        try:
+            await within(listed(client, query))
+        except RPCError as e:
+            return (e.status, e.message)
+        return None
+
+    differences = {}
+    for query in INVALID:
+        expected = await refusal(reference, query)
+        assert expected is not None, f"the reference server accepts {query!r}"
+        answered = await refusal(target, query)
+        if answered != expected:
+            differences[query] = f"reference {expected}, target {answered}"
+    assert not differences, "\n".join(f"{q}: {d}" for q, d in differences.items())
