@@ -209,6 +209,7 @@ fn a_runs_visibility_record_is_written_at_its_start_and_close_only() {
 }
 
 #[test]
+#[allow(deprecated)] // the stamp is deprecated in the API; SDKs still send it, as here
 fn a_workflow_task_of_a_new_build_rewrites_the_runs_record_with_its_build_ids() {
     use sundial_storage::visibility::IndexedValue;
     let mut d = Driver::new();
