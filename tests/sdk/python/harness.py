@@ -131,6 +131,12 @@ def cli_env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
 
 
+# A namespace of its own for the visibility differential suite, created at every server's start
+# (as `--namespace` does on both): its custom search attributes must not compete for the
+# namespace's preallocated fields with the other tests' ones in "default".
+VISIBILITY_NAMESPACE = "visibility-diff"
+
+
 class ServerProcess:
     """One server process (sundial or reference) on 127.0.0.1, with its own log and db file."""
 
@@ -158,7 +164,8 @@ class ServerProcess:
 
     def command(self) -> List[str]:
         common = ["--ip", "127.0.0.1", "--port", str(self.port),
-                  "--db-filename", str(self.db_filename), "--log-level", "warn"]
+                  "--db-filename", str(self.db_filename), "--log-level", "warn",
+                  "--namespace", VISIBILITY_NAMESPACE]
         if self.kind == "sundial" and DATABASE is not None:
             common[4:6] = ["--database-url", f"{DATABASE.url}/{database_name(self.db_filename)}"]
         if self.kind == "sundial":

@@ -18,7 +18,10 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 
 from temporalio.service import RPCError
 
-from helpers import STEP_TIMEOUT, connect_either, new_worker, unique, within
+import harness
+from helpers import STEP_TIMEOUT, new_worker, unique, within
+
+NAMESPACE = harness.VISIBILITY_NAMESPACE
 from sundial_workflows import SignalWorkflow, WaitForeverWorkflow
 
 KEYWORD = SearchAttributeKey.for_keyword("DiffKeyword")
@@ -178,7 +181,13 @@ DATETIME_AS_TEXT = {
 
 async def register(client: Client) -> None:
     await within(client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-        namespace="default", search_attributes=TYPES)))
+        namespace=NAMESPACE, search_attributes=TYPES)))
+
+
+async def connect(kind: str, reference_server, server) -> Client:
+    """A client of the suite's own namespace on the reference server or the target."""
+    srv = reference_server if kind == "reference" else server
+    return await within(Client.connect(srv.address, namespace=NAMESPACE))
 
 
 def attributes(run: Run) -> TypedSearchAttributes:
@@ -227,8 +236,8 @@ async def settle(client: Client, tq: str) -> None:
 
 
 async def test_every_query_lists_what_the_reference_lists(reference_server, server):
-    reference = await connect_either("reference", reference_server, server)
-    target = await connect_either("target", reference_server, server)
+    reference = await connect("reference", reference_server, server)
+    target = await connect("target", reference_server, server)
     tq = unique("vis-diff")
     for client in (reference, target):
         await register(client)
@@ -279,8 +288,8 @@ INVALID = [
 
 
 async def test_every_bad_query_is_refused_as_the_reference_refuses_it(reference_server, server):
-    reference = await connect_either("reference", reference_server, server)
-    target = await connect_either("target", reference_server, server)
+    reference = await connect("reference", reference_server, server)
+    target = await connect("target", reference_server, server)
     for client in (reference, target):
         await register(client)
 
