@@ -16,9 +16,9 @@ use async_trait::async_trait;
 use crate::visibility::{Attribute, Filter, VisibilityCount, VisibilityCursor, VisibilityRow};
 use crate::{
     ClusterMetadataRow, ClusterMetadataStore, CurrentExecutionRow, DynStore, Error, ExecutionKey,
-    ExecutionReader, ExecutionRow, HistoryBatch, NamespaceRow, NamespaceStore, QueueTask, Result,
-    ShardBatch, ShardInfo, ShardStore, TaskQueueKey, TaskQueueStore, TimerTaskRow, TransferTaskRow,
-    VisibilityStore,
+    ExecutionReader, ExecutionRow, HistoryBatch, MemberRow, MembershipStore, NamespaceRow,
+    NamespaceStore, QueueTask, Result, ShardBatch, ShardInfo, ShardStore, TaskQueueKey,
+    TaskQueueStore, TimerTaskRow, TransferTaskRow, VisibilityStore,
 };
 
 /// Where an injected failure lands relative to the real call.
@@ -236,6 +236,24 @@ impl ClusterMetadataStore for FaultInjectingStore {
 
     fn persistence_store(&self) -> &'static str {
         self.inner.persistence_store()
+    }
+}
+
+#[async_trait]
+impl MembershipStore for FaultInjectingStore {
+    async fn upsert_member(&self, member: MemberRow) -> Result<()> {
+        let call = self.inner.upsert_member(member);
+        self.write("upsert_member", call).await
+    }
+
+    async fn list_members(&self, role: &str, alive_since_ms: i64) -> Result<Vec<MemberRow>> {
+        let call = self.inner.list_members(role, alive_since_ms);
+        self.read("list_members", call).await
+    }
+
+    async fn prune_members(&self, now_ms: i64) -> Result<()> {
+        let call = self.inner.prune_members(now_ms);
+        self.write("prune_members", call).await
     }
 }
 

@@ -323,6 +323,28 @@ impl ClusterMetadataStore for InstrumentedStore {
     }
 }
 
+// Temporal's persistence operations for the membership table.
+#[async_trait]
+impl MembershipStore for InstrumentedStore {
+    async fn upsert_member(&self, member: MemberRow) -> Result<()> {
+        let call = self.inner.upsert_member(member);
+        self.observe("UpsertClusterMembership", "frontend", SYSTEM.into(), call)
+            .await
+    }
+
+    async fn list_members(&self, role: &str, alive_since_ms: i64) -> Result<Vec<MemberRow>> {
+        let call = self.inner.list_members(role, alive_since_ms);
+        self.observe("GetClusterMembers", "frontend", SYSTEM.into(), call)
+            .await
+    }
+
+    async fn prune_members(&self, now_ms: i64) -> Result<()> {
+        let call = self.inner.prune_members(now_ms);
+        self.observe("PruneClusterMembership", "frontend", SYSTEM.into(), call)
+            .await
+    }
+}
+
 #[async_trait]
 impl NamespaceStore for InstrumentedStore {
     async fn create_namespace(&self, record: NamespaceRow) -> Result<()> {

@@ -138,6 +138,20 @@ pub trait ClusterMetadataStore: Send + Sync {
     fn persistence_store(&self) -> &'static str;
 }
 
+/// The `cluster_membership` table: which processes run which roles, and where.
+#[async_trait]
+pub trait MembershipStore: Send + Sync {
+    /// Writes `member`'s row (keyed by host id and role), replacing the one it had.
+    async fn upsert_member(&self, member: MemberRow) -> Result<()>;
+
+    /// The rows of `role` whose last heartbeat is at or after `alive_since_ms`, the most
+    /// recently started process first.
+    async fn list_members(&self, role: &str, alive_since_ms: i64) -> Result<Vec<MemberRow>>;
+
+    /// Deletes the rows whose record expired before `now_ms`.
+    async fn prune_members(&self, now_ms: i64) -> Result<()>;
+}
+
 /// Visibility: the runs of a namespace a filter lists, and how many, read from the records
 /// shards write with their commits ([`ShardBatch::visibility`]).
 #[async_trait]
@@ -205,6 +219,7 @@ pub trait Store:
     + TaskQueueStore
     + ClusterMetadataStore
     + VisibilityStore
+    + MembershipStore
 {
 }
 impl<T> Store for T where
@@ -214,6 +229,7 @@ impl<T> Store for T where
         + TaskQueueStore
         + ClusterMetadataStore
         + VisibilityStore
+        + MembershipStore
 {
 }
 

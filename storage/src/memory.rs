@@ -12,9 +12,9 @@ use crate::visibility::{
 };
 use crate::{
     ClusterMetadataRow, ClusterMetadataStore, CurrentExecutionRow, Error, ExecutionKey,
-    ExecutionReader, ExecutionRow, HistoryBatch, NamespaceRow, NamespaceStore, QueueTask, Result,
-    ShardBatch, ShardInfo, ShardStore, TaskQueueKey, TaskQueueStore, TimerTaskRow, TransferTaskRow,
-    VisibilityStore,
+    ExecutionReader, ExecutionRow, HistoryBatch, MemberRow, MembershipStore, NamespaceRow,
+    NamespaceStore, QueueTask, Result, ShardBatch, ShardInfo, ShardStore, TaskQueueKey,
+    TaskQueueStore, TimerTaskRow, TransferTaskRow, VisibilityStore,
 };
 
 type CurrentKey = (i32, String, String);
@@ -33,6 +33,8 @@ struct Tables {
     tasks: BTreeMap<(TaskQueueKey, i64), QueueTask>,
     /// Visibility records by namespace id and run id.
     visibility: BTreeMap<(String, String), VisibilityRow>,
+    /// Membership rows by host id and role.
+    members: BTreeMap<(String, String), MemberRow>,
 }
 
 /// A store that lives in this process only.
@@ -292,6 +294,36 @@ impl ClusterMetadataStore for MemoryStore {
 
     fn persistence_store(&self) -> &'static str {
         "memory"
+    }
+}
+
+#[async_trait]
+impl MembershipStore for MemoryStore {
+    async fn upsert_member(&self, member: MemberRow) -> Result<()> {
+        let key = (member.host_id.clone(), member.role.clone());
+        self.lock().members.insert(key, member);
+        Ok(())
+    }
+
+    async fn list_members(&self, role: &str, alive_since_ms: i64) -> Result<Vec<MemberRow>> {
+        let mut members: Vec<MemberRow> = self
+            .lock()
+            .members
+            .values()
+            .filter(|m| m.role == role && m.last_heartbeat_ms >= alive_since_ms)
+            .cloned()
+            .collect();
+        members.sort_by(|a, b| {
+            (b.session_start_ms, &b.host_id).cmp(&(a.session_start_ms, &a.host_id))
+        });
+        Ok(members)
+    }
+
+    async fn prune_members(&self, now_ms: i64) -> Result<()> {
+        self.lock()
+            .members
+            .retain(|_, m| m.record_expiry_ms >= now_ms);
+        Ok(())
     }
 }
 

@@ -166,6 +166,25 @@ pub struct ClusterMetadataRow {
     pub history_shard_count: i32,
 }
 
+/// A process of the cluster as the `cluster_membership` table lists it (Temporal's row): each
+/// process upserts its own every few seconds, and the others read where a role answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    /// The process's id, new at each start (a UUID).
+    pub host_id: String,
+    /// The role it runs (`frontend`, `history`, `matching`, `worker`); a process that runs
+    /// several has a row per role.
+    pub role: String,
+    /// Where the role's gRPC server answers (`host:port`).
+    pub rpc_address: String,
+    /// When the process started (unix millis).
+    pub session_start_ms: i64,
+    /// Its latest heartbeat (unix millis).
+    pub last_heartbeat_ms: i64,
+    /// When the row may be deleted if no heartbeat renews it (unix millis).
+    pub record_expiry_ms: i64,
+}
+
 /// A namespace row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceRow {

@@ -8,8 +8,8 @@ use mysql_async::prelude::Queryable;
 use super::error::TxResult;
 use super::{MysqlStore, first_row, insert_new, sql_limit};
 use crate::{
-    ClusterMetadataRow, ClusterMetadataStore, Error, NamespaceRow, NamespaceStore, QueueTask,
-    Result, TaskQueueKey, TaskQueueStore,
+    ClusterMetadataRow, ClusterMetadataStore, Error, MemberRow, MembershipStore, NamespaceRow,
+    NamespaceStore, QueueTask, Result, TaskQueueKey, TaskQueueStore,
 };
 
 const NAMESPACE_COLUMNS: &str = "SELECT id, name, notification_version, data FROM namespaces";
@@ -118,6 +118,86 @@ impl ClusterMetadataStore for MysqlStore {
 
     fn persistence_store(&self) -> &'static str {
         "mysql8"
+    }
+}
+
+type MemberColumns = (String, String, String, i64, i64, i64);
+
+#[async_trait]
+impl MembershipStore for MysqlStore {
+    async fn upsert_member(&self, m: MemberRow) -> Result<()> {
+        let m = &m;
+        self.transaction(|mut tx| async move {
+            let written = tx
+                .exec_drop(
+                    "INSERT INTO cluster_membership (host_id, role, rpc_address, session_start_ms,
+                         last_heartbeat_ms, record_expiry_ms) VALUES (?, ?, ?, ?, ?, ?)
+                     ON DUPLICATE KEY UPDATE rpc_address = VALUES(rpc_address),
+                         session_start_ms = VALUES(session_start_ms),
+                         last_heartbeat_ms = VALUES(last_heartbeat_ms),
+                         record_expiry_ms = VALUES(record_expiry_ms)",
+                    (
+                        &m.host_id,
+                        &m.role,
+                        &m.rpc_address,
+                        m.session_start_ms,
+                        m.last_heartbeat_ms,
+                        m.record_expiry_ms,
+                    ),
+                )
+                .await
+                .map_err(Into::into);
+            (tx, written)
+        })
+        .await
+    }
+
+    async fn list_members(&self, role: &str, alive_since_ms: i64) -> Result<Vec<MemberRow>> {
+        let rows: Vec<MemberColumns> = self
+            .select(
+                "SELECT host_id, role, rpc_address, session_start_ms, last_heartbeat_ms,
+                     record_expiry_ms FROM cluster_membership
+                 WHERE role = ? AND last_heartbeat_ms >= ?
+                 ORDER BY session_start_ms DESC, host_id DESC",
+                (role, alive_since_ms),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(
+                    host_id,
+                    role,
+                    rpc_address,
+                    session_start_ms,
+                    last_heartbeat_ms,
+                    record_expiry_ms,
+                )| {
+                    MemberRow {
+                        host_id,
+                        role,
+                        rpc_address,
+                        session_start_ms,
+                        last_heartbeat_ms,
+                        record_expiry_ms,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn prune_members(&self, now_ms: i64) -> Result<()> {
+        self.transaction(|mut tx| async move {
+            let deleted = tx
+                .exec_drop(
+                    "DELETE FROM cluster_membership WHERE record_expiry_ms < ?",
+                    (now_ms,),
+                )
+                .await
+                .map_err(Into::into);
+            (tx, deleted)
+        })
+        .await
     }
 }
 

@@ -109,6 +109,17 @@ const MIGRATIONS: &[&[&str]] = &[
         ) ENGINE = InnoDB ROW_FORMAT = DYNAMIC"],
     // 3: visibility records (see `VisibilityStore`).
     &[super::visibility::TABLE],
+    // 4: the processes of the cluster (see `MembershipStore`).
+    &["CREATE TABLE IF NOT EXISTS cluster_membership (
+            host_id           VARBINARY(255) NOT NULL,
+            role              VARBINARY(64)  NOT NULL,
+            rpc_address       VARBINARY(255) NOT NULL,
+            session_start_ms  BIGINT         NOT NULL,
+            last_heartbeat_ms BIGINT         NOT NULL,
+            record_expiry_ms  BIGINT         NOT NULL,
+            PRIMARY KEY (host_id, role),
+            KEY cluster_membership_by_role (role, last_heartbeat_ms)
+        ) ENGINE = InnoDB ROW_FORMAT = DYNAMIC"],
 ];
 
 /// The schema version this build writes: the number of migrations.

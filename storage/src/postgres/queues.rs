@@ -12,8 +12,8 @@ use super::pipeline::{Param, Pipeline, params};
 use super::transaction::WriteTransaction;
 use super::{PostgresStore, column, errors, single_row, sql_limit};
 use crate::{
-    ClusterMetadataRow, ClusterMetadataStore, Error, NamespaceRow, NamespaceStore, QueueTask,
-    Result, TaskQueueKey, TaskQueueStore,
+    ClusterMetadataRow, ClusterMetadataStore, Error, MemberRow, MembershipStore, NamespaceRow,
+    NamespaceStore, QueueTask, Result, TaskQueueKey, TaskQueueStore,
 };
 
 const NAMESPACE_COLUMNS: &str = "id, name, notification_version, data";
@@ -90,6 +90,63 @@ impl ClusterMetadataStore for PostgresStore {
 
     fn persistence_store(&self) -> &'static str {
         "postgres12"
+    }
+}
+
+#[async_trait]
+impl MembershipStore for PostgresStore {
+    async fn upsert_member(&self, m: MemberRow) -> Result<()> {
+        self.query(
+            "INSERT INTO cluster_membership (host_id, role, rpc_address, session_start_ms,
+                 last_heartbeat_ms, record_expiry_ms) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (host_id, role) DO UPDATE SET rpc_address = excluded.rpc_address,
+                 session_start_ms = excluded.session_start_ms,
+                 last_heartbeat_ms = excluded.last_heartbeat_ms,
+                 record_expiry_ms = excluded.record_expiry_ms",
+            &[
+                &m.host_id,
+                &m.role,
+                &m.rpc_address,
+                &m.session_start_ms,
+                &m.last_heartbeat_ms,
+                &m.record_expiry_ms,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn list_members(&self, role: &str, alive_since_ms: i64) -> Result<Vec<MemberRow>> {
+        let rows = self
+            .query(
+                "SELECT host_id, role, rpc_address, session_start_ms, last_heartbeat_ms,
+                     record_expiry_ms FROM cluster_membership
+                 WHERE role = $1 AND last_heartbeat_ms >= $2
+                 ORDER BY session_start_ms DESC, host_id DESC",
+                &[&role, &alive_since_ms],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(MemberRow {
+                    host_id: column(row, 0)?,
+                    role: column(row, 1)?,
+                    rpc_address: column(row, 2)?,
+                    session_start_ms: column(row, 3)?,
+                    last_heartbeat_ms: column(row, 4)?,
+                    record_expiry_ms: column(row, 5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_members(&self, now_ms: i64) -> Result<()> {
+        self.query(
+            "DELETE FROM cluster_membership WHERE record_expiry_ms < $1",
+            &[&now_ms],
+        )
+        .await?;
+        Ok(())
     }
 }
 

@@ -293,6 +293,19 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 4: visibility records (see `VisibilityStore`).
     super::visibility::TABLE,
+    // 5: the processes of the cluster (see `MembershipStore`).
+    r#"
+    CREATE TABLE cluster_membership (
+        host_id           text   COLLATE "C" NOT NULL,
+        role              text   COLLATE "C" NOT NULL,
+        rpc_address       text   NOT NULL,
+        session_start_ms  bigint NOT NULL,
+        last_heartbeat_ms bigint NOT NULL,
+        record_expiry_ms  bigint NOT NULL,
+        PRIMARY KEY (host_id, role)
+    );
+    CREATE INDEX cluster_membership_by_role ON cluster_membership (role, last_heartbeat_ms);
+    "#,
 ];
 
 /// The schema version this build reads and writes: the number of migrations.

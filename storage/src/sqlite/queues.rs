@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{SqliteStore, begin, sql_limit};
 use crate::{
-    ClusterMetadataRow, ClusterMetadataStore, Error, NamespaceRow, NamespaceStore, QueueTask,
-    Result, TaskQueueKey, TaskQueueStore,
+    ClusterMetadataRow, ClusterMetadataStore, Error, MemberRow, MembershipStore, NamespaceRow,
+    NamespaceStore, QueueTask, Result, TaskQueueKey, TaskQueueStore,
 };
 
 fn namespace_row(row: &Row<'_>) -> rusqlite::Result<NamespaceRow> {
@@ -166,6 +166,65 @@ impl NamespaceStore for SqliteStore {
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map([], namespace_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MembershipStore for SqliteStore {
+    async fn upsert_member(&self, m: MemberRow) -> Result<()> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO cluster_membership (host_id, role, rpc_address, session_start_ms,
+                     last_heartbeat_ms, record_expiry_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (host_id, role) DO UPDATE SET rpc_address = excluded.rpc_address,
+                     session_start_ms = excluded.session_start_ms,
+                     last_heartbeat_ms = excluded.last_heartbeat_ms,
+                     record_expiry_ms = excluded.record_expiry_ms",
+            )?
+            .execute(params![
+                m.host_id,
+                m.role,
+                m.rpc_address,
+                m.session_start_ms,
+                m.last_heartbeat_ms,
+                m.record_expiry_ms
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_members(&self, role: &str, alive_since_ms: i64) -> Result<Vec<MemberRow>> {
+        let role = role.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT host_id, role, rpc_address, session_start_ms, last_heartbeat_ms,
+                     record_expiry_ms FROM cluster_membership
+                 WHERE role = ?1 AND last_heartbeat_ms >= ?2
+                 ORDER BY session_start_ms DESC, host_id DESC",
+            )?;
+            let rows = stmt.query_map(params![role, alive_since_ms], |row| {
+                Ok(MemberRow {
+                    host_id: row.get(0)?,
+                    role: row.get(1)?,
+                    rpc_address: row.get(2)?,
+                    session_start_ms: row.get(3)?,
+                    last_heartbeat_ms: row.get(4)?,
+                    record_expiry_ms: row.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn prune_members(&self, now_ms: i64) -> Result<()> {
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM cluster_membership WHERE record_expiry_ms < ?1")?
+                .execute([now_ms])?;
+            Ok(())
         })
         .await
     }

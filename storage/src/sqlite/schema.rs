@@ -101,6 +101,19 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 3: visibility records (see `VisibilityStore`).
     super::visibility::TABLE,
+    // 4: the processes of the cluster (see `MembershipStore`).
+    "
+    CREATE TABLE cluster_membership (
+        host_id           TEXT    NOT NULL,
+        role              TEXT    NOT NULL,
+        rpc_address       TEXT    NOT NULL,
+        session_start_ms  INTEGER NOT NULL,
+        last_heartbeat_ms INTEGER NOT NULL,
+        record_expiry_ms  INTEGER NOT NULL,
+        PRIMARY KEY (host_id, role)
+    ) WITHOUT ROWID;
+    CREATE INDEX cluster_membership_by_role ON cluster_membership (role, last_heartbeat_ms);
+    ",
 ];
 
 /// The schema version this build writes: the number of migrations.

@@ -132,6 +132,7 @@ macro_rules! conformance_suite {
                 namespaces::namespace_duplicate_is_rejected,
                 namespaces::namespace_update_compare_and_set,
                 namespaces::cluster_metadata_first_writer_wins,
+                namespaces::membership_rows_are_upserted_listed_by_role_and_pruned,
                 task_queues::task_queue_lease_increments,
                 task_queues::task_queue_writes_are_fenced_by_lease,
                 task_queues::get_tasks_order_limit_after,

@@ -1,6 +1,6 @@
 //! `namespaces`: unique ids and names, compare-and-set updates.
 
-use sundial_storage::Error;
+use sundial_storage::{Error, MemberRow};
 
 use super::{Harness, namespace};
 
@@ -131,4 +131,51 @@ pub async fn cluster_metadata_first_writer_wins(h: &dyn Harness) {
     );
     let other = cluster("standby", "id-3", 8);
     assert_eq!(store.cluster_metadata(other.clone()).await.unwrap(), other);
+}
+
+fn member(host: &str, role: &str, address: &str, started: i64, beat: i64) -> MemberRow {
+    MemberRow {
+        host_id: host.into(),
+        role: role.into(),
+        rpc_address: address.into(),
+        session_start_ms: started,
+        last_heartbeat_ms: beat,
+        record_expiry_ms: beat + 10_000,
+    }
+}
+
+/// A process's row is replaced by its next heartbeat; a role's listing holds the rows that beat
+/// recently enough, the newest process first; expired rows are pruned.
+pub async fn membership_rows_are_upserted_listed_by_role_and_pruned(h: &dyn Harness) {
+    let store = h.open();
+    let a = member("host-a", "history", "127.0.0.1:7234", 1_000, 5_000);
+    let b = member("host-b", "history", "127.0.0.2:7234", 2_000, 5_500);
+    let m = member("host-a", "matching", "127.0.0.1:7235", 1_000, 5_000);
+    for row in [&a, &b, &m] {
+        store.upsert_member(row.clone()).await.unwrap();
+    }
+    assert_eq!(
+        store.list_members("history", 0).await.unwrap(),
+        vec![b.clone(), a.clone()]
+    );
+    assert_eq!(store.list_members("matching", 0).await.unwrap(), vec![m]);
+    assert_eq!(store.list_members("worker", 0).await.unwrap(), vec![]);
+    // A's next heartbeat replaces its row; B's stays old and drops out of a recent listing.
+    let a2 = MemberRow {
+        last_heartbeat_ms: 9_000,
+        record_expiry_ms: 19_000,
+        ..a.clone()
+    };
+    store.upsert_member(a2.clone()).await.unwrap();
+    assert_eq!(
+        store.list_members("history", 8_000).await.unwrap(),
+        vec![a2.clone()]
+    );
+    assert_eq!(
+        store.list_members("history", 0).await.unwrap(),
+        vec![b, a2.clone()]
+    );
+    // B's record expired at 15_500; A's (19_000) has not.
+    store.prune_members(16_000).await.unwrap();
+    assert_eq!(store.list_members("history", 0).await.unwrap(), vec![a2]);
 }
