@@ -35,5 +35,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".grpc", "::temporalio_protos::grpc")
         .extern_path(".nexusannotations", "::temporalio_protos::nexusannotations")
         .compile_fds(services)?;
+    internal(set)
+}
+
+/// Sundial's own internal API (`protos/sundial/internal/v1`), compiled with protox against
+/// Temporal's messages from the same descriptor set.
+fn internal(temporal: prost_types::FileDescriptorSet) -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from("protos");
+    let out = PathBuf::from(env::var("OUT_DIR")?).join("internal");
+    std::fs::create_dir_all(&out)?;
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut resolver = protox::file::ChainFileResolver::new();
+    resolver.add(protox::file::IncludeFileResolver::new(root));
+    resolver.add(protox::file::DescriptorSetFileResolver::new(temporal));
+    resolver.add(protox::file::GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    // prost needs the imported messages to know their traits; their code goes to a directory
+    // of its own (only the internal package is included) so it cannot overwrite the files above.
+    compiler.include_imports(true);
+    compiler.open_files([
+        "sundial/internal/v1/error.proto",
+        "sundial/internal/v1/history.proto",
+        "sundial/internal/v1/matching.proto",
+    ])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .build_transport(true)
+        .extern_path(".temporal", "::temporalio_protos::temporal")
+        .extern_path(".google", "::temporalio_protos::google")
+        .out_dir(&out)
+        .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

@@ -10,11 +10,14 @@
 
 mod error;
 pub mod matching;
+mod matching_service;
 pub mod matching_stats;
+pub mod membership;
 pub mod namespaces;
 pub mod ops;
 pub mod queries;
 pub mod query_buffer;
+pub mod services;
 pub mod shard;
 pub mod shard_core;
 pub mod telemetry;
@@ -37,6 +40,9 @@ pub use error::{Error, Result};
 pub use matching::Matching;
 pub use namespaces::Namespaces;
 pub use queries::Queries;
+pub use services::{
+    BoxFuture, HistoryService, MatchingClient, MatchingService, Poll, PolledWorkflowTask, Reply,
+};
 pub use telemetry::Telemetry;
 
 use crate::ops::{FromResponse, Request, Response};
@@ -75,27 +81,124 @@ pub fn shard_for(namespace_id: &str, workflow_id: &str, num_shards: i32) -> i32 
     (hash % num_shards.max(1) as u32) as i32 + 1
 }
 
-/// The cheap handle to this node's history shards.
+/// The history shards of this process: the local [`HistoryService`].
+#[derive(Clone)]
+pub struct LocalHistory {
+    shards: Arc<Vec<Addr<HistoryShard>>>,
+    telemetry: Telemetry,
+    /// One flag per shard, set while it serves.
+    serving: Arc<Vec<Arc<AtomicBool>>>,
+}
+
+impl LocalHistory {
+    /// Starts `num_shards` shards on `arbiters`, offering their tasks to `matching`; each
+    /// acquires its shard at once.
+    fn start(
+        store: &DynStore,
+        num_shards: i32,
+        log: &Logger,
+        clock: &Arc<dyn Clock>,
+        telemetry: &Telemetry,
+        matching: &MatchingClient,
+        arbiters: &[ArbiterHandle],
+    ) -> Self {
+        let serving: Vec<Arc<AtomicBool>> = (0..num_shards.max(1))
+            .map(|_| Arc::new(AtomicBool::new(false)))
+            .collect();
+        let shards = (1..=num_shards.max(1))
+            .map(|shard_id| {
+                let (store, matching, clock, log) =
+                    (store.clone(), matching.clone(), clock.clone(), log.clone());
+                let telemetry = telemetry.clone();
+                let flag = serving[(shard_id - 1) as usize].clone();
+                let arbiter = &arbiters[(shard_id - 1) as usize % arbiters.len()];
+                HistoryShard::start_in_arbiter(arbiter, move |_| {
+                    HistoryShard::new(shard_id, store, matching, clock, log)
+                        .with_telemetry(telemetry)
+                        .with_serving_flag(flag)
+                })
+            })
+            .collect();
+        LocalHistory {
+            shards: Arc::new(shards),
+            telemetry: telemetry.clone(),
+            serving: Arc::new(serving),
+        }
+    }
+}
+
+impl HistoryService for LocalHistory {
+    fn submit(&self, shard: i32, request: Request) -> BoxFuture<'_, Result<Vec<Reply>>> {
+        Box::pin(async move {
+            let addr = usize::try_from(shard - 1)
+                .ok()
+                .and_then(|i| self.shards.get(i))
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "history shard {shard} is not in 1..={}",
+                        self.shards.len()
+                    ))
+                })?;
+            let (senders, receivers): (Vec<_>, Vec<_>) =
+                (0..request.tickets()).map(|_| oneshot::channel()).unzip();
+            // Counted out of `mailbox_depth` when the shard takes it from its queue.
+            self.telemetry.mailbox(ActorKind::HistoryShard, 1);
+            match self.telemetry.caller_context() {
+                None => addr.send(Submit(request, senders)).await,
+                Some(cx) => addr.send(SubmitTraced(request, senders, cx)).await,
+            }
+            .map_err(|e| Error::Unavailable(format!("history shard {shard}: {e}")))?;
+            Ok(receivers
+                .into_iter()
+                .map(move |rx: oneshot::Receiver<Result<Response>>| -> Reply {
+                    Box::pin(async move {
+                        rx.await.map_err(|_| {
+                            Error::Unavailable(format!("history shard {shard} dropped the request"))
+                        })?
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn serving(&self) -> BoxFuture<'_, bool> {
+        let all = self.serving.iter().all(|s| s.load(Ordering::Relaxed));
+        Box::pin(async move { all })
+    }
+}
+
+/// The cheap handle to the history shards (of this process or another, through
+/// [`HistoryService`]), with the registries this process keeps for callers.
 #[derive(Clone)]
 pub struct History {
-    shards: Arc<Vec<Addr<HistoryShard>>>,
+    service: Arc<dyn HistoryService>,
+    num_shards: i32,
     /// The store the shards write, for reads of committed history.
     pub store: DynStore,
     /// The platform limits in force (dynamic config; replaced on reload).
     limits: Arc<std::sync::RwLock<sundial_engine::Limits>>,
     /// Custom search attributes by namespace id (kept by the namespace registry).
     search_attributes: namespaces::SearchAttributeRegistry,
-    telemetry: Telemetry,
-    /// One flag per shard, set while it serves.
-    serving: Arc<Vec<Arc<AtomicBool>>>,
     /// Retention by namespace id (kept by the namespace registry).
     retention: namespaces::RetentionRegistry,
 }
 
 impl History {
-    /// True when every shard of the node serves (none is being acquired, down or fenced).
-    pub fn serving(&self) -> bool {
-        self.serving.iter().all(|s| s.load(Ordering::Relaxed))
+    /// A handle over `service`, which serves `num_shards` shards of `store`.
+    pub fn new(service: Arc<dyn HistoryService>, num_shards: i32, store: DynStore) -> Self {
+        Self {
+            service,
+            num_shards: num_shards.max(1),
+            store,
+            limits: Arc::default(),
+            search_attributes: Default::default(),
+            retention: Default::default(),
+        }
+    }
+
+    /// True when every shard serves (none is being acquired, down or fenced).
+    pub async fn serving(&self) -> bool {
+        self.service.serving().await
     }
 
     /// The platform limits in force.
@@ -131,7 +234,7 @@ impl History {
 
     /// Number of shards.
     pub fn num_shards(&self) -> i32 {
-        self.shards.len() as i32
+        self.num_shards
     }
 
     /// The shard of a workflow.
@@ -148,6 +251,9 @@ impl History {
         request: Request,
     ) -> Result<T> {
         let mut replies = self.submit(namespace_id, workflow_id, request).await?;
+        if replies.is_empty() {
+            return Err(Error::Internal("a request with no reply was called".into()));
+        }
         let first = replies.remove(0);
         crate::ops::expect(first.await)
     }
@@ -159,26 +265,9 @@ impl History {
         namespace_id: &str,
         workflow_id: &str,
         request: Request,
-    ) -> Result<Vec<impl Future<Output = Result<Response>> + use<>>> {
+    ) -> Result<Vec<Reply>> {
         let shard = self.shard_id(namespace_id, workflow_id);
-        let (senders, receivers): (Vec<_>, Vec<_>) =
-            (0..request.tickets()).map(|_| oneshot::channel()).unzip();
-        let addr = &self.shards[(shard - 1) as usize];
-        // Counted out of `mailbox_depth` when the shard takes it from its queue.
-        self.telemetry.mailbox(ActorKind::HistoryShard, 1);
-        match self.telemetry.caller_context() {
-            None => addr.send(Submit(request, senders)).await,
-            Some(cx) => addr.send(SubmitTraced(request, senders, cx)).await,
-        }
-        .map_err(|e| Error::Unavailable(format!("history shard {shard}: {e}")))?;
-        Ok(receivers
-            .into_iter()
-            .map(move |rx: oneshot::Receiver<Result<Response>>| async move {
-                rx.await.map_err(|_| {
-                    Error::Unavailable(format!("history shard {shard} dropped the request"))
-                })?
-            })
-            .collect())
+        self.service.submit(shard, request).await
     }
 }
 
@@ -188,18 +277,29 @@ pub struct Node {
     /// History shards.
     pub history: History,
     /// Matching partitions.
-    pub matching: Matching,
+    pub matching: MatchingClient,
     /// Namespaces.
     pub namespaces: Namespaces,
-    /// Pending legacy queries.
-    pub queries: Queries,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Metrics and traces (disabled unless started with [`Node::start_observed`]).
     pub telemetry: Telemetry,
     /// The node's log (its system work logs here too).
     pub log: Logger,
+    /// The history shards of this process, when it runs the history role.
+    pub local_history: Option<LocalHistory>,
+    /// The matching partitions of this process, when it runs the matching role.
+    pub local_matching: Option<Matching>,
     arbiters: Vec<ArbiterHandle>,
+}
+
+/// The services a process uses from other processes instead of running them itself.
+#[derive(Clone, Default)]
+pub struct Elsewhere {
+    /// The history service of another process.
+    pub history: Option<Arc<dyn HistoryService>>,
+    /// The matching service of another process.
+    pub matching: Option<MatchingClient>,
 }
 
 /// Starts `count` actor threads (one actix system each).
@@ -246,50 +346,67 @@ impl Node {
         clock: Arc<dyn Clock>,
         telemetry: Telemetry,
     ) -> Node {
+        Self::start_services(
+            store,
+            num_shards,
+            log,
+            clock,
+            telemetry,
+            Elsewhere::default(),
+        )
+    }
+
+    /// [`Node::start_observed`] for a process that runs only some roles: the history shards
+    /// and the matching partitions run here unless `elsewhere` names the service of another
+    /// process to use instead.
+    pub fn start_services(
+        store: DynStore,
+        num_shards: i32,
+        log: Logger,
+        clock: Arc<dyn Clock>,
+        telemetry: Telemetry,
+        elsewhere: Elsewhere,
+    ) -> Node {
         // Shards and partitions spread over one actor thread per core.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let arbiters = start_arbiters(threads);
-        let matching = Matching::new(store.clone(), clock.clone(), arbiters[0].clone())
-            .spread_over(arbiters.clone())
-            .with_telemetry(telemetry.clone());
-        let serving: Vec<Arc<AtomicBool>> = (0..num_shards.max(1))
-            .map(|_| Arc::new(AtomicBool::new(false)))
-            .collect();
-        let shards = (1..=num_shards.max(1))
-            .map(|shard_id| {
-                let (store, matching, clock, log) =
-                    (store.clone(), matching.clone(), clock.clone(), log.clone());
-                let telemetry = telemetry.clone();
-                let flag = serving[(shard_id - 1) as usize].clone();
-                let arbiter = &arbiters[(shard_id - 1) as usize % arbiters.len()];
-                HistoryShard::start_in_arbiter(arbiter, move |_| {
-                    HistoryShard::new(shard_id, store, matching, clock, log)
-                        .with_telemetry(telemetry)
-                        .with_serving_flag(flag)
-                })
-            })
-            .collect();
-        let search_attributes = namespaces::SearchAttributeRegistry::default();
-        let retention = namespaces::RetentionRegistry::default();
-        let history = History {
-            shards: Arc::new(shards),
-            limits: Arc::default(),
-            search_attributes: search_attributes.clone(),
-            store: store.clone(),
-            telemetry: telemetry.clone(),
-            serving: Arc::new(serving),
-            retention: retention.clone(),
+        let local_matching = elsewhere.matching.is_none().then(|| {
+            Matching::new(store.clone(), clock.clone(), arbiters[0].clone())
+                .spread_over(arbiters.clone())
+                .with_telemetry(telemetry.clone())
+        });
+        let matching: MatchingClient = match (&elsewhere.matching, &local_matching) {
+            (Some(remote), _) => remote.clone(),
+            (None, Some(local)) => Arc::new(local.clone()),
+            (None, None) => unreachable!("matching runs here when it runs nowhere else"),
         };
-        for shard in history.shards.iter() {
-            shard.do_send(crate::shard::SetHistory(history.clone()));
+        let local_history = elsewhere.history.is_none().then(|| {
+            LocalHistory::start(
+                &store, num_shards, &log, &clock, &telemetry, &matching, &arbiters,
+            )
+        });
+        let service: Arc<dyn HistoryService> = match (elsewhere.history, &local_history) {
+            (Some(remote), _) => remote,
+            (None, Some(local)) => Arc::new(local.clone()),
+            (None, None) => unreachable!("history runs here when it runs nowhere else"),
+        };
+        let history = History::new(service, num_shards, store.clone());
+        if let Some(local) = &local_matching {
+            local.set_history(history.clone());
+        }
+        if let Some(local) = &local_history {
+            for shard in local.shards.iter() {
+                shard.do_send(crate::shard::SetHistory(history.clone()));
+            }
         }
         Node {
+            namespaces: Namespaces::new(store)
+                .with_registry(history.search_attributes.clone())
+                .with_retention_registry(history.retention.clone()),
             history,
             matching,
-            namespaces: Namespaces::new(store)
-                .with_registry(search_attributes)
-                .with_retention_registry(retention),
-            queries: Queries::default(),
+            local_history,
+            local_matching,
             clock,
             telemetry,
             log,

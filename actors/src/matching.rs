@@ -646,6 +646,11 @@ pub struct Matching {
     arbiters: Vec<ArbiterHandle>,
     telemetry: Telemetry,
     hold_at_most: usize,
+    /// The history shards, where a poll records the start of the task it takes (set once the
+    /// node has them: they hold this registry too).
+    history: Arc<std::sync::OnceLock<crate::History>>,
+    /// Legacy queries waiting for their worker's answer.
+    queries: crate::Queries,
 }
 
 /// Task type of workflow-task queues (Temporal's `TaskQueueType`).
@@ -663,7 +668,31 @@ impl Matching {
             arbiters: vec![arbiter],
             telemetry: Telemetry::default(),
             hold_at_most: DEFAULT_HELD_IN_MEMORY,
+            history: Arc::default(),
+            queries: crate::Queries::default(),
         }
+    }
+
+    /// The history shards polls record starts in (the first call wins).
+    pub fn set_history(&self, history: crate::History) {
+        let _ = self.history.set(history);
+    }
+
+    /// The history shards, once set.
+    pub(crate) fn history(&self) -> Result<&crate::History> {
+        self.history.get().ok_or_else(|| {
+            Error::Unavailable("matching does not know the history service yet".into())
+        })
+    }
+
+    /// The legacy queries waiting for answers.
+    pub(crate) fn queries(&self) -> &crate::Queries {
+        &self.queries
+    }
+
+    /// The clock partitions read.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Keeps at most `tasks` unanswered offers per partition in memory (0: every task that

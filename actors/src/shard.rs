@@ -13,7 +13,8 @@ use sundial_engine::{Env, TaskInfo, TaskKind};
 use sundial_storage::{DynStore, ExecutionKey};
 use tokio::sync::oneshot;
 
-use crate::matching::{ACTIVITY_QUEUE, Matching, QueueItem, WORKFLOW_QUEUE};
+use crate::MatchingClient;
+use crate::matching::{ACTIVITY_QUEUE, Matching, WORKFLOW_QUEUE};
 use crate::ops::{Request, Response, Ticket};
 use crate::shard_core::{Answer, Effects, ReadyTask, ShardCore};
 use crate::telemetry::{BatchTrace, ShardTelemetry, Telemetry};
@@ -56,7 +57,7 @@ pub enum Ownership {
 pub struct HistoryShard {
     core: ShardCore,
     store: DynStore,
-    matching: Matching,
+    matching: MatchingClient,
     clock: Arc<dyn Clock>,
     log: Logger,
     queue: Vec<(Ticket, Request)>,
@@ -165,7 +166,7 @@ impl HistoryShard {
     pub fn new(
         shard_id: i32,
         store: DynStore,
-        matching: Matching,
+        matching: MatchingClient,
         clock: Arc<dyn Clock>,
         log: Logger,
     ) -> Self {
@@ -284,9 +285,62 @@ impl HistoryShard {
 
     /// Sends a reply to the caller behind its ticket (if still there).
     fn reply(&mut self, (ticket, result): Answer) {
+        self.observe_start(&result);
         if let Some(caller) = self.callers.remove(&ticket) {
             let _ = caller.send(result);
         }
+    }
+
+    /// Records how long a task waited for its start (`task_schedule_to_start_latency`), as
+    /// history records it when a poller's start is committed.
+    fn observe_start(&self, result: &Result<Response, Error>) {
+        let (state, task_type, sticky, scheduled_ms, started_ms) = match result {
+            Ok(Response::WorkflowTaskStarted(started)) => (
+                &started.state,
+                WORKFLOW_QUEUE,
+                started
+                    .state
+                    .workflow_task
+                    .as_ref()
+                    .is_some_and(|t| t.sticky),
+                started.start.scheduled_time_ms,
+                started.start.started_time_ms,
+            ),
+            Ok(Response::ActivityStarted(started)) => (
+                &started.state,
+                ACTIVITY_QUEUE,
+                false,
+                started.activity.scheduled_time_ms,
+                started.activity.started_time_ms,
+            ),
+            _ => return,
+        };
+        let queue = match task_type {
+            ACTIVITY_QUEUE => match result {
+                Ok(Response::ActivityStarted(started)) => started
+                    .activity
+                    .scheduled
+                    .as_ref()
+                    .and_then(|s| s.task_queue.as_ref())
+                    .map_or("", |q| q.name.as_str()),
+                _ => "",
+            },
+            _ => state
+                .started
+                .as_ref()
+                .and_then(|s| s.task_queue.as_ref())
+                .map_or("", |q| q.name.as_str()),
+        };
+        self.telemetry.telemetry().schedule_to_start(
+            crate::telemetry::QueueTags {
+                namespace_id: &state.namespace_id,
+                task_queue: queue,
+                task_type,
+                sticky,
+            },
+            scheduled_ms,
+            started_ms,
+        );
     }
 
     /// Answers every reply a request is owed with `err`.
@@ -423,28 +477,21 @@ impl HistoryShard {
             let result = match task.task_kind() {
                 TaskKind::DispatchWorkflowTask => {
                     let key = Matching::key(&task.namespace_id, &task.task_queue, WORKFLOW_QUEUE);
-                    match matching
-                        .add(&key, QueueItem::Task(task.clone()), task.sticky)
-                        .await
-                    {
+                    match matching.add_task(key, task.clone(), task.sticky).await {
                         Err(Error::StickyWorkerUnavailable) if let Some(fallback) = fallback => {
                             let normal = Matching::key(
                                 &task.namespace_id,
                                 &fallback.task_queue,
                                 WORKFLOW_QUEUE,
                             );
-                            matching
-                                .add(&normal, QueueItem::Task(fallback), false)
-                                .await
+                            matching.add_task(normal, fallback, false).await
                         }
                         other => other,
                     }
                 }
                 TaskKind::DispatchActivityTask => {
                     let key = Matching::key(&task.namespace_id, &task.task_queue, ACTIVITY_QUEUE);
-                    matching
-                        .add(&key, QueueItem::Task(task.clone()), false)
-                        .await
+                    matching.add_task(key, task.clone(), false).await
                 }
                 _ => match history {
                     Some(history) => crate::transfer::carry_out(&history, task.clone()).await,

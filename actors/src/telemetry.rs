@@ -294,6 +294,11 @@ impl ShardTelemetry {
         }
     }
 
+    /// The node's telemetry, for metrics not of the shard's own.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
     /// An op sent by a caller lands at `queue_index` of the shard's queue.
     pub fn queued(&mut self, queue_index: usize, caller: Option<Context>) {
         self.counted += 1;

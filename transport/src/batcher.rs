@@ -1,5 +1,4 @@
-//! The node's batch worker: the system work that runs batch operations (the worker role's, once
-//! roles are separate). It is an ordinary worker of the namespace's `temporal-sys-per-ns-tq`
+//! The node's batch worker: the system work that runs batch operations (the worker role's). It is an ordinary worker of the namespace's `temporal-sys-per-ns-tq`
 //! task queue, talking to the frontend in-process, so a job is as durable as any workflow:
 //!
 //! - its workflow task schedules one activity, then completes the job with the activity's
@@ -11,8 +10,9 @@
 //!   deleting a closed or gone run is counted done, and signals and cancel requests carry a
 //!   request id of the job and the run, which the run deduplicates.
 //!
-//! A namespace's pollers start when a job starts in it, and at start-up in every namespace with
-//! a job still running.
+//! In one process that runs every role, a namespace's pollers start when a job starts in it, and
+//! at start-up in every namespace with a job still running; a separate worker-role process polls
+//! every namespace ([`start_everywhere`]).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -77,6 +77,31 @@ pub fn start(frontend: Frontend, log: Logger) -> Frontend {
         }
     });
     frontend
+}
+
+/// How often the worker role looks for namespaces created since it last looked.
+const NAMESPACE_SCAN: Duration = Duration::from_secs(10);
+
+/// The batch worker of a worker-role process, which hears of no job start (jobs start through
+/// the frontends of other processes): it polls the batch task queue of every namespace, as
+/// Temporal's worker service runs a per-namespace worker in each, and looks for new namespaces
+/// every [`NAMESPACE_SCAN`]. A job started in a new namespace waits at most that long.
+pub fn start_everywhere(frontend: Frontend, log: Logger) {
+    tokio::spawn(async move {
+        let mut polled = HashSet::new();
+        let mut scans = tokio::time::interval(NAMESPACE_SCAN);
+        loop {
+            scans.tick().await;
+            match frontend.node().namespaces.list().await {
+                Ok(namespaces) => {
+                    for ns in namespaces {
+                        poll_namespace(&frontend, &log, &mut polled, ns.name);
+                    }
+                }
+                Err(e) => warn!(log, "batch worker: cannot list namespaces"; "error" => %e),
+            }
+        }
+    });
 }
 
 async fn has_running_jobs(frontend: &Frontend, namespace: &str) -> bool {

@@ -8,11 +8,13 @@
 
 mod frontend;
 mod history;
+pub mod internal;
 mod operator;
 mod status;
 pub mod telemetry;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use sundial_actors::Node;
 use sundial_proto::health::health_server::{Health, HealthServer};
@@ -51,7 +53,7 @@ impl Health for HealthCheck {
         _: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
         use health_check_response::ServingStatus;
-        let status = if self.history.serving() {
+        let status = if self.history.serving().await {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
@@ -67,15 +69,136 @@ impl Health for HealthCheck {
 /// size but does not check it against `limit.blobSize`).
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
-/// Serves the public API of `node` on `listener` until `shutdown` resolves.
+/// Serves the public API of `node` on `listener` until `shutdown` resolves, with the node's
+/// batch worker in this process (every role in one process).
 pub async fn serve(
     listener: TcpListener,
     node: Node,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let rpc_telemetry = telemetry::TelemetryLayer::new(&node.telemetry);
     // Batch operations run on the node's own batch worker.
     let frontend = batcher::start(Frontend::new(node.clone()), node.log.clone());
+    serve_frontend(listener, node, frontend, shutdown).await
+}
+
+/// The listeners of the roles a process runs on their own ports (`--services`); `None` for a
+/// role it does not run.
+#[derive(Default)]
+pub struct RoleListeners {
+    /// The public API.
+    pub frontend: Option<TcpListener>,
+    /// The internal history API.
+    pub history: Option<TcpListener>,
+    /// The internal matching API.
+    pub matching: Option<TcpListener>,
+    /// The worker role's port (health only: its work is the system workers it runs).
+    pub worker: Option<TcpListener>,
+}
+
+/// Serves each role of `node` that has a listener, until `shutdown` resolves. The history and
+/// matching roles serve the internal API of the node's local shards and partitions; the worker
+/// role runs the batch worker, which reaches history and matching through the node like any
+/// frontend; every port answers `grpc.health.v1`.
+pub async fn serve_roles(
+    listeners: RoleListeners,
+    node: Node,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    use futures::FutureExt;
+    let shutdown = shutdown.shared();
+    let mut servers = Vec::new();
+    if let Some(listener) = listeners.frontend {
+        let frontend = Frontend::new(node.clone());
+        let server = serve_frontend(listener, node.clone(), frontend, shutdown.clone());
+        servers.push(server.boxed());
+    }
+    if let Some(listener) = listeners.history {
+        let local = node
+            .local_history
+            .clone()
+            .expect("a process that serves the history role runs its shards");
+        let history = internal::HistoryServer::new(Arc::new(local));
+        let service =
+            sundial_proto::internal::history_service_server::HistoryServiceServer::new(history)
+                .max_decoding_message_size(INTERNAL_MESSAGE_BYTES)
+                .max_encoding_message_size(INTERNAL_MESSAGE_BYTES);
+        let server = internal_server()
+            .add_service(service)
+            .add_service(HealthServer::new(HealthCheck::new(&node)));
+        servers.push(serve_on(server, listener, shutdown.clone()).boxed());
+    }
+    if let Some(listener) = listeners.matching {
+        let local: sundial_actors::MatchingClient = Arc::new(
+            node.local_matching
+                .clone()
+                .expect("a process that serves the matching role runs its partitions"),
+        );
+        let service = sundial_proto::internal::matching_service_server::MatchingServiceServer::new(
+            internal::MatchingServer::new(local),
+        )
+        .max_decoding_message_size(INTERNAL_MESSAGE_BYTES)
+        .max_encoding_message_size(INTERNAL_MESSAGE_BYTES);
+        let server = internal_server()
+            .add_service(service)
+            .add_service(HealthServer::new(AlwaysServing));
+        servers.push(serve_on(server, listener, shutdown.clone()).boxed());
+    }
+    if let Some(listener) = listeners.worker {
+        batcher::start_everywhere(Frontend::new(node.clone()), node.log.clone());
+        let server = internal_server().add_service(HealthServer::new(AlwaysServing));
+        servers.push(serve_on(server, listener, shutdown.clone()).boxed());
+    }
+    for result in futures::future::join_all(servers).await {
+        result?;
+    }
+    Ok(())
+}
+
+/// The largest message the internal API takes (a reset carries whole histories).
+const INTERNAL_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// A server for an internal port. Its calls are not counted as the public API's (the
+/// frontend's RPC metrics are those of `WorkflowService`).
+fn internal_server() -> tonic::transport::server::Router {
+    tonic::transport::Server::builder().add_routes(Default::default())
+}
+
+async fn serve_on(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    router
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await
+}
+
+/// `grpc.health.v1.Health` of a role that is up as long as its process is.
+#[derive(Clone, Copy)]
+struct AlwaysServing;
+
+#[tonic::async_trait]
+impl Health for AlwaysServing {
+    async fn check(
+        &self,
+        _: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        Ok(Response::new(HealthCheckResponse {
+            status: health_check_response::ServingStatus::Serving as i32,
+        }))
+    }
+}
+
+async fn serve_frontend(
+    listener: TcpListener,
+    node: Node,
+    frontend: Frontend,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let rpc_telemetry = telemetry::TelemetryLayer::new(&node.telemetry);
     let workflow = WorkflowServiceServer::new(frontend)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)

@@ -75,7 +75,11 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         let mut conn = Connection::open(path)?;
         schema::configure_file_writer(&conn)?;
+        // Several processes of one deployment may open the file at once, on a busy machine:
+        // the migration waits for the others' longer than a commit waits for a lock.
+        conn.busy_timeout(schema::SETUP_BUSY_TIMEOUT)?;
         schema::migrate(&mut conn)?;
+        conn.busy_timeout(schema::BUSY_TIMEOUT)?;
         let writer = Pool::spawn("sqlite-writer", vec![conn])?;
         let readers = (0..READER_THREADS)
             .map(|_| {

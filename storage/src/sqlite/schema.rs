@@ -14,7 +14,10 @@ use crate::{Error, Result};
 const STATEMENT_CACHE: usize = 64;
 
 /// How long a connection waits for another process's lock before failing with `SQLITE_BUSY`.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long opening a file waits for another process's lock while it sets the schema up.
+pub(super) const SETUP_BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The schema, one step per entry. Blobs are opaque to the store; text keys compare bytewise,
 /// like Rust strings, so `ORDER BY` matches the in-memory backend.
@@ -223,6 +226,29 @@ mod tests {
         conn.execute("UPDATE schema_version SET version = version + 1", [])
             .unwrap();
         assert!(matches!(migrate(&mut conn), Err(Error::Backend(_))));
+    }
+
+    /// The processes of a deployment open one new file at once (`--services`): each waits
+    /// for the others' setup instead of failing with "database is locked".
+    #[test]
+    fn a_new_file_opened_by_many_at_once_is_set_up_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let opened: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    crate::sqlite::SqliteStore::open(&path).map(|_| ())
+                })
+            })
+            .collect();
+        for thread in opened {
+            thread.join().unwrap().unwrap();
+        }
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(version(&conn), current_version());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use validate::*;
 use std::time::Duration;
 
 use prost::Message;
-use sundial_actors::matching::{ACTIVITY_QUEUE, QueryTask, QueueItem, WORKFLOW_QUEUE};
+use sundial_actors::matching::{ACTIVITY_QUEUE, QueryTask, WORKFLOW_QUEUE};
 use sundial_actors::ops::{
     ActivityReport, ActivityTarget, FromResponse, Request as HistoryRequest, RunRef, StartWorkflow,
     WorkflowTaskStarted,
@@ -666,7 +666,11 @@ impl WorkflowService for Frontend {
         if !token.query {
             return Err(invalid("Task token is not a query task token."));
         }
-        if !self.node.queries.answer(&token.activity_id, req) {
+        let answered = self
+            .node
+            .matching
+            .respond_query_task_completed(token.activity_id.clone(), req);
+        if !answered.await.map_err(to_status)? {
             return Err(not_found("query not found or already answered"));
         }
         Ok(Response::new(RespondQueryTaskCompletedResponse {}))
@@ -748,9 +752,12 @@ impl WorkflowService for Frontend {
         if !req.sticky_task_queue.is_empty()
             && let Ok(ns) = self.namespace_id(&req.namespace).await
         {
+            let key = Matching::key(&ns, &req.sticky_task_queue, WORKFLOW_QUEUE);
             self.node
                 .matching
-                .unload(&Matching::key(&ns, &req.sticky_task_queue, WORKFLOW_QUEUE));
+                .unload_sticky_queue(key)
+                .await
+                .map_err(to_status)?;
         }
         Ok(Response::new(ShutdownWorkerResponse {}))
     }

@@ -1,8 +1,8 @@
 //! Task polls and workflow-task completion: matching hands a task over, history records its start, and the response is built.
 
 use super::*;
-use sundial_actors::ops::{ActivityStarted, CompletedWorkflowTask};
-use sundial_actors::telemetry::QueueTags;
+use sundial_actors::ops::CompletedWorkflowTask;
+use sundial_actors::{Poll, PolledWorkflowTask};
 
 impl Frontend {
     pub(super) async fn poll_workflow_task_queue_impl(
@@ -19,70 +19,34 @@ impl Frontend {
             .as_ref()
             .is_some_and(|q| q.kind == TaskQueueKind::Sticky as i32);
         let key = Matching::key(&ns, &queue, WORKFLOW_QUEUE);
+        #[allow(deprecated)]
+        let poll = Poll {
+            identity: req.identity.clone(),
+            build_id: poller_build_id(req.worker_version_capabilities.as_ref()),
+            queue: queue.clone(),
+            sticky,
+            timeout,
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let poll = self.node.matching.poll_as(&key, left, &req.identity);
-            let Some(matched) = poll.await.map_err(to_status)? else {
+            let poll = Poll {
+                timeout: left,
+                ..poll.clone()
+            };
+            let polled = self.node.matching.poll_workflow_task(key.clone(), poll);
+            let Some(polled) = polled.await.map_err(to_status)? else {
                 return Ok(Response::new(PollWorkflowTaskQueueResponse::default()));
             };
-            match matched.item.clone() {
-                QueueItem::Task(task) => {
-                    let request_id = uuid::Uuid::new_v4().to_string();
-                    let run = RunRef {
-                        namespace_id: task.namespace_id.clone(),
-                        workflow_id: task.workflow_id.clone(),
-                        run_id: task.run_id.clone(),
-                    };
-                    let identity = req.identity.clone();
-                    #[allow(deprecated)]
-                    let build_id = poller_build_id(req.worker_version_capabilities.as_ref());
-                    let polled = queue.clone();
-                    let result: Result<WorkflowTaskStarted, Error> = self
-                        .node
-                        .history
-                        .call(
-                            &task.namespace_id,
-                            &task.workflow_id,
-                            HistoryRequest::RecordWorkflowTaskStarted {
-                                run,
-                                scheduled_event_id: task.scheduled_event_id,
-                                attempt: task.attempt,
-                                request_id,
-                                identity,
-                                build_id,
-                                polled_queue: polled,
-                            },
-                        )
-                        .await;
-                    match result {
-                        Ok(started) => {
-                            matched.ack(true);
-                            self.node.telemetry.schedule_to_start(
-                                QueueTags {
-                                    namespace_id: &task.namespace_id,
-                                    task_queue: &task.normal_task_queue,
-                                    task_type: WORKFLOW_QUEUE,
-                                    sticky,
-                                },
-                                started.start.scheduled_time_ms,
-                                started.start.started_time_ms,
-                            );
-                            let response =
-                                responses::workflow_task(&self.node.history, started, sticky)
-                                    .await
-                                    .map_err(to_status)?;
-                            return Ok(Response::new(response));
-                        }
-                        Err(Error::Engine(_) | Error::NotFound(_)) => matched.ack(true),
-                        Err(e) => {
-                            matched.ack(false);
-                            return Err(to_status(e));
-                        }
-                    }
+            match polled {
+                PolledWorkflowTask::Started(started) => {
+                    let response = responses::workflow_task(&self.node.history, *started, sticky)
+                        .await
+                        .map_err(to_status)?;
+                    return Ok(Response::new(response));
                 }
-                QueueItem::Query(query) => {
-                    matched.ack(true);
+                PolledWorkflowTask::Query(query) => {
+                    let query = *query;
                     let run = RunRef {
                         namespace_id: query.namespace_id.clone(),
                         workflow_id: query.workflow_id.clone(),
@@ -140,68 +104,21 @@ impl Frontend {
         check_length_within(&req.identity, "Identity", self.max_id_length())?;
         let queue = self.task_queue_name(&req.task_queue)?;
         let key = Matching::key(&ns, &queue, ACTIVITY_QUEUE);
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let poll = self.node.matching.poll_as(&key, left, &req.identity);
-            let Some(matched) = poll.await.map_err(to_status)? else {
-                return Ok(Response::new(PollActivityTaskQueueResponse::default()));
-            };
-            let QueueItem::Task(task) = matched.item.clone() else {
-                matched.ack(true);
-                continue;
-            };
-            let run = RunRef {
-                namespace_id: task.namespace_id.clone(),
-                workflow_id: task.workflow_id.clone(),
-                run_id: task.run_id.clone(),
-            };
-            let identity = req.identity.clone();
-            #[allow(deprecated)]
-            let build_id = poller_build_id(req.worker_version_capabilities.as_ref());
-            let request_id = uuid::Uuid::new_v4().to_string();
-            let result = self
-                .node
-                .history
-                .call::<ActivityStarted>(
-                    &task.namespace_id,
-                    &task.workflow_id,
-                    HistoryRequest::RecordActivityTaskStarted {
-                        run,
-                        scheduled_event_id: task.scheduled_event_id,
-                        attempt: task.attempt,
-                        request_id,
-                        identity,
-                        build_id,
-                    },
-                )
-                .await;
-            match result {
-                Ok(started) => {
-                    matched.ack(true);
-                    self.node.telemetry.schedule_to_start(
-                        QueueTags {
-                            namespace_id: &task.namespace_id,
-                            task_queue: &queue,
-                            task_type: ACTIVITY_QUEUE,
-                            sticky: false,
-                        },
-                        started.activity.scheduled_time_ms,
-                        started.activity.started_time_ms,
-                    );
-                    return Ok(Response::new(responses::activity_task(
-                        &req.namespace,
-                        &started.state,
-                        &started.activity,
-                    )));
-                }
-                Err(Error::Engine(_) | Error::NotFound(_)) => matched.ack(true),
-                Err(e) => {
-                    matched.ack(false);
-                    return Err(to_status(e));
-                }
+        #[allow(deprecated)]
+        let poll = Poll {
+            identity: req.identity.clone(),
+            build_id: poller_build_id(req.worker_version_capabilities.as_ref()),
+            queue,
+            sticky: false,
+            timeout,
+        };
+        let polled = self.node.matching.poll_activity_task(key, poll);
+        Ok(Response::new(match polled.await.map_err(to_status)? {
+            Some(started) => {
+                responses::activity_task(&req.namespace, &started.state, &started.activity)
             }
-        }
+            None => PollActivityTaskQueueResponse::default(),
+        }))
     }
 
     pub(super) async fn respond_workflow_task_completed_impl(

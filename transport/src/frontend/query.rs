@@ -105,9 +105,8 @@ impl Frontend {
         deadline: tokio::time::Instant,
     ) -> Result<Answer, Status> {
         let query_id = uuid::Uuid::new_v4().to_string();
-        let answer = self.node.queries.register(&query_id);
-        let item = QueueItem::Query(QueryTask {
-            query_id: query_id.clone(),
+        let task = QueryTask {
+            query_id,
             namespace_id: ns.to_string(),
             workflow_id: state.workflow_id.clone(),
             run_id: state.run_id.clone(),
@@ -117,42 +116,25 @@ impl Frontend {
                     .saturating_duration_since(tokio::time::Instant::now())
                     .as_millis() as i64,
             ),
-        });
+        };
         let normal = state
             .started
             .as_ref()
             .and_then(|s| s.task_queue.as_ref())
             .map(|q| q.name.clone())
             .unwrap_or_default();
-        let sticky_added = !state.sticky_task_queue.is_empty()
-            && self
-                .node
-                .matching
-                .add(
-                    &Matching::key(ns, &state.sticky_task_queue, WORKFLOW_QUEUE),
-                    item.clone(),
-                    true,
-                )
-                .await
-                .is_ok();
-        if !sticky_added {
-            self.node
-                .matching
-                .add(&Matching::key(ns, &normal, WORKFLOW_QUEUE), item, false)
-                .await
-                .map_err(to_status)?;
-        }
-        match tokio::time::timeout_at(deadline, answer).await {
-            Ok(Ok(a)) => Ok(Answer {
+        let sticky = (!state.sticky_task_queue.is_empty())
+            .then(|| Matching::key(ns, &state.sticky_task_queue, WORKFLOW_QUEUE));
+        let normal = Matching::key(ns, &normal, WORKFLOW_QUEUE);
+        let answer = self.node.matching.query_workflow(sticky, normal, task);
+        match answer.await.map_err(to_status)? {
+            Some(a) => Ok(Answer {
                 answered: a.completed_type == QueryResultType::Answered as i32,
                 result: a.query_result,
                 error_message: a.error_message,
                 failure: a.failure,
             }),
-            _ => {
-                self.node.queries.forget(&query_id);
-                Err(Status::deadline_exceeded("query timed out"))
-            }
+            None => Err(Status::deadline_exceeded("query timed out")),
         }
     }
 }

@@ -41,7 +41,7 @@ impl Frontend {
             };
             let mut types_info = HashMap::new();
             for task_type in types {
-                let stats = self.partition_stats(&ns, &queue, task_type).await;
+                let stats = self.partition_stats(&ns, &queue, task_type).await?;
                 types_info.insert(
                     task_type,
                     TaskQueueTypeInfo {
@@ -67,7 +67,7 @@ impl Frontend {
             0 => TaskQueueType::Workflow as i32,
             t => t,
         };
-        let stats = self.partition_stats(&ns, &queue, task_type).await;
+        let stats = self.partition_stats(&ns, &queue, task_type).await?;
         response.pollers = pollers(&stats);
         if req.report_stats {
             response.stats = Some(queue_stats(&stats, now));
@@ -81,7 +81,12 @@ impl Frontend {
         Ok(Response::new(response))
     }
 
-    async fn partition_stats(&self, ns: &str, queue: &str, task_type: i32) -> PartitionStats {
+    async fn partition_stats(
+        &self,
+        ns: &str,
+        queue: &str,
+        task_type: i32,
+    ) -> Result<PartitionStats, Status> {
         // Only workflow and activity queues hold tasks here (no Nexus): any other type has
         // nothing to report, and must not load a partition per value a client sends.
         let holds_tasks = [
@@ -89,10 +94,11 @@ impl Frontend {
             TaskQueueType::Activity as i32,
         ];
         if !holds_tasks.contains(&task_type) {
-            return PartitionStats::default();
+            return Ok(PartitionStats::default());
         }
         let key = Matching::key(ns, queue, task_type);
-        self.node.matching.describe(&key).await.unwrap_or_default()
+        let stats = self.node.matching.describe_task_queue(key).await;
+        Ok(stats.map_err(to_status)?.unwrap_or_default())
     }
 }
 

@@ -1,0 +1,238 @@
+//! Membership through the store's `cluster_membership` table, as Temporal's membership monitor
+//! keeps it: a process writes a row per role it runs (its id, the role's rpc address, when it
+//! started, its latest heartbeat) every [`HEARTBEAT`], and reads the rows of the roles it calls.
+//! A row whose heartbeat is older than [`ALIVE_WINDOW`] is a process that is gone; of the live
+//! rows of a role, the most recently started process answers for it (one process per role for
+//! now: shards and partitions do not move between processes yet). No host lists are needed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use slog::{Logger, info, warn};
+use sundial_storage::{DynStore, MemberRow};
+
+use crate::{Clock, Result};
+
+/// How often a process renews its rows and reads the others'.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A row whose heartbeat is older than this is a process that is gone (a few missed beats).
+pub const ALIVE_WINDOW: Duration = Duration::from_secs(10);
+/// How long a row stays in the table without a heartbeat before any process deletes it.
+const RECORD_TTL: Duration = Duration::from_secs(48 * 3600);
+
+/// This process's rows and what it knows of the others'.
+#[derive(Clone)]
+pub struct Membership {
+    store: DynStore,
+    clock: Arc<dyn Clock>,
+    /// This process's id, new at each start.
+    pub host_id: String,
+    session_start_ms: i64,
+    /// The roles this process runs, with their rpc addresses.
+    own: Arc<Vec<(String, String)>>,
+    /// The roles it calls, and their live members (newest first), as last read.
+    known: Arc<RwLock<HashMap<String, Vec<MemberRow>>>>,
+}
+
+impl Membership {
+    /// Writes this process's rows (`own`: role and rpc address) and reads the members of the
+    /// roles it calls (`watch`); [`Membership::keep_fresh`] then renews both. Fails when the
+    /// store cannot be written or read.
+    pub async fn join(
+        store: DynStore,
+        clock: Arc<dyn Clock>,
+        own: Vec<(String, String)>,
+        watch: Vec<String>,
+        log: &Logger,
+    ) -> Result<Membership> {
+        let membership = Membership {
+            store,
+            session_start_ms: clock.now_ms(),
+            clock,
+            host_id: uuid::Uuid::new_v4().to_string(),
+            own: Arc::new(own),
+            known: Arc::new(RwLock::new(
+                watch.into_iter().map(|role| (role, Vec::new())).collect(),
+            )),
+        };
+        membership.beat().await?;
+        membership.refresh().await?;
+        for (role, address) in membership.own.iter() {
+            info!(log, "joined the cluster"; "role" => role, "rpc_address" => address,
+                "host_id" => &membership.host_id);
+        }
+        Ok(membership)
+    }
+
+    /// Renews this process's rows and re-reads the others' every [`HEARTBEAT`], on a task of
+    /// its own, for as long as the process runs.
+    pub fn keep_fresh(&self, log: Logger) {
+        let keeper = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(HEARTBEAT);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            let mut failing = false;
+            loop {
+                ticks.tick().await;
+                match keeper.beat().await.and(keeper.refresh().await) {
+                    Ok(()) if failing => {
+                        info!(log, "membership heartbeats reach the store again");
+                        failing = false;
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        warn!(log, "membership heartbeat failed; retrying"; "error" => %e);
+                        failing = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
+    /// Renews this process's rows and deletes rows long expired.
+    async fn beat(&self) -> Result<()> {
+        let now = self.clock.now_ms();
+        for (role, address) in self.own.iter() {
+            self.store
+                .upsert_member(MemberRow {
+                    host_id: self.host_id.clone(),
+                    role: role.clone(),
+                    rpc_address: address.clone(),
+                    session_start_ms: self.session_start_ms,
+                    last_heartbeat_ms: now,
+                    record_expiry_ms: now.saturating_add(RECORD_TTL.as_millis() as i64),
+                })
+                .await?;
+        }
+        self.store.prune_members(now).await?;
+        Ok(())
+    }
+
+    /// Reads the live members of each watched role.
+    pub async fn refresh(&self) -> Result<()> {
+        let since = self
+            .clock
+            .now_ms()
+            .saturating_sub(ALIVE_WINDOW.as_millis() as i64);
+        let roles: Vec<String> = self
+            .known
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for role in roles {
+            let members = self.store.list_members(&role, since).await?;
+            self.known
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(role, members);
+        }
+        Ok(())
+    }
+
+    /// The rpc address of the process that answers for `role` (the most recently started of
+    /// its live members), as last read.
+    pub fn address_of(&self, role: &str) -> Option<String> {
+        self.known
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(role)?
+            .first()
+            .map(|m| m.rpc_address.clone())
+    }
+
+    /// The live members of `role`, newest first, as last read.
+    pub fn members(&self, role: &str) -> Vec<MemberRow> {
+        self.known
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(role)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sundial_storage::memory::MemoryStore;
+
+    struct At(std::sync::atomic::AtomicI64);
+    impl Clock for At {
+        fn now_ms(&self) -> i64 {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    fn log() -> Logger {
+        Logger::root(slog::Discard, slog::o!())
+    }
+
+    #[tokio::test]
+    async fn the_newest_live_process_answers_for_a_role_and_a_silent_one_drops_out() {
+        let store: DynStore = Arc::new(MemoryStore::new());
+        let clock = Arc::new(At(1_000_000.into()));
+        let own = |address: &str| vec![("history".to_string(), address.to_string())];
+        let frontend = Membership::join(
+            store.clone(),
+            clock.clone(),
+            vec![],
+            vec!["history".into()],
+            &log(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(frontend.address_of("history"), None);
+        let first = Membership::join(
+            store.clone(),
+            clock.clone(),
+            own("127.0.0.1:7234"),
+            vec![],
+            &log(),
+        )
+        .await
+        .unwrap();
+        frontend.refresh().await.unwrap();
+        assert_eq!(
+            frontend.address_of("history").as_deref(),
+            Some("127.0.0.1:7234")
+        );
+        // A second history process starts later: it answers from then on.
+        clock
+            .0
+            .fetch_add(1_000, std::sync::atomic::Ordering::Relaxed);
+        let _second = Membership::join(
+            store.clone(),
+            clock.clone(),
+            own("127.0.0.2:7234"),
+            vec![],
+            &log(),
+        )
+        .await
+        .unwrap();
+        frontend.refresh().await.unwrap();
+        assert_eq!(
+            frontend.address_of("history").as_deref(),
+            Some("127.0.0.2:7234")
+        );
+        assert_eq!(frontend.members("history").len(), 2);
+        // Past the alive window without a heartbeat from either, neither is known; the first
+        // one beats again and answers.
+        clock.0.fetch_add(
+            ALIVE_WINDOW.as_millis() as i64 + 1,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        frontend.refresh().await.unwrap();
+        assert_eq!(frontend.address_of("history"), None);
+        first.beat().await.unwrap();
+        frontend.refresh().await.unwrap();
+        assert_eq!(
+            frontend.address_of("history").as_deref(),
+            Some("127.0.0.1:7234")
+        );
+    }
+}
