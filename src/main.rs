@@ -1,6 +1,7 @@
 //! The `sundial` binary: command line, wiring and process lifecycle.
 
 mod dynamic;
+mod roles;
 mod schema;
 mod store;
 mod telemetry;
@@ -109,6 +110,12 @@ struct StartDev {
     /// Number of history shards.
     #[arg(long, default_value_t = 4)]
     num_history_shards: i32,
+    /// Run only these roles (comma-separated: frontend, history, matching, worker; Sundial
+    /// only), each on its port of the dev layout (frontend `--port`, history +1, matching +2,
+    /// worker +6), finding the others through the store's membership table. Every process of
+    /// the deployment is started with the same `--port` and store.
+    #[arg(long, value_delimiter = ',')]
+    services: Vec<String>,
     /// Dynamic config as `KEY=VALUE` (repeatable; VALUE is YAML/JSON), as `temporal server
     /// start-dev` accepts it.
     #[arg(long = "dynamic-config-value", value_name = "KEY=VALUE")]
@@ -126,8 +133,9 @@ struct Start {
     /// Config file (Temporal's YAML layout).
     #[arg(short = 'c', long)]
     config: PathBuf,
-    /// Roles to run (comma-separated); all when absent. Every role runs in this one process,
-    /// so the list must include `frontend`.
+    /// Roles to run (comma-separated: frontend, history, matching, worker), each on its own
+    /// `services.<role>.rpc` port, finding the others through the store's membership table.
+    /// When absent, every role runs in this process behind the frontend's port.
     #[arg(long, env = "SERVICES", value_delimiter = ',')]
     services: Vec<String>,
     /// Log level, overriding the config.
@@ -205,49 +213,119 @@ async fn check_shard_count(store: &DynStore, shards: i32, setting: &str) -> Resu
     Ok(())
 }
 
+/// Where a process serves: every role behind one frontend port, or the roles `--services`
+/// names, each on its own port.
+enum Layout {
+    /// Every role in this process; the frontend listens here.
+    Single(String),
+    /// Only these roles, each on its own port.
+    Roles(Vec<roles::Role>),
+}
+
+/// How often a process that runs only some roles re-reads the namespaces, which the frontends
+/// of other processes create and change (Temporal's namespace registry refreshes likewise).
+const NAMESPACE_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn run(
     store: DynStore,
     (shards, shards_setting): (i32, &str),
-    addr: String,
+    layout: Layout,
     namespaces: NamespaceSetup,
     log: Logger,
     observe: telemetry::Settings,
     dynamic_config: dynamic::Source,
 ) -> Result<()> {
     check_shard_count(&store, shards, shards_setting).await?;
+    // A process of a deployment names its roles on every line it logs.
+    let log = match &layout {
+        Layout::Single(_) => log,
+        Layout::Roles(roles) => {
+            let names: Vec<&str> = roles.iter().map(|r| r.role.as_str()).collect();
+            log.new(slog::o!("services" => names.join(",")))
+        }
+    };
     // Bind before taking any shard: a second server on the same store must fail here, not
     // after it has fenced the shards of the one already serving.
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let listeners = match &layout {
+        Layout::Single(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            sundial_transport::RoleListeners {
+                frontend: Some(listener),
+                ..Default::default()
+            }
+        }
+        Layout::Roles(roles) => roles::bind(roles).await?,
+    };
     let (telemetry, exporters) = telemetry::start(&observe, &log).await?;
     let store = telemetry.instrument_store(store);
-    let node = Node::start_observed(store, shards, log.clone(), Arc::new(SystemClock), telemetry);
+    let clock: Arc<dyn sundial_actors::Clock> = Arc::new(SystemClock);
+    let node = match &layout {
+        Layout::Single(_) => {
+            Node::start_observed(store.clone(), shards, log.clone(), clock, telemetry)
+        }
+        Layout::Roles(roles) => {
+            let elsewhere = roles::join(&store, clock.clone(), roles, &log).await?;
+            Node::start_services(store, shards, log.clone(), clock, telemetry, elsewhere)
+        }
+    };
     dynamic::watch(dynamic_config, node.history.clone(), log.clone())?;
     // Every namespace's retention must be known before a shard closes a run.
     node.namespaces
         .load_all()
         .await
         .context("reading the namespaces")?;
-    for ns in std::iter::once("default".to_string()).chain(namespaces.names) {
-        sundial_transport::ensure_namespace(&node.namespaces, &ns)
-            .await
-            .with_context(|| format!("creating namespace {ns}"))?;
-        if !namespaces.search_attributes.is_empty() {
-            node.namespaces
-                .add_search_attributes(&ns, &namespaces.search_attributes)
+    let serves_frontend = listeners.frontend.is_some();
+    if serves_frontend {
+        for ns in std::iter::once("default".to_string()).chain(namespaces.names) {
+            sundial_transport::ensure_namespace(&node.namespaces, &ns)
                 .await
-                .with_context(|| format!("registering search attributes in {ns}"))?;
+                .with_context(|| format!("creating namespace {ns}"))?;
+            if !namespaces.search_attributes.is_empty() {
+                node.namespaces
+                    .add_search_attributes(&ns, &namespaces.search_attributes)
+                    .await
+                    .with_context(|| format!("registering search attributes in {ns}"))?;
+            }
+        }
+        node.namespaces
+            .index_search_attributes()
+            .await
+            .context("indexing the custom search attributes")?;
+    }
+    match layout {
+        Layout::Single(_) => {
+            let listener = listeners.frontend.expect("bound above");
+            let local = listener.local_addr()?;
+            info!(log, "Sundial is serving the Temporal API"; "address" => %local);
+            println!("Sundial listening on {local} (namespace: default)");
+            sundial_transport::serve(listener, node.clone(), shutdown_signal()).await?;
+        }
+        Layout::Roles(roles) => {
+            let namespaces = node.namespaces.clone();
+            let refresh_log = log.clone();
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(NAMESPACE_REFRESH);
+                loop {
+                    ticks.tick().await;
+                    if let Err(e) = namespaces.load_all().await {
+                        warn!(refresh_log, "cannot re-read the namespaces"; "error" => %e);
+                    }
+                }
+            });
+            for role in &roles {
+                info!(log, "serving"; "role" => %role.role, "address" => &role.bind,
+                    "advertised" => &role.advertised);
+            }
+            let names: Vec<String> = roles
+                .iter()
+                .map(|r| format!("{} on {}", r.role, r.bind))
+                .collect();
+            println!("Sundial serving {}", names.join(", "));
+            sundial_transport::serve_roles(listeners, node.clone(), shutdown_signal()).await?;
         }
     }
-    node.namespaces
-        .index_search_attributes()
-        .await
-        .context("indexing the custom search attributes")?;
-    let local = listener.local_addr()?;
-    info!(log, "Sundial is serving the Temporal API"; "address" => %local);
-    println!("Sundial listening on {local} (namespace: default)");
-    sundial_transport::serve(listener, node.clone(), shutdown_signal()).await?;
     info!(log, "shut down");
     node.stop();
     exporters.shutdown();
@@ -290,11 +368,22 @@ async fn run_command(command: Command) -> Result<()> {
 /// `sundial server start-dev`.
 async fn start_dev(args: StartDev) -> Result<()> {
     let log = telemetry::logger(&args.log_level, &args.log_format, &LogOutput::Stderr)?;
+    let layout = if args.services.is_empty() {
+        Layout::Single(format!("{}:{}", args.ip, args.port))
+    } else {
+        if args.db_filename.is_none() && args.database_url.is_none() {
+            bail!(
+                "--services: the processes of a deployment share one store; give each the same \
+                 --db-filename or --database-url"
+            );
+        }
+        let dev = Config::dev(&args.ip, args.port, None);
+        Layout::Roles(roles::plan(&dev, &args.services, "the dev config")?)
+    };
     let store = match &args.database_url {
         Some(url) => Datastore::dev_url(url)?.open(true).await?,
         None => Datastore::dev(args.db_filename).open(false).await?,
     };
-    let addr = format!("{}:{}", args.ip, args.port);
     let observe = telemetry::Settings {
         metrics_address: args
             .metrics_port
@@ -313,7 +402,7 @@ async fn start_dev(args: StartDev) -> Result<()> {
     run(
         store,
         (args.num_history_shards, "--num-history-shards"),
-        addr,
+        layout,
         namespaces,
         log,
         observe,
@@ -327,26 +416,17 @@ async fn start_dev(args: StartDev) -> Result<()> {
 /// the config names.
 async fn start(args: Start) -> Result<()> {
     let config = Config::load(&args.config)?;
-    for role in &args.services {
-        if config.service(role).is_none() {
-            bail!(
-                "--services: {role:?} is not configured in {} (services has: {})",
-                args.config.display(),
-                config
-                    .services
-                    .keys()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-    }
-    unsupported::refuse(&config, &args.services)?;
+    unsupported::refuse(&config)?;
     let datastore = Datastore::from_config(&config, None)?;
-    let frontend = config
-        .service("frontend")
-        .context("services.frontend: required (Sundial serves every role behind it)")?;
-    let addr = format!("{}:{}", frontend.bind_ip(), frontend.rpc.grpc_port);
+    let layout = if args.services.is_empty() {
+        let frontend = config.service("frontend").context(
+            "services.frontend: required (without --services every role runs behind it)",
+        )?;
+        Layout::Single(format!("{}:{}", frontend.bind_ip(), frontend.rpc.grpc_port))
+    } else {
+        let file = args.config.display().to_string();
+        Layout::Roles(roles::plan(&config, &args.services, &file)?)
+    };
 
     let level = args
         .log_level
@@ -393,7 +473,7 @@ async fn start(args: Start) -> Result<()> {
             config.persistence.num_history_shards as i32,
             "persistence.numHistoryShards",
         ),
-        addr,
+        layout,
         NamespaceSetup::default(),
         log,
         observe,

@@ -12,9 +12,8 @@ use sundial_config::{Config, MetricsFramework, ServiceRole, TimerType};
 /// The cluster name Sundial reports (Temporal's default single cluster).
 pub const CLUSTER_NAME: &str = "active";
 
-/// Refuses a config that asks for TLS or authorization, naming the first key that does, and
-/// `--services` that leave out the frontend.
-pub fn refuse(config: &Config, services: &[String]) -> Result<()> {
+/// Refuses a config that asks for TLS or authorization, naming the first key that does.
+pub fn refuse(config: &Config) -> Result<()> {
     let tls = &config.global.tls;
     for (group, settings) in [("internode", &tls.internode), ("frontend", &tls.frontend)] {
         if let Some((first, others)) = settings.configured_keys().split_first() {
@@ -33,13 +32,6 @@ pub fn refuse(config: &Config, services: &[String]) -> Result<()> {
             "global.authorization.{first}: authorization is not supported yet, and Sundial does \
              not serve every caller where authorization is configured{also}; remove \
              global.authorization to run without it"
-        );
-    }
-    if !services.is_empty() && !services.iter().any(|s| s == ServiceRole::Frontend.as_str()) {
-        bail!(
-            "--services {}: separate roles are not supported yet; Sundial runs every role in \
-             one process, which serves the frontend (omit --services)",
-            services.join(",")
         );
     }
     Ok(())
@@ -61,12 +53,16 @@ pub fn warnings(config: &Config, opened: &str, services: &[String]) -> Vec<Strin
     let mut warn = |path: String, why: &str| warnings.push(format!("{path}: {why}"));
 
     let global = &config.global;
-    let no_ring = "not used: Sundial runs as one process and joins no membership ring";
+    let no_ring = "not used: Sundial joins no gossip ring (processes find each other through \
+                   the cluster_membership table)";
     if global.membership.max_join_duration.is_some() {
         warn("global.membership.maxJoinDuration".into(), no_ring);
     }
-    if global.membership.broadcast_address.is_some() {
-        warn("global.membership.broadcastAddress".into(), no_ring);
+    if global.membership.broadcast_address.is_some() && services.is_empty() {
+        warn(
+            "global.membership.broadcastAddress".into(),
+            "not used: without --services every role runs in this one process",
+        );
     }
     if let Some(prometheus) = global.metrics.as_ref().and_then(|m| m.prometheus.as_ref()) {
         if prometheus.framework == MetricsFramework::Tally {
@@ -159,18 +155,8 @@ pub fn warnings(config: &Config, opened: &str, services: &[String]) -> Vec<Strin
     for (role, service) in &config.services {
         let path = format!("services.{role}.rpc");
         let rpc = &service.rpc;
-        if role == ServiceRole::Frontend.as_str() {
-            warn(
-                format!("{path}.membershipPort"),
-                "not opened: Sundial joins no membership ring",
-            );
-            if rpc.http_port.is_some() {
-                warn(
-                    format!("{path}.httpPort"),
-                    "not served: the HTTP API is not supported yet",
-                );
-            }
-        } else {
+        let named = services.iter().any(|s| s == role);
+        if services.is_empty() && role != ServiceRole::Frontend.as_str() {
             warn(
                 path,
                 &format!(
@@ -179,22 +165,23 @@ pub fn warnings(config: &Config, opened: &str, services: &[String]) -> Vec<Strin
                     rpc.grpc_port, rpc.membership_port
                 ),
             );
+            continue;
         }
-    }
-    let left_out: Vec<&str> = config
-        .services
-        .keys()
-        .map(String::as_str)
-        .filter(|role| !services.is_empty() && !services.iter().any(|s| s == role))
-        .collect();
-    if !left_out.is_empty() {
+        if !services.is_empty() && !named {
+            // Another process runs it.
+            continue;
+        }
         warn(
-            "--services".into(),
-            &format!(
-                "{} left out, but every role runs in this process",
-                left_out.join(", ")
-            ),
+            format!("{path}.membershipPort"),
+            "not opened: Sundial joins no gossip ring (processes find each other through the \
+             cluster_membership table)",
         );
+        if rpc.http_port.is_some() {
+            warn(
+                format!("{path}.httpPort"),
+                "not served: the HTTP API is not supported yet",
+            );
+        }
     }
 
     if config.public_client.is_some() {
@@ -225,7 +212,7 @@ services:
     }
 
     fn refusal(extra: &str) -> String {
-        refuse(&config(extra), &[]).unwrap_err().to_string()
+        refuse(&config(extra)).unwrap_err().to_string()
     }
 
     #[test]
@@ -265,7 +252,7 @@ services:
         );
         // Temporal's docker template leaves it all empty: nothing to refuse, only a warning.
         let template = config("global: { authorization: { permissionsClaimName: permissions } }");
-        refuse(&template, &[]).unwrap();
+        refuse(&template).unwrap();
         assert!(
             warnings(&template, "db", &[]).contains(
                 &"global.authorization.permissionsClaimName: not used: authorization is not \
@@ -273,14 +260,6 @@ services:
                     .to_string()
             )
         );
-    }
-
-    #[test]
-    fn services_must_include_the_frontend() {
-        let c = config("");
-        refuse(&c, &["frontend".into()]).unwrap();
-        let message = refuse(&c, &["history".into()]).unwrap_err().to_string();
-        assert!(message.starts_with("--services history: "), "{message}");
     }
 
     #[test]
@@ -327,14 +306,20 @@ publicClient: { hostPort: 'localhost:7233' }
             "  datastores:\n    vis: { sql: { pluginName: sqlite, databaseName: v.db } }\n    spare: { sql: { pluginName: sqlite, databaseName: s.db } }\n",
         );
         let c = Config::from_yaml_str(&yaml).unwrap();
-        let all = warnings(&c, "db", &["frontend".into()]).join("\n");
+        let all = warnings(&c, "db", &[]).join("\n");
         for needle in [
             "persistence.visibilityStore: not used",
             "persistence.datastores.spare: not used",
             "services.history.rpc: not opened (grpcPort 7234, membershipPort 6934)",
-            "--services: history left out",
         ] {
             assert!(all.contains(needle), "{needle} missing from:\n{all}");
         }
+        // A role another process runs is not this one's to warn about.
+        let split = warnings(&c, "db", &["frontend".into()]).join("\n");
+        assert!(!split.contains("services.history"), "{split}");
+        assert!(
+            split.contains("services.frontend.rpc.membershipPort: not opened"),
+            "{split}"
+        );
     }
 }

@@ -162,6 +162,63 @@ async fn setup_then_serve(db: Db) -> Result<()> {
     Ok(())
 }
 
+/// The four roles as four `server start --config FILE --services ROLE` processes on one
+/// database: they find each other through its membership table, and a workflow runs through
+/// the frontend process.
+async fn four_processes_serve(db: Db) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = db.config(&fresh_database(), &[])?;
+    let (ok, output) = config.run(dir.path(), &["schema", "setup"], &[])?;
+    ensure!(ok, "schema setup failed:\n{output}");
+    let mut processes = Vec::new();
+    for role in ["history", "matching", "worker", "frontend"] {
+        // One config per process: the same but for the Prometheus listener, one per process.
+        let text = config
+            .text
+            .lines()
+            .map(
+                |line| match line.trim_start().strip_prefix("listenAddress:") {
+                    Some(_) => format!("      listenAddress: 127.0.0.1:{}", free_port().unwrap()),
+                    None => line.to_string(),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file = dir.path().join(format!("{role}.yaml"));
+        std::fs::write(&file, text)?;
+        let file = file.to_string_lossy().into_owned();
+        let args = ["server", "start", "--config", &file, "--services", role];
+        let log = dir.path().join(format!("{role}.log"));
+        processes.push(sundial_tests::process::SundialProcess::spawn(
+            &args,
+            config.frontend(),
+            &log,
+        )?);
+    }
+    let frontend = processes.last_mut().expect("four processes");
+    let client = frontend.wait_ready().await?;
+    let logs = frontend.logs();
+    ensure!(
+        logs.contains("services: frontend"),
+        "the frontend's log lines do not name its role:\n{logs}"
+    );
+    run_a_workflow(Worker::new(client)).await?;
+    for process in &mut processes {
+        process.kill()?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_four_processes_one_per_role_serve_a_workflow() -> Result<()> {
+    four_processes_serve(Db::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_four_processes_one_per_role_serve_a_workflow() -> Result<()> {
+    four_processes_serve(Db::Mariadb).await
+}
+
 /// Nothing listens at the configured address.
 fn unreachable_address(db: Db) -> Result<()> {
     let dir = tempfile::tempdir()?;

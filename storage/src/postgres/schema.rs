@@ -413,6 +413,9 @@ pub async fn create_database(options: &PostgresOptions) -> Result<bool> {
     match client.batch_execute(&sql).await {
         Ok(()) => Ok(true),
         Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(false),
+        // Another process created it at the same moment (the processes of one deployment
+        // start together): the catalog's unique index refused the second row.
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(false),
         Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
             Err(Error::Backend(format!(
                 "{}: the database does not exist and user {:?} may not create it ({}); ask an \

@@ -10,6 +10,10 @@ Selected with the environment:
                         postgres and mariadb the session starts a private server
                         (`sundial-testdb`) and each Sundial process gets a database of its own
                         on it (`start-dev --database-url`), named after its db file.
+  SUNDIAL_DEPLOYMENT    single (default) | roles: `roles` runs each Sundial server as four
+                        processes, one per role (`start-dev --services frontend|history|
+                        matching|worker` on the same port layout and store); the tests talk to
+                        the frontend process, and kill9/stop act on all four.
 """
 
 from __future__ import annotations
@@ -47,6 +51,33 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# The roles of a split deployment and their ports' offsets from the frontend's (the dev layout).
+ROLE_OFFSETS = {"history": 1, "matching": 2, "worker": 6, "frontend": 0}
+
+
+def deployment() -> str:
+    value = os.environ.get("SUNDIAL_DEPLOYMENT", "single").strip().lower()
+    if value not in ("single", "roles"):
+        raise RuntimeError(f"SUNDIAL_DEPLOYMENT must be 'single' or 'roles', got {value!r}")
+    return value
+
+
+def free_port_layout() -> int:
+    """A frontend port whose role ports (the dev layout's offsets) are free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + max(ROLE_OFFSETS.values()) > 65535:
+            continue
+        try:
+            for offset in ROLE_OFFSETS.values():
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port layout found")
 
 
 def temporal_bin() -> str:
@@ -141,17 +172,23 @@ class ServerProcess:
     """One server process (sundial or reference) on 127.0.0.1, with its own log and db file."""
 
     def __init__(self, kind: str, workdir: Path, name: str, port: Optional[int] = None,
-                 db_filename: Optional[Path] = None, extra_args: Optional[List[str]] = None):
+                 db_filename: Optional[Path] = None, extra_args: Optional[List[str]] = None,
+                 split: Optional[bool] = None):
         if kind not in ("sundial", "reference"):
             raise ValueError(kind)
         self.kind = kind
         self.name = name
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        # One process per role (SUNDIAL_DEPLOYMENT=roles, or split=True).
+        self.split = kind == "sundial" and (deployment() == "roles" if split is None else split)
+        self.port = port or (free_port_layout() if self.split else free_port())
         self.db_filename = Path(db_filename) if db_filename else self.workdir / f"{name}.db"
         self.log_path = self.workdir / f"{name}.log"
         self.proc: Optional[subprocess.Popen] = None
+        # A split deployment's other processes (history, matching, worker), by role.
+        self.role_procs: dict = {}
+        self.role_commands: dict = {}
         self._log_file = None
         self.starts = 0
         self.last_command: List[str] = []
@@ -186,12 +223,54 @@ class ServerProcess:
         self._log_file = open(self.log_path, "ab")
         self._log_file.write(f"\n===== start #{self.starts}: {shlex.join(cmd)}\n".encode())
         self._log_file.flush()
-        self.proc = subprocess.Popen(
-            cmd, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL, stdout=self._log_file,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )
+
+        if self.split:
+            # Every role on its own process; the frontend last, so readiness means all are up.
+            for role in ROLE_OFFSETS:
+                if role != "frontend":
+                    self.role_commands[role] = [*cmd, "--services", role]
+                    self.role_procs[role] = self._spawn_command(self.role_commands[role])
+            cmd = self.last_command = [*cmd, "--services", "frontend"]
+        self.proc = self._spawn_command(cmd)
         if self not in LIVE_SERVERS:
             LIVE_SERVERS.append(self)
+
+    def _spawn_command(self, command: List[str]) -> subprocess.Popen:
+        return subprocess.Popen(
+            command, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL, stdout=self._log_file,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def kill9_role(self, role: str) -> None:
+        """SIGKILL one role's process of a split deployment (by PID) and reap it."""
+        proc = self.role_procs[role]
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+    async def start_frontend(self, timeout: float = READY_TIMEOUT_S) -> str:
+        """Starts another frontend process of a split deployment, on a port of its own, and
+        answers its address once it serves."""
+        port = free_port()
+        command = [*self.command(), "--services", "frontend"]
+        command[command.index("--port") + 1] = str(port)
+        name = f"frontend-{port}"
+        self._log_file.write(f"\n===== {name}: {shlex.join(command)}\n".encode())
+        self._log_file.flush()
+        self.role_commands[name] = command
+        self.role_procs[name] = self._spawn_command(command)
+        other = ServerProcess(self.kind, self.workdir, name, port=port)
+        other.proc = self.role_procs[name]
+        other.log_path = self.log_path
+        await other.wait_ready(timeout)
+        return other.address
+
+    def restart_role(self, role: str) -> None:
+        """Starts a role's process of a split deployment again, as it was started."""
+        assert self.role_procs[role].poll() is not None, f"{role} is still running"
+        self._log_file.write(f"\n===== restart of {role}\n".encode())
+        self._log_file.flush()
+        self.role_procs[role] = self._spawn_command(self.role_commands[role])
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> "ServerProcess":
         """Start and wait until ready (for use outside an event loop, e.g. fixtures)."""
@@ -227,8 +306,11 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         last_error: Optional[BaseException] = None
         while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
+            exited = [p for p in self.role_procs.values() if p.poll() is not None]
+            if self.proc is None or self.proc.poll() is not None or exited:
                 code = None if self.proc is None else self.proc.returncode
+                if exited:
+                    code = f"{exited[0].returncode} (a role process: {shlex.join(exited[0].args)})"
                 raise RuntimeError(
                     f"{self.kind} server {self.name!r} exited with {code} before becoming ready\n"
                     f"command: {shlex.join(self.last_command)}\n--- log tail ---\n{self.log_tail()}")
@@ -242,22 +324,28 @@ class ServerProcess:
             f"{self.kind} server {self.name!r} not ready on {self.address} after {timeout}s "
             f"(last error: {last_error!r})\n--- log tail ---\n{self.log_tail()}")
 
+    def processes(self) -> List[subprocess.Popen]:
+        return [p for p in [self.proc, *self.role_procs.values()] if p is not None]
+
     def kill9(self) -> None:
-        """SIGKILL the process we started (by PID) and reap it."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+        """SIGKILL the processes we started (by PID) and reap them."""
+        for proc in self.processes():
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
         self._close_log()
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after `grace` seconds; only the PID we started."""
-        if self.proc is not None and self.proc.poll() is None:
+        """SIGTERM, then SIGKILL after `grace` seconds; only the PIDs we started."""
+        for proc in self.processes():
+            if proc.poll() is not None:
+                continue
             try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=grace)
+                os.kill(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
             except ProcessLookupError:
                 pass
         self._close_log()

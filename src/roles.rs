@@ -1,0 +1,137 @@
+//! `sundial server start --services ROLES`: the roles a process runs, each on its own
+//! `services.<role>.rpc` port, and how it finds the roles it does not run (the store's
+//! `cluster_membership` table).
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use slog::Logger;
+use sundial_actors::membership::Membership;
+use sundial_actors::{Clock, Elsewhere, HistoryService, MatchingClient};
+use sundial_config::{Config, ServiceRole};
+use sundial_storage::DynStore;
+use sundial_transport::internal::{Peer, RemoteHistory, RemoteMatching};
+use tokio::net::TcpListener;
+
+/// The roles `--services` may name. The internal frontend is Temporal's frontend for system
+/// workers; Sundial's worker role reaches history and matching directly.
+const ROLES: [ServiceRole; 4] = [
+    ServiceRole::Frontend,
+    ServiceRole::History,
+    ServiceRole::Matching,
+    ServiceRole::Worker,
+];
+
+/// One role this process runs: where it listens and the address the others reach it at.
+pub struct Role {
+    /// The role.
+    pub role: ServiceRole,
+    /// `ip:port` it binds.
+    pub bind: String,
+    /// `host:port` written to the membership table.
+    pub advertised: String,
+}
+
+/// The roles `services` names, checked against the config: each must be a role Sundial runs
+/// and have its `services.<role>` section. Binding every interface needs
+/// `global.membership.broadcastAddress`, the address the other processes use.
+pub fn plan(config: &Config, services: &[String], file: &str) -> Result<Vec<Role>> {
+    let mut roles = Vec::new();
+    for name in services {
+        let role: ServiceRole = name
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--services: {e}"))?;
+        if !ROLES.contains(&role) {
+            bail!(
+                "--services: {role} is not a role Sundial runs (its worker role reaches history \
+                 and matching directly); name frontend, history, matching or worker"
+            );
+        }
+        let service = config.service(role.as_str()).with_context(|| {
+            format!("--services: {role:?} is not configured in {file} (add services.{role})")
+        })?;
+        let ip = service.bind_ip();
+        let port = service.rpc.grpc_port;
+        let advertised_ip = match &config.global.membership.broadcast_address {
+            Some(address) => address.clone(),
+            None if ip == "0.0.0.0" || ip == "::" => bail!(
+                "services.{role}.rpc binds every interface, so the other processes cannot be \
+                 told where it answers: set global.membership.broadcastAddress to the address \
+                 they reach this host at, or bind one address (bindOnIP)"
+            ),
+            None => ip.clone(),
+        };
+        if !roles.iter().any(|r: &Role| r.role == role) {
+            roles.push(Role {
+                role,
+                bind: format!("{ip}:{port}"),
+                advertised: format!("{advertised_ip}:{port}"),
+            });
+        }
+    }
+    Ok(roles)
+}
+
+/// Binds the listener of each role, before any shard is taken (as a single process binds its
+/// frontend port first).
+pub async fn bind(roles: &[Role]) -> Result<sundial_transport::RoleListeners> {
+    let mut listeners = sundial_transport::RoleListeners::default();
+    for role in roles {
+        let listener = TcpListener::bind(&role.bind).await.with_context(|| {
+            format!(
+                "binding {} (services.{}.rpc.grpcPort)",
+                role.bind, role.role
+            )
+        })?;
+        let slot = match role.role {
+            ServiceRole::Frontend => &mut listeners.frontend,
+            ServiceRole::History => &mut listeners.history,
+            ServiceRole::Matching => &mut listeners.matching,
+            _ => &mut listeners.worker,
+        };
+        *slot = Some(listener);
+    }
+    Ok(listeners)
+}
+
+/// Joins the membership table with this process's roles, and names the services of the roles
+/// it does not run, reached where the table says they answer.
+pub async fn join(
+    store: &DynStore,
+    clock: Arc<dyn Clock>,
+    roles: &[Role],
+    log: &Logger,
+) -> Result<Elsewhere> {
+    let runs = |role: ServiceRole| roles.iter().any(|r| r.role == role);
+    let own = roles
+        .iter()
+        .map(|r| (r.role.as_str().to_string(), r.advertised.clone()))
+        .collect();
+    let watch: Vec<String> = [ServiceRole::History, ServiceRole::Matching]
+        .into_iter()
+        .filter(|role| !runs(*role))
+        .map(|role| role.as_str().to_string())
+        .collect();
+    let membership = Membership::join(store.clone(), clock, own, watch, log)
+        .await
+        .context("joining the cluster_membership table")?;
+    membership.keep_fresh(log.clone());
+    let resolver = |role: &'static str| {
+        let membership = membership.clone();
+        Arc::new(move || membership.address_of(role))
+            as sundial_transport::internal::client::Resolve
+    };
+    let history = (!runs(ServiceRole::History)).then(|| {
+        Arc::new(RemoteHistory::new(Peer::new(
+            "history",
+            resolver("history"),
+        ))) as Arc<dyn HistoryService>
+    });
+    let matching = (!runs(ServiceRole::Matching)).then(|| {
+        Arc::new(RemoteMatching::new(Peer::new(
+            "matching",
+            resolver("matching"),
+        ))) as MatchingClient
+    });
+    Ok(Elsewhere { history, matching })
+}
