@@ -11,6 +11,8 @@
 #   SUNDIAL_TEST_LOG_DIR               server logs/db files (default target/sdk-test-logs)
 #   SUNDIAL_STORE=sqlite|postgres|mariadb  what Sundial persists to in the Python suite (default
 #                                      sqlite, then postgres, then mariadb's workflow tests)
+#   SUNDIAL_DEPLOYMENT=single|roles    one process per server (default), or one per role; after
+#                                      the default runs, some tests run on four processes too
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -62,4 +64,11 @@ if [[ $SUNDIAL_TARGET == sundial && ${#pytest_args[@]} -eq 0 && ${SUNDIAL_STORE:
     phase "python SDK workflow tests on MariaDB"
     SUNDIAL_STORE=mariadb .venv/bin/python -m pytest tests/sdk/python/test_workflows.py \
         tests/sdk/python/test_durability.py -q --durations=5
+    # Each server as four processes, one per role (the whole suite so: scripts/roles.sh).
+    phase "python SDK workflow and query tests on four processes (SQLite)"
+    SUNDIAL_DEPLOYMENT=roles .venv/bin/python -m pytest tests/sdk/python/test_workflows.py \
+        tests/sdk/python/test_queries.py -q --durations=5
+    phase "python SDK workflow and durability tests on four processes (PostgreSQL)"
+    SUNDIAL_DEPLOYMENT=roles SUNDIAL_STORE=postgres .venv/bin/python -m pytest \
+        tests/sdk/python/test_workflows.py tests/sdk/python/test_durability.py -q --durations=5
 fi

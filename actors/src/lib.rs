@@ -165,6 +165,11 @@ impl HistoryService for LocalHistory {
         let all = self.serving.iter().all(|s| s.load(Ordering::Relaxed));
         Box::pin(async move { all })
     }
+
+    fn refresh_namespaces(&self) -> BoxFuture<'_, Result<()>> {
+        // The shards read the registry of this process, which its frontend keeps current.
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The cheap handle to the history shards (of this process or another, through
@@ -199,6 +204,12 @@ impl History {
     /// True when every shard serves (none is being acquired, down or fenced).
     pub async fn serving(&self) -> bool {
         self.service.serving().await
+    }
+
+    /// Makes the history shards see a namespace change before the caller answers (see
+    /// [`HistoryService::refresh_namespaces`]).
+    pub async fn refresh_namespaces(&self) -> Result<()> {
+        self.service.refresh_namespaces().await
     }
 
     /// The platform limits in force.

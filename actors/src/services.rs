@@ -35,6 +35,11 @@ pub trait HistoryService: Send + Sync + 'static {
 
     /// True while every shard this service reaches serves.
     fn serving(&self) -> BoxFuture<'_, bool>;
+
+    /// Makes the shards re-read the namespaces (retention, custom search attributes) before
+    /// it answers: a frontend changed one. Shards of the caller's own process share its
+    /// registry, which the change updated already.
+    fn refresh_namespaces(&self) -> BoxFuture<'_, Result<()>>;
 }
 
 /// What a poller asks matching for.

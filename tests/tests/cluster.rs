@@ -57,3 +57,49 @@ async fn a_store_keeps_its_shard_count_and_cluster_id() -> Result<()> {
 fn uuid_like(id: &str) -> bool {
     id.len() == 36 && id.chars().filter(|c| *c == '-').count() == 4
 }
+
+/// The four processes of a deployment, started together on one new SQLite file, all get past
+/// opening it: each waits for the others' setup of the file instead of failing with "database
+/// is locked". Several rounds, each on a new file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_opening_one_new_sqlite_file_at_once_all_serve() -> Result<()> {
+    for round in 0..4 {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("sundial.db");
+        let port = loop {
+            // The dev layout puts the roles at +1, +2 and +6.
+            let port = free_port()?;
+            if port < 65000 {
+                break port;
+            }
+        };
+        let mut processes = Vec::new();
+        for role in ["history", "matching", "worker", "frontend"] {
+            let args = SundialProcess::start_dev_args(port, &db, &["--services", role]);
+            let log = dir.path().join(format!("{role}.log"));
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            processes.push(SundialProcess::spawn(&args, addr, &log)?);
+        }
+        processes
+            .last_mut()
+            .expect("four processes")
+            .wait_ready()
+            .await?;
+        // Each prints "Sundial serving <role>" once it has opened the store and bound its port.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        for process in &mut processes {
+            while !process.logs().contains("Sundial serving") {
+                let exited = process.wait_exit(Duration::from_millis(100)).ok();
+                ensure!(
+                    exited.is_none() && std::time::Instant::now() < deadline,
+                    "round {round}: a process did not serve ({exited:?}); log:\n{}",
+                    process.logs()
+                );
+            }
+        }
+        for process in &mut processes {
+            process.kill()?;
+        }
+    }
+    Ok(())
+}

@@ -54,6 +54,12 @@ impl OperatorService for Operator {
             .add_search_attributes(ns, &req.search_attributes)
             .await
             .map_err(to_status)?;
+        // The shards validate and list with the attributes: they know them before this answers.
+        self.node
+            .history
+            .refresh_namespaces()
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(AddSearchAttributesResponse {}))
     }
 
@@ -66,6 +72,11 @@ impl OperatorService for Operator {
         self.node
             .namespaces
             .remove_search_attributes(ns, &req.search_attributes)
+            .await
+            .map_err(to_status)?;
+        self.node
+            .history
+            .refresh_namespaces()
             .await
             .map_err(to_status)?;
         Ok(Response::new(RemoveSearchAttributesResponse {}))

@@ -57,6 +57,35 @@ pub fn stored_schema_version(path: &Path) -> Result<Option<i64>> {
     Ok(Some(version.unwrap_or(0)))
 }
 
+/// The writer connection of a file database, its schema brought up to date. The processes of
+/// one deployment open the file at once: a connection that finds another one setting the file
+/// up (switching it to WAL, migrating) waits for it, and where SQLite answers "database is
+/// locked" at once instead of waiting (a journal-mode switch does), it tries again until
+/// [`schema::SETUP_BUSY_TIMEOUT`] has passed.
+fn open_writer(path: &Path) -> Result<Connection> {
+    let deadline = std::time::Instant::now() + schema::SETUP_BUSY_TIMEOUT;
+    loop {
+        let attempt = (|| {
+            let mut conn = Connection::open(path)?;
+            schema::configure_file_writer(&conn)?;
+            conn.busy_timeout(schema::SETUP_BUSY_TIMEOUT)?;
+            schema::migrate(&mut conn)?;
+            conn.busy_timeout(schema::BUSY_TIMEOUT)?;
+            Ok(conn)
+        })();
+        match attempt {
+            // `From<rusqlite::Error>` keeps SQLite's text: SQLITE_BUSY reads so.
+            Err(Error::Backend(message))
+                if message.ends_with("database is locked")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A store kept in a SQLite database (a file, or memory for tests).
 ///
 /// Cheap to share behind an `Arc`; dropping the last handle lets the connection threads finish
@@ -73,13 +102,7 @@ impl SqliteStore {
     ///
     /// Does blocking file I/O: call it at startup or from `spawn_blocking`, not from a task.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut conn = Connection::open(path)?;
-        schema::configure_file_writer(&conn)?;
-        // Several processes of one deployment may open the file at once, on a busy machine:
-        // the migration waits for the others' longer than a commit waits for a lock.
-        conn.busy_timeout(schema::SETUP_BUSY_TIMEOUT)?;
-        schema::migrate(&mut conn)?;
-        conn.busy_timeout(schema::BUSY_TIMEOUT)?;
+        let conn = open_writer(path)?;
         let writer = Pool::spawn("sqlite-writer", vec![conn])?;
         let readers = (0..READER_THREADS)
             .map(|_| {

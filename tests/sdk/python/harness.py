@@ -302,6 +302,11 @@ class ServerProcess:
             await asyncio.wait_for(
                 client.workflow_service.describe_namespace(
                     DescribeNamespaceRequest(namespace="default")), 5)
+            # A split deployment is ready once its frontend reaches every shard of the history
+            # process (found through the membership table).
+            if self.split and not await asyncio.wait_for(
+                    client.service_client.check_health(), 5):
+                raise RuntimeError("the frontend does not reach a serving history yet")
 
         deadline = time.monotonic() + timeout
         last_error: Optional[BaseException] = None

@@ -714,6 +714,18 @@ class SearchAttributesWorkflow:
         return f"{attrs.get(keyword)} {attrs.get(number)}"
 
 
+@workflow.defn
+class UpsertKeywordWorkflow:
+    """Upserts CustomKeywordField only."""
+
+    @workflow.run
+    async def run(self) -> None:
+        from temporalio.common import SearchAttributeKey
+
+        workflow.upsert_search_attributes(
+            [SearchAttributeKey.for_keyword("CustomKeywordField").value_set("x")])
+
+
 ALL_WORKFLOWS += [FailingChildWorkflow, ChildOutcomesWorkflow, AbandonChildWorkflow,
                   ExternalWorkflow, CancelOtherWorkflow, SearchAttributesWorkflow]
 

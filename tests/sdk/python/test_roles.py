@@ -105,3 +105,55 @@ async def test_a_worker_on_one_frontend_gets_the_tasks_of_workflows_started_on_a
             await assert_each_completed_once(handles, prefix)
     finally:
         srv.stop()
+
+
+async def add_attributes(client: Client, attributes: dict) -> None:
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    await within(client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(namespace="default", search_attributes=attributes)))
+
+
+async def failed_workflow_tasks(handle) -> int:
+    from temporalio.api.enums.v1 import EventType
+
+    events = [e async for e in handle.fetch_history_events()]
+    return sum(1 for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)
+
+
+async def test_a_search_attribute_added_on_the_frontend_is_known_to_history_at_once(workdir):
+    """AddSearchAttributes answers once the history process knows the attribute: a workflow
+    started right after upserts it without a failed workflow task (the history process's
+    registry already holds the namespace, with the attributes it had before)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.worker import Worker
+
+    from sundial_workflows import SearchAttributesWorkflow, UpsertKeywordWorkflow
+
+    srv = harness.ServerProcess("sundial", workdir, unique("roles-attributes"), split=True)
+    await srv.astart()
+    try:
+        client = await within(Client.connect(srv.address, namespace="default"))
+        tq = unique("tq")
+        async with Worker(client, task_queue=tq,
+                          workflows=[UpsertKeywordWorkflow, SearchAttributesWorkflow]):
+            await add_attributes(client, {
+                "CustomKeywordField": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD})
+            # The history process knows the namespace with its first attribute once a
+            # workflow upserts it without failing (the namespace may be new to it).
+            for attempt in range(100):
+                handle = await within(client.start_workflow(
+                    UpsertKeywordWorkflow.run, id=unique("first"), task_queue=tq))
+                await within(handle.result())
+                if await failed_workflow_tasks(handle) == 0:
+                    break
+            else:
+                pytest.fail("the first attribute never became known to history")
+            await add_attributes(client, {
+                "CustomIntField": IndexedValueType.INDEXED_VALUE_TYPE_INT})
+            handle = await within(client.start_workflow(
+                SearchAttributesWorkflow.run, id=unique("attrs"), task_queue=tq))
+            assert await within(handle.result()) == "blue 7"
+            assert await failed_workflow_tasks(handle) == 0
+    finally:
+        srv.stop()

@@ -297,6 +297,9 @@ impl WorkflowService for Frontend {
         request: Request<RegisterNamespaceRequest>,
     ) -> Result<Response<RegisterNamespaceResponse>, Status> {
         namespaces::register(&self.node.namespaces, request.into_inner()).await?;
+        // The shards learn its retention before this answers.
+        let refreshed = self.node.history.refresh_namespaces().await;
+        refreshed.map_err(to_status)?;
         Ok(Response::new(RegisterNamespaceResponse {}))
     }
 
@@ -338,6 +341,8 @@ impl WorkflowService for Frontend {
         request: Request<UpdateNamespaceRequest>,
     ) -> Result<Response<UpdateNamespaceResponse>, Status> {
         let d = namespaces::update(&self.node.namespaces, request.into_inner()).await?;
+        let refreshed = self.node.history.refresh_namespaces().await;
+        refreshed.map_err(to_status)?;
         Ok(Response::new(UpdateNamespaceResponse {
             namespace_info: d.namespace_info,
             config: d.config,

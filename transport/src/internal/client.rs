@@ -153,6 +153,17 @@ impl HistoryService for RemoteHistory {
         })
     }
 
+    fn refresh_namespaces(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let (mut client, peer) = self.client()?;
+            client
+                .refresh_namespaces(wire::RefreshNamespacesRequest {})
+                .await
+                .map_err(|s| status_from(s, &peer))?;
+            Ok(())
+        })
+    }
+
     fn serving(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move {
             let Ok((mut client, _)) = self.client() else {

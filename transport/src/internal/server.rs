@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use prost::Message;
-use sundial_actors::{HistoryService, MatchingClient, PolledWorkflowTask};
+use sundial_actors::{HistoryService, MatchingClient, Namespaces, PolledWorkflowTask};
 use sundial_engine::TaskInfo;
 use sundial_proto::internal::{
     self as wire, history_service_server::HistoryService as HistoryRpc,
@@ -23,12 +23,17 @@ use super::errors::status_to;
 #[derive(Clone)]
 pub struct HistoryServer {
     history: Arc<dyn HistoryService>,
+    /// The registry the shards read namespaces from.
+    namespaces: Namespaces,
 }
 
 impl HistoryServer {
-    /// Serves `history` (the local shards).
-    pub fn new(history: Arc<dyn HistoryService>) -> Self {
-        Self { history }
+    /// Serves `history` (the local shards), whose namespaces `namespaces` keeps.
+    pub fn new(history: Arc<dyn HistoryService>, namespaces: Namespaces) -> Self {
+        Self {
+            history,
+            namespaces,
+        }
     }
 }
 
@@ -53,6 +58,17 @@ impl HistoryRpc for HistoryServer {
         let stream = futures::stream::iter(replies)
             .then(|reply| async move { Ok(codec::reply_to(reply.await)) });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn refresh_namespaces(
+        &self,
+        _: Request<wire::RefreshNamespacesRequest>,
+    ) -> Result<Response<wire::RefreshNamespacesResponse>, Status> {
+        self.namespaces
+            .load_all()
+            .await
+            .map_err(|e| status_to(&e))?;
+        Ok(Response::new(wire::RefreshNamespacesResponse {}))
     }
 
     async fn serving(
