@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# One process against four (one per role) on the same machine, same store kind, same load:
+# `sundial-loadtest run` against each, alternating, and the CPU the server processes spent per
+# completed workflow (all four for the split deployment), read from /proc before and after.
+#
+# Usage: benchmarks/roles.sh [WORKFLOWS] [CONCURRENCY] [ROUNDS]   (defaults 5000 100 2)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+workflows="${1:-5000}"
+concurrency="${2:-100}"
+rounds="${3:-2}"
+bin=target/release/sundial
+loadtest=target/release/sundial-loadtest
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# CPU seconds (user + system) of the given processes.
+cpu() {
+    local total=0 pid
+    for pid in "$@"; do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    echo "$total $(getconf CLK_TCK)" | awk '{printf "%.2f", $1 / $2}'
+}
+
+wait_serving() {
+    local address=$1
+    for _ in $(seq 1 200); do
+        if .venv/bin/temporal operator cluster health --address "$address" 2>/dev/null \
+            | grep -q SERVING; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "roles.sh: $address never served" >&2
+    exit 1
+}
+
+run_one() {
+    local layout=$1 round=$2 port=$3
+    local db="$work/$layout-$round.db"
+    pids=()
+    if [[ $layout == single ]]; then
+        "$bin" server start-dev --port "$port" --db-filename "$db" --log-level warn \
+            >"$work/$layout-$round.log" 2>&1 &
+        pids+=($!)
+    else
+        for role in history matching worker frontend; do
+            "$bin" server start-dev --port "$port" --db-filename "$db" --log-level warn \
+                --services "$role" >>"$work/$layout-$round.log" 2>&1 &
+            pids+=($!)
+        done
+    fi
+    wait_serving "127.0.0.1:$port"
+    local before
+    before=$(cpu "${pids[@]}")
+    local report
+    report=$("$loadtest" run --address "127.0.0.1:$port" --scenario one-activity \
+        --concurrency "$concurrency" --workflows "$workflows")
+    local after
+    after=$(cpu "${pids[@]}")
+    local wfs completed
+    wfs=$(awk '$1 == "workflows_per_second" {print $2}' <<<"$report")
+    completed=$(awk '$1 == "completed" {print $2}' <<<"$report")
+    echo "$layout round $round: $wfs wf/s, $completed completed, server CPU $(echo "$before $after $completed" \
+        | awk '{printf "%.2f", ($2 - $1) * 1000 / $3}') ms/wf, p50 $(awk '$1 == "latency_ms.p50" {print $2}' <<<"$report") ms"
+    kill "${pids[@]}"
+    wait "${pids[@]}" 2>/dev/null || true
+}
+
+echo "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $workflows workflows, concurrency $concurrency, SQLite file"
+for round in $(seq 1 "$rounds"); do
+    run_one single "$round" 27233
+    run_one roles "$round" 27333
+done
