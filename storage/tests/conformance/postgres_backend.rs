@@ -115,7 +115,7 @@ async fn schema_commands_and_the_refusals_of_open() {
         &options,
         "DROP TABLE shards, executions, current_executions, history_node, transfer_tasks,
                 timer_tasks, namespaces, task_queues, tasks, cluster_metadata,
-                executions_visibility;
+                executions_visibility, cluster_membership;
          DROP FUNCTION sundial_commit",
     )
     .await;
@@ -131,7 +131,7 @@ async fn schema_commands_and_the_refusals_of_open() {
     admin(
         &options,
         "UPDATE schema_version SET version = 1; DROP FUNCTION sundial_commit;
-         DROP TABLE cluster_metadata, executions_visibility",
+         DROP TABLE cluster_metadata, executions_visibility, cluster_membership",
     )
     .await;
     assert_eq!(schema::update(&options).await.unwrap(), 1);
