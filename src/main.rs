@@ -259,15 +259,31 @@ async fn run(
         Layout::Roles(roles) => roles::bind(roles).await?,
     };
     let (telemetry, exporters) = telemetry::start(&observe, &log).await?;
-    let store = telemetry.instrument_store(store);
+    let roles = match &layout {
+        Layout::Single(_) => Vec::new(),
+        Layout::Roles(roles) => roles.iter().map(|r| r.role.as_str()).collect(),
+    };
+    let store = telemetry.instrument_store(store, roles);
     let clock: Arc<dyn sundial_actors::Clock> = Arc::new(SystemClock);
     let node = match &layout {
-        Layout::Single(_) => {
-            Node::start_observed(store.clone(), shards, log.clone(), clock, telemetry)
+        Layout::Single(address) => {
+            // One process: its history is reached where its frontend is.
+            let placement = sundial_actors::Placement {
+                address: address.clone(),
+                ..Default::default()
+            };
+            Node::start_services(
+                store.clone(),
+                shards,
+                log.clone(),
+                clock,
+                telemetry,
+                placement,
+            )
         }
         Layout::Roles(roles) => {
-            let elsewhere = roles::join(&store, clock.clone(), roles, &log).await?;
-            Node::start_services(store, shards, log.clone(), clock, telemetry, elsewhere)
+            let placement = roles::join(&store, clock.clone(), roles, &log).await?;
+            Node::start_services(store, shards, log.clone(), clock, telemetry, placement)
         }
     };
     dynamic::watch(dynamic_config, node.history.clone(), log.clone())?;

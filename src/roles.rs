@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use slog::Logger;
 use sundial_actors::membership::Membership;
-use sundial_actors::{Clock, Elsewhere, HistoryService, MatchingClient};
+use sundial_actors::{Clock, HistoryService, MatchingClient, Placement};
 use sundial_config::{Config, ServiceRole};
 use sundial_storage::DynStore;
 use sundial_transport::internal::{Peer, RemoteHistory, RemoteMatching};
@@ -94,14 +94,15 @@ pub async fn bind(roles: &[Role]) -> Result<sundial_transport::RoleListeners> {
     Ok(listeners)
 }
 
-/// Joins the membership table with this process's roles, and names the services of the roles
-/// it does not run, reached where the table says they answer.
+/// Joins the membership table with this process's roles, and places its services: the address
+/// its history role is reached at (recorded as the owner of the shards it takes), and the
+/// services of the roles it does not run, reached where the table says they answer.
 pub async fn join(
     store: &DynStore,
     clock: Arc<dyn Clock>,
     roles: &[Role],
     log: &Logger,
-) -> Result<Elsewhere> {
+) -> Result<Placement> {
     let runs = |role: ServiceRole| roles.iter().any(|r| r.role == role);
     let own = roles
         .iter()
@@ -133,5 +134,14 @@ pub async fn join(
             resolver("matching"),
         ))) as MatchingClient
     });
-    Ok(Elsewhere { history, matching })
+    let address = roles
+        .iter()
+        .find(|r| r.role == ServiceRole::History)
+        .map(|r| r.advertised.clone())
+        .unwrap_or_default();
+    Ok(Placement {
+        address,
+        history,
+        matching,
+    })
 }

@@ -31,6 +31,16 @@ pub enum Error {
     /// The sticky worker is gone; dispatch to the normal queue.
     #[error("sticky worker unavailable")]
     StickyWorkerUnavailable,
+    /// Another process owns the history shard (it acquired the shard after this one did);
+    /// `owner` is the address that process serves at, as recorded in the shard's row (empty
+    /// when not known). Nothing of the refused request was written: retry it at the owner.
+    #[error("shard {shard_id} is owned by {}", if owner.is_empty() { "another process" } else { owner })]
+    ShardOwnershipLost {
+        /// The shard.
+        shard_id: i32,
+        /// Where its owner serves.
+        owner: String,
+    },
     /// The component is shutting down or lost ownership; retry later.
     #[error("{0}")]
     Unavailable(String),

@@ -96,11 +96,10 @@ impl LocalHistory {
     fn start(
         store: &DynStore,
         num_shards: i32,
-        log: &Logger,
-        clock: &Arc<dyn Clock>,
-        telemetry: &Telemetry,
+        (log, clock, telemetry): (&Logger, &Arc<dyn Clock>, &Telemetry),
         matching: &MatchingClient,
         arbiters: &[ArbiterHandle],
+        address: Arc<str>,
     ) -> Self {
         let serving: Vec<Arc<AtomicBool>> = (0..num_shards.max(1))
             .map(|_| Arc::new(AtomicBool::new(false)))
@@ -109,13 +108,14 @@ impl LocalHistory {
             .map(|shard_id| {
                 let (store, matching, clock, log) =
                     (store.clone(), matching.clone(), clock.clone(), log.clone());
-                let telemetry = telemetry.clone();
+                let (telemetry, address) = (telemetry.clone(), address.clone());
                 let flag = serving[(shard_id - 1) as usize].clone();
                 let arbiter = &arbiters[(shard_id - 1) as usize % arbiters.len()];
                 HistoryShard::start_in_arbiter(arbiter, move |_| {
                     HistoryShard::new(shard_id, store, matching, clock, log)
                         .with_telemetry(telemetry)
                         .with_serving_flag(flag)
+                        .with_address(address)
                 })
             })
             .collect();
@@ -304,9 +304,14 @@ pub struct Node {
     arbiters: Vec<ArbiterHandle>,
 }
 
-/// The services a process uses from other processes instead of running them itself.
+/// Where a process's services run: the address it serves history at, and the services it
+/// uses from other processes instead of running them itself.
 #[derive(Clone, Default)]
-pub struct Elsewhere {
+pub struct Placement {
+    /// The address other processes reach this one's history service at (`host:port`),
+    /// recorded as the owner of every shard it acquires, so a process that lost a shard can
+    /// name its new owner. Empty when nothing else reaches it (tests).
+    pub address: String,
     /// The history service of another process.
     pub history: Option<Arc<dyn HistoryService>>,
     /// The matching service of another process.
@@ -363,40 +368,44 @@ impl Node {
             log,
             clock,
             telemetry,
-            Elsewhere::default(),
+            Placement::default(),
         )
     }
 
-    /// [`Node::start_observed`] for a process that runs only some roles: the history shards
-    /// and the matching partitions run here unless `elsewhere` names the service of another
-    /// process to use instead.
+    /// [`Node::start_observed`] placed by `placement`: the history shards and the matching
+    /// partitions run here unless it names the service of another process to use instead.
     pub fn start_services(
         store: DynStore,
         num_shards: i32,
         log: Logger,
         clock: Arc<dyn Clock>,
         telemetry: Telemetry,
-        elsewhere: Elsewhere,
+        placement: Placement,
     ) -> Node {
         // Shards and partitions spread over one actor thread per core.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let arbiters = start_arbiters(threads);
-        let local_matching = elsewhere.matching.is_none().then(|| {
+        let local_matching = placement.matching.is_none().then(|| {
             Matching::new(store.clone(), clock.clone(), arbiters[0].clone())
                 .spread_over(arbiters.clone())
                 .with_telemetry(telemetry.clone())
         });
-        let matching: MatchingClient = match (&elsewhere.matching, &local_matching) {
+        let matching: MatchingClient = match (&placement.matching, &local_matching) {
             (Some(remote), _) => remote.clone(),
             (None, Some(local)) => Arc::new(local.clone()),
             (None, None) => unreachable!("matching runs here when it runs nowhere else"),
         };
-        let local_history = elsewhere.history.is_none().then(|| {
+        let local_history = placement.history.is_none().then(|| {
             LocalHistory::start(
-                &store, num_shards, &log, &clock, &telemetry, &matching, &arbiters,
+                &store,
+                num_shards,
+                (&log, &clock, &telemetry),
+                &matching,
+                &arbiters,
+                Arc::from(placement.address.as_str()),
             )
         });
-        let service: Arc<dyn HistoryService> = match (elsewhere.history, &local_history) {
+        let service: Arc<dyn HistoryService> = match (placement.history, &local_history) {
             (Some(remote), _) => remote,
             (None, Some(local)) => Arc::new(local.clone()),
             (None, None) => unreachable!("history runs here when it runs nowhere else"),

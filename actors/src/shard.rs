@@ -78,6 +78,10 @@ pub struct HistoryShard {
     /// Cross-workflow tasks that came before the peers did.
     awaiting_peers: Vec<ReadyTask>,
     ownership: Ownership,
+    /// The address this process serves history at, recorded in the shard's row as its owner.
+    address: Arc<str>,
+    /// While fenced: where the shard's owner serves (empty when not known).
+    owner: String,
     /// Failed acquires in a row.
     acquire_failures: u32,
     /// Set while the shard serves; read by the health service.
@@ -188,9 +192,18 @@ impl HistoryShard {
             history: None,
             awaiting_peers: Vec::new(),
             ownership: Ownership::Acquiring,
+            address: Arc::from(""),
+            owner: String::new(),
             acquire_failures: 0,
             serving: Arc::default(),
         }
+    }
+
+    /// Records `address` (where this process serves history) as the owner of the shard when
+    /// it acquires it.
+    pub fn with_address(mut self, address: Arc<str>) -> Self {
+        self.address = address;
+        self
     }
 
     /// Reports whether the shard serves through `flag`.
@@ -214,11 +227,12 @@ impl HistoryShard {
         let store = self.store.clone();
         let shard_id = self.core.shard_id;
         let me = ctx.address();
+        let address = self.address.clone();
         let window_end = self.clock.now_ms().saturating_add(TIMER_WINDOW_MS);
         self.timer_window_end = window_end;
         actix::spawn(async move {
             let result = async {
-                let info = store.acquire_shard(shard_id).await?;
+                let info = store.acquire_shard(shard_id, &address).await?;
                 let transfer = store
                     .list_transfer_tasks(shard_id, i64::MIN, usize::MAX)
                     .await?;
@@ -255,9 +269,10 @@ impl HistoryShard {
     fn refusal(&self) -> Option<Error> {
         let shard_id = self.core.shard_id;
         match self.ownership {
-            Ownership::Fenced => Some(Error::Unavailable(format!(
-                "shard {shard_id} is owned by another process"
-            ))),
+            Ownership::Fenced => Some(Error::ShardOwnershipLost {
+                shard_id,
+                owner: self.owner.clone(),
+            }),
             Ownership::Down => Some(Error::Unavailable(format!(
                 "shard {shard_id} is not available; it is being acquired again"
             ))),
@@ -359,13 +374,24 @@ impl HistoryShard {
         }
     }
 
-    /// The shard's ownership was lost: it stops serving here; waiting requests fail.
-    fn fenced(&mut self, err: &Error) {
+    /// The store refused a write (a commit, a range renewal) because another process acquired
+    /// the shard: the shard stops serving here. Requests wait (the shard stays busy) while the
+    /// owner's address is read, then every one of them fails naming it.
+    fn superseded(&mut self, ctx: &mut Context<Self>, e: &sundial_storage::Error) {
         error!(self.log, "shard ownership lost: another process owns this shard; it stops serving here";
-            "shard_id" => self.core.shard_id, "error" => %err);
-        self.set_ownership(Ownership::Fenced);
-        self.refuse_all(err);
+            "shard_id" => self.core.shard_id, "error" => %e);
+        self.busy = true;
         self.timers.clear();
+        let store = self.store.clone();
+        let shard_id = self.core.shard_id;
+        let me = ctx.address();
+        actix::spawn(async move {
+            let owner = match store.get_shard(shard_id).await {
+                Ok(row) => row.map(|r| r.owner).unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            me.do_send(Superseded(owner));
+        });
     }
 
     /// Arms a timer again whose batch did not commit (or whose run could not be read).
@@ -435,7 +461,8 @@ impl HistoryShard {
         let lookups = ops.iter().filter(|(_, r)| r.run().is_some()).count();
         let (currents, runs) = self.core.reads_for(ops.iter().map(|(_, r)| r));
         self.telemetry.cache(lookups, currents.len() + runs.len());
-        let renew = self.core.task_ids_left() < 10_000;
+        let renew = (self.core.task_ids_left() < 10_000)
+            .then(|| (self.core.range_id, self.address.clone()));
         let store = self.store.clone();
         let shard_id = self.core.shard_id;
         let me = ctx.address();
@@ -502,7 +529,12 @@ impl HistoryShard {
                 // A speculative task's dispatch was never stored: nothing to delete.
                 Ok(()) if task.speculative => {}
                 Ok(()) => me.do_send(Ack(ready.task_id)),
-                Err(e @ (Error::Unavailable(_) | Error::Storage(_) | Error::Overloaded(_))) => {
+                Err(
+                    e @ (Error::Unavailable(_)
+                    | Error::Storage(_)
+                    | Error::Overloaded(_)
+                    | Error::ShardOwnershipLost { .. }),
+                ) => {
                     let wait = backoff(attempt);
                     warn!(log, "transfer task not dispatched; retrying";
                         "namespace_id" => &task.namespace_id, "workflow_id" => &task.workflow_id,
@@ -557,11 +589,12 @@ async fn load(
     shard_id: i32,
     currents: Vec<(String, String)>,
     runs: Vec<ExecutionKey>,
-    renew: bool,
+    renew: Option<(i64, Arc<str>)>,
 ) -> crate::Result<Vec<Load>> {
     let mut out = Vec::new();
-    if renew {
-        out.push(Load::Renewed(store.acquire_shard(shard_id).await?.range_id));
+    if let Some((range_id, address)) = renew {
+        let renewed = store.renew_shard(shard_id, range_id, &address).await?;
+        out.push(Load::Renewed(renewed));
     }
     for key in &runs {
         if let Some(row) = store.get_execution(shard_id, key).await? {
@@ -629,6 +662,27 @@ impl Handler<Ready> for HistoryShard {
     }
 }
 
+/// The shard's owner, read after the store refused this process's write.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Superseded(String);
+
+impl Handler<Superseded> for HistoryShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Superseded, _: &mut Self::Context) {
+        self.owner = msg.0;
+        self.set_ownership(Ownership::Fenced);
+        let err = Error::ShardOwnershipLost {
+            shard_id: self.core.shard_id,
+            owner: self.owner.clone(),
+        };
+        warn!(self.log, "shard fenced"; "shard_id" => self.core.shard_id, "owner" => &self.owner);
+        self.refuse_all(&err);
+        self.timers.clear();
+    }
+}
+
 impl Handler<Acquire> for HistoryShard {
     type Result = ();
 
@@ -679,6 +733,11 @@ impl Handler<Loaded> for HistoryShard {
     fn handle(&mut self, msg: Loaded, ctx: &mut Self::Context) {
         let loads = match msg.result {
             Ok(loads) => loads,
+            Err(Error::Storage(e @ sundial_storage::Error::ShardOwnershipLost { .. })) => {
+                // The range renewal found the shard taken: the batch's callers are answered
+                // with the rest.
+                return self.superseded(ctx, &e);
+            }
             Err(e) => {
                 let err = Error::Unavailable(format!("storage read failed: {e}"));
                 for (ticket, request) in msg.ops {
@@ -783,18 +842,13 @@ impl Handler<Committed> for HistoryShard {
             Err(e) => {
                 error!(self.log, "shard commit failed"; "shard_id" => self.core.shard_id, "error" => %e);
                 self.core.rolled_back(&msg.touched);
-                let err = match &e {
-                    sundial_storage::Error::ShardOwnershipLost { .. } => {
-                        Error::Unavailable(format!("shard ownership lost: {e}"))
-                    }
-                    _ => Error::Unavailable(format!("commit failed: {e}")),
-                };
+                if matches!(e, sundial_storage::Error::ShardOwnershipLost { .. }) {
+                    // Nothing of the batch was written; its callers are answered with the rest.
+                    return self.superseded(ctx, &e);
+                }
+                let err = Error::Unavailable(format!("commit failed: {e}"));
                 for (ticket, _) in msg.effects.replies {
                     self.reply((ticket, Err(err.clone())));
-                }
-                if matches!(e, sundial_storage::Error::ShardOwnershipLost { .. }) {
-                    self.fenced(&err);
-                    return;
                 }
                 // The outcome is unknown: the batch may or may not be stored. Never retry it
                 // blindly: take the shard again and start from what the store holds (its runs,

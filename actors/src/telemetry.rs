@@ -162,8 +162,9 @@ impl Telemetry {
     }
 
     /// `store` wrapped so that its calls are measured and traced, or `store` itself when
-    /// telemetry is off.
-    pub fn instrument_store(&self, store: DynStore) -> DynStore {
+    /// telemetry is off. `roles` are the roles the process runs (empty for all): every call's
+    /// `service_name` is one of them.
+    pub fn instrument_store(&self, store: DynStore, roles: Vec<&'static str>) -> DynStore {
         if !self.is_enabled() {
             return store;
         }
@@ -172,12 +173,10 @@ impl Telemetry {
             // Traces only: metrics go nowhere (the global provider is a no-op unless set).
             None => opentelemetry::global::meter("sundial-disabled"),
         };
-        Arc::new(InstrumentedStore::new(
-            store,
-            &meter,
-            self.tracer.clone(),
-            self.names.clone(),
-        ))
+        Arc::new(
+            InstrumentedStore::new(store, &meter, self.tracer.clone(), self.names.clone())
+                .for_roles(roles),
+        )
     }
 
     /// The name of a namespace id, when seen.

@@ -81,7 +81,10 @@ fn row(i: usize, rng: &mut Rng) -> VisibilityRow {
 }
 
 async fn load(store: &DynStore, runs: usize) {
-    let shard = store.acquire_shard(1).await.expect("acquire shard 1");
+    let shard = store
+        .acquire_shard(1, "owner-a")
+        .await
+        .expect("acquire shard 1");
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
     let began = Instant::now();
     let mut written = 0;

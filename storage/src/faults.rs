@@ -139,9 +139,18 @@ fn injected(operation: &str) -> Error {
 
 #[async_trait]
 impl ShardStore for FaultInjectingStore {
-    async fn acquire_shard(&self, shard_id: i32) -> Result<ShardInfo> {
-        self.write("acquire_shard", self.inner.acquire_shard(shard_id))
+    async fn acquire_shard(&self, shard_id: i32, owner: &str) -> Result<ShardInfo> {
+        self.write("acquire_shard", self.inner.acquire_shard(shard_id, owner))
             .await
+    }
+
+    async fn renew_shard(&self, shard_id: i32, expected_range_id: i64, owner: &str) -> Result<i64> {
+        let call = self.inner.renew_shard(shard_id, expected_range_id, owner);
+        self.write("renew_shard", call).await
+    }
+
+    async fn get_shard(&self, shard_id: i32) -> Result<Option<ShardInfo>> {
+        self.read("get_shard", self.inner.get_shard(shard_id)).await
     }
 
     async fn commit(&self, shard_id: i32, expected_range_id: i64, batch: ShardBatch) -> Result<()> {
@@ -417,7 +426,7 @@ mod tests {
     async fn only_targeted_operations_fail() {
         let store = FaultInjectingStore::new(Arc::new(MemoryStore::new()), 1.0, 5);
         store.set_targets(&["acquire_shard"]);
-        assert!(store.acquire_shard(1).await.is_err());
+        assert!(store.acquire_shard(1, "owner-a").await.is_err());
         store.list_namespaces().await.unwrap();
         store.set_targets(&[]);
         assert!(store.list_namespaces().await.is_err());

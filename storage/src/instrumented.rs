@@ -74,6 +74,8 @@ pub struct InstrumentedStore {
     instruments: Instruments,
     tracer: Option<Arc<BoxedTracer>>,
     names: NamespaceNames,
+    /// The roles the process runs; empty for all of them.
+    roles: Vec<&'static str>,
 }
 
 /// The `error_type` tag of a storage error, named like Temporal's persistence errors.
@@ -111,6 +113,25 @@ impl InstrumentedStore {
             },
             tracer,
             names,
+            roles: Vec::new(),
+        }
+    }
+
+    /// Tags every call with one of `roles`, the roles the process runs: a call made for a role
+    /// the process runs is tagged with that role, any other (a history process reading the
+    /// namespaces the frontend writes, a matching process keeping its membership row fresh) with
+    /// the first of `roles`, so `service_name` always names a role that emitted it. Empty (the
+    /// default) stands for a process running every role.
+    pub fn for_roles(mut self, roles: Vec<&'static str>) -> Self {
+        self.roles = roles;
+        self
+    }
+
+    /// The `service_name` of a call made for `role`.
+    fn service(&self, role: &'static str) -> &'static str {
+        match self.roles.first() {
+            Some(first) if !self.roles.contains(&role) => first,
+            _ => role,
         }
     }
 
@@ -162,7 +183,7 @@ impl InstrumentedStore {
         let tags = [
             KeyValue::new("operation", operation),
             KeyValue::new("namespace", namespace),
-            KeyValue::new("service_name", service),
+            KeyValue::new("service_name", self.service(service)),
         ];
         let i = &self.instruments;
         i.requests.add(1, &tags);
@@ -199,9 +220,21 @@ impl InstrumentedStore {
 
 #[async_trait]
 impl ShardStore for InstrumentedStore {
-    async fn acquire_shard(&self, shard_id: i32) -> Result<ShardInfo> {
-        let call = self.inner.acquire_shard(shard_id);
+    async fn acquire_shard(&self, shard_id: i32, owner: &str) -> Result<ShardInfo> {
+        let call = self.inner.acquire_shard(shard_id, owner);
         self.observe("GetOrCreateShard", "history", SYSTEM.into(), call)
+            .await
+    }
+
+    async fn renew_shard(&self, shard_id: i32, expected_range_id: i64, owner: &str) -> Result<i64> {
+        let call = self.inner.renew_shard(shard_id, expected_range_id, owner);
+        self.observe("UpdateShard", "history", SYSTEM.into(), call)
+            .await
+    }
+
+    async fn get_shard(&self, shard_id: i32) -> Result<Option<ShardInfo>> {
+        let call = self.inner.get_shard(shard_id);
+        self.observe("GetShard", "history", SYSTEM.into(), call)
             .await
     }
 
@@ -495,7 +528,7 @@ mod tests {
             None,
             Default::default(),
         );
-        assert_eq!(store.acquire_shard(1).await.unwrap().range_id, 1);
+        assert_eq!(store.acquire_shard(1, "owner-a").await.unwrap().range_id, 1);
         assert_eq!(store.get_namespace_by_name("nope").await.unwrap(), None);
         store
             .create_namespace(NamespaceRow {
@@ -509,5 +542,27 @@ mod tests {
         assert_eq!(store.name_of("id-1"), "default");
         assert_eq!(store.name_of("id-2"), UNKNOWN);
         assert!(store.commit(1, 99, ShardBatch::default()).await.is_err());
+    }
+
+    #[test]
+    fn service_name_is_a_role_the_process_runs() {
+        let meter = opentelemetry::global::meter("test");
+        let store = || {
+            InstrumentedStore::new(
+                Arc::new(MemoryStore::new()),
+                &meter,
+                None,
+                Default::default(),
+            )
+        };
+        let every_role = store();
+        assert_eq!(every_role.service("frontend"), "frontend");
+        assert_eq!(every_role.service("matching"), "matching");
+        let matching = store().for_roles(vec!["matching"]);
+        assert_eq!(matching.service("matching"), "matching");
+        assert_eq!(matching.service("frontend"), "matching");
+        let two = store().for_roles(vec!["history", "worker"]);
+        assert_eq!(two.service("worker"), "worker");
+        assert_eq!(two.service("frontend"), "history");
     }
 }

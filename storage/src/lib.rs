@@ -37,10 +37,21 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Shard ownership and the shard's atomic, fenced write.
 #[async_trait]
 pub trait ShardStore: Send + Sync {
-    /// Takes ownership of `shard_id`: creates its row with `range_id` 1 when missing, otherwise
-    /// increments `range_id` by compare-and-set. Every later [`commit`](Self::commit) by a
-    /// previous owner (holding the old `range_id`) then fails with [`Error::ShardOwnershipLost`].
-    async fn acquire_shard(&self, shard_id: i32) -> Result<ShardInfo>;
+    /// Takes ownership of `shard_id` for `owner` (the address the owner serves at, recorded in
+    /// the row): creates its row with `range_id` 1 when missing, otherwise increments
+    /// `range_id`. Every later [`commit`](Self::commit) or [`renew_shard`](Self::renew_shard)
+    /// by a previous owner (holding the old `range_id`) then fails with
+    /// [`Error::ShardOwnershipLost`].
+    async fn acquire_shard(&self, shard_id: i32, owner: &str) -> Result<ShardInfo>;
+
+    /// Moves the owner's `range_id` on by one (a new range of task ids) if and only if it still
+    /// equals `expected_range_id`; answers the new one. A previous owner's renewal fails with
+    /// [`Error::ShardOwnershipLost`] and leaves the row as it is, so a stale owner never takes
+    /// a shard back.
+    async fn renew_shard(&self, shard_id: i32, expected_range_id: i64, owner: &str) -> Result<i64>;
+
+    /// The shard's row as stored (its owner and `range_id`), if it was ever acquired.
+    async fn get_shard(&self, shard_id: i32) -> Result<Option<ShardInfo>>;
 
     /// Applies `batch` atomically if and only if the shard's `range_id` still equals
     /// `expected_range_id` and every row condition in the batch holds. On any failure nothing of

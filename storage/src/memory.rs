@@ -89,15 +89,37 @@ fn check_conditions(t: &Tables, shard_id: i32, batch: &ShardBatch) -> Result<()>
 
 #[async_trait]
 impl ShardStore for MemoryStore {
-    async fn acquire_shard(&self, shard_id: i32) -> Result<ShardInfo> {
+    async fn acquire_shard(&self, shard_id: i32, owner: &str) -> Result<ShardInfo> {
         let mut t = self.lock();
         let shard = t.shards.entry(shard_id).or_insert(ShardInfo {
             shard_id,
             range_id: 0,
+            owner: String::new(),
             data: Vec::new(),
         });
         shard.range_id += 1;
+        shard.owner = owner.to_string();
         Ok(shard.clone())
+    }
+
+    async fn renew_shard(&self, shard_id: i32, expected_range_id: i64, owner: &str) -> Result<i64> {
+        let mut t = self.lock();
+        match t.shards.get_mut(&shard_id) {
+            Some(shard) if shard.range_id == expected_range_id => {
+                shard.range_id += 1;
+                shard.owner = owner.to_string();
+                Ok(shard.range_id)
+            }
+            found => Err(Error::ShardOwnershipLost {
+                shard_id,
+                expected: expected_range_id,
+                actual: found.map_or(0, |s| s.range_id),
+            }),
+        }
+    }
+
+    async fn get_shard(&self, shard_id: i32) -> Result<Option<ShardInfo>> {
+        Ok(self.lock().shards.get(&shard_id).cloned())
     }
 
     async fn commit(&self, shard_id: i32, expected_range_id: i64, batch: ShardBatch) -> Result<()> {

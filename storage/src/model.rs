@@ -9,6 +9,9 @@ pub struct ShardInfo {
     pub shard_id: i32,
     /// Ownership fence: bumped by every acquisition.
     pub range_id: i64,
+    /// The address the owner serves at, as it gave it when it acquired the shard (empty in
+    /// rows written before owners were recorded).
+    pub owner: String,
     /// Opaque shard metadata (ack levels and the like), written by [`ShardBatch::shard_data`].
     pub data: Vec<u8>,
 }

@@ -61,10 +61,22 @@ impl TestServer {
         clock: Arc<dyn sundial_actors::Clock>,
     ) -> Result<Self> {
         let log = slog::Logger::root(slog::Discard, slog::o!());
-        let node = Node::start_with_clock(store, NUM_SHARDS, log, clock);
-        node.namespaces.load_all().await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        // Its shards record the server's address as their owner, as a single process does.
+        let placement = sundial_actors::Placement {
+            address: addr.to_string(),
+            ..Default::default()
+        };
+        let node = Node::start_services(
+            store,
+            NUM_SHARDS,
+            log,
+            clock,
+            sundial_actors::Telemetry::default(),
+            placement,
+        );
+        node.namespaces.load_all().await?;
         let mut server = TestServer {
             addr,
             node: node.clone(),

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use sundial_proto::workflowservice::GetClusterInfoRequest;
+use sundial_tests::Worker;
 use sundial_tests::process::{SundialProcess, free_port};
+use sundial_tests::scrape::scrape;
 
 /// A server started with another `--num-history-shards` on a used store refuses to start and
 /// says why; with the store's own count it serves, under the same cluster id.
@@ -58,6 +60,89 @@ fn uuid_like(id: &str) -> bool {
     id.len() == 36 && id.chars().filter(|c| *c == '-').count() == 4
 }
 
+/// A base port whose dev layout (+1, +2 and +6 for the other roles) stays in range.
+fn layout_port() -> Result<u16> {
+    loop {
+        let port = free_port()?;
+        if port < 65000 {
+            return Ok(port);
+        }
+    }
+}
+
+/// In a deployment of one process per role, every metric a process exports names its own role
+/// in `service_name`, including the store calls it makes for another role's data (the history
+/// process reading namespaces, every process keeping its membership row fresh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_process_tags_its_metrics_with_its_role() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("sundial.db");
+    let port = layout_port()?;
+    let mut processes = Vec::new();
+    for role in ["history", "matching", "worker", "frontend"] {
+        let metrics = free_port()?;
+        let metrics_arg = metrics.to_string();
+        let extra = ["--services", role, "--metrics-port", &metrics_arg];
+        let args = SundialProcess::start_dev_args(port, &db, &extra);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let log = dir.path().join(format!("{role}.log"));
+        let process = SundialProcess::spawn(&args, addr, &log)?;
+        processes.push((
+            role,
+            process,
+            std::net::SocketAddr::from(([127, 0, 0, 1], metrics)),
+        ));
+    }
+    let client = processes[3].1.wait_ready().await?;
+    // A workflow started through the frontend reaches history (which commits it) and matching
+    // (which queues its task, no worker polling); the frontend answers once history is known.
+    let mut worker = Worker::new(client);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while let Err(e) = worker.start("tagged-by-role").await {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "start never succeeded: {e:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (role, process, metrics) in &mut processes {
+        // Every process calls the store (its membership row, at least): wait for that.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let scraped = loop {
+            let scraped = scrape(*metrics).await;
+            if let Ok(s) = &scraped
+                && !s.find("persistence_requests", &[]).is_empty()
+            {
+                break scraped?;
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "{role}: no persistence metrics ({scraped:?}); log:\n{}",
+                process.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let tagged: Vec<_> = scraped
+            .samples
+            .iter()
+            .filter(|s| s.tags.contains_key("service_name"))
+            .collect();
+        ensure!(!tagged.is_empty(), "{role}: no sample names a service");
+        for sample in tagged {
+            ensure!(
+                sample.tags["service_name"] == *role,
+                "{role} process exported {} {:?}",
+                sample.name,
+                sample.tags
+            );
+        }
+    }
+    for (_, process, _) in &mut processes {
+        process.kill()?;
+    }
+    Ok(())
+}
+
 /// The four processes of a deployment, started together on one new SQLite file, all get past
 /// opening it: each waits for the others' setup of the file instead of failing with "database
 /// is locked". Several rounds, each on a new file.
@@ -66,13 +151,7 @@ async fn four_processes_opening_one_new_sqlite_file_at_once_all_serve() -> Resul
     for round in 0..4 {
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("sundial.db");
-        let port = loop {
-            // The dev layout puts the roles at +1, +2 and +6.
-            let port = free_port()?;
-            if port < 65000 {
-                break port;
-            }
-        };
+        let port = layout_port()?;
         let mut processes = Vec::new();
         for role in ["history", "matching", "worker", "frontend"] {
             let args = SundialProcess::start_dev_args(port, &db, &["--services", role]);

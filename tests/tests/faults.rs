@@ -120,6 +120,13 @@ async fn a_fenced_shard_stops_serving_instead_of_answering_for_another_owner() -
             Err(e) => {
                 let status = e.downcast_ref::<Status>().context("a gRPC status")?;
                 ensure!(status.code() == Code::Unavailable, "{status:?}");
+                // The refusal names the owner, as the shard's row records it.
+                ensure!(
+                    status
+                        .message()
+                        .ends_with(&format!("is owned by {}", second.addr)),
+                    "{status:?}"
+                );
                 fenced += 1;
             }
         }

@@ -79,6 +79,9 @@ pub fn to_status(err: Error) -> Status {
         Error::Storage(e) => Status::unavailable(e.to_string()),
         Error::StickyWorkerUnavailable => Status::unavailable("sticky worker unavailable"),
         Error::Unavailable(m) => Status::unavailable(m),
+        // Temporal's ShardOwnershipLost also answers Unavailable: the client retries and the
+        // request reaches the owner.
+        e @ Error::ShardOwnershipLost { .. } => Status::unavailable(e.to_string()),
         Error::ResourceExhausted(m) => Status::resource_exhausted(m),
         Error::Internal(m) => Status::internal(m),
         Error::Overloaded(m) => with_detail(

@@ -15,6 +15,8 @@ pub(super) mod code {
     pub const NO_SUCH_TABLE: u16 = 1146;
     /// `ER_BAD_DB_ERROR`: no such database.
     pub const NO_SUCH_DATABASE: u16 = 1049;
+    /// `ER_DUP_FIELDNAME`: an `ADD COLUMN` found the column there.
+    pub const DUPLICATE_COLUMN: u16 = 1060;
 }
 
 /// Server errors after which nothing was written and the call can succeed later: the server is

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use mysql_async::Transaction;
 use mysql_async::prelude::Queryable;
 
-use super::error::TxResult;
+use super::error::{Sent, TxResult};
 use super::settle::{self, CommitMark};
 use super::{Ended, MysqlStore, first_row, insert_new, sql_limit, visibility};
 use crate::{
@@ -313,25 +313,57 @@ async fn apply_batch<'b>(
 }
 
 /// Takes ownership of a shard: creates its row or increments its `range_id`.
-async fn acquire(tx: &mut Transaction<'_>, shard_id: i32) -> TxResult<ShardInfo> {
+async fn acquire(tx: &mut Transaction<'_>, shard_id: i32, owner: &str) -> TxResult<ShardInfo> {
     tx.exec_drop(
-        "INSERT INTO shards (shard_id, range_id, data) VALUES (?, 1, '')
-         ON DUPLICATE KEY UPDATE range_id = range_id + 1",
+        "INSERT INTO shards (shard_id, range_id, data, owner) VALUES (?, 1, '', ?)
+         ON DUPLICATE KEY UPDATE range_id = range_id + 1, owner = VALUES(owner)",
+        (shard_id, owner),
+    )
+    .await?;
+    Ok(read_shard(tx, shard_id)
+        .await?
+        .ok_or_else(|| Error::Backend(format!("shard {shard_id} vanished while acquired")))?)
+}
+
+/// Moves the shard's `range_id` on by one if it still is `expected`; answers the new one.
+async fn renew(
+    tx: &mut Transaction<'_>,
+    shard_id: i32,
+    expected: i64,
+    owner: &str,
+) -> TxResult<i64> {
+    tx.exec_drop(
+        "UPDATE shards SET range_id = range_id + 1, owner = ? WHERE shard_id = ? AND range_id = ?",
+        (owner, shard_id, expected),
+    )
+    .await?;
+    let renewed = tx.affected_rows() == 1;
+    let actual = read_shard(tx, shard_id).await?.map_or(0, |s| s.range_id);
+    if !renewed {
+        return Err(Error::ShardOwnershipLost {
+            shard_id,
+            expected,
+            actual,
+        }
+        .into());
+    }
+    Ok(actual)
+}
+
+/// The shard's row, if it was ever acquired.
+async fn read_shard(q: &mut impl Queryable, shard_id: i32) -> TxResult<Option<ShardInfo>> {
+    let row = first_row::<(i64, Vec<u8>, String)>(
+        q,
+        "SELECT range_id, data, owner FROM shards WHERE shard_id = ?",
         (shard_id,),
     )
     .await?;
-    let (range_id, data) = first_row::<(i64, Vec<u8>)>(
-        tx,
-        "SELECT range_id, data FROM shards WHERE shard_id = ?",
-        (shard_id,),
-    )
-    .await?
-    .ok_or_else(|| Error::Backend(format!("shard {shard_id} vanished while acquired")))?;
-    Ok(ShardInfo {
+    Ok(row.map(|(range_id, data, owner)| ShardInfo {
         shard_id,
         range_id,
+        owner,
         data,
-    })
+    }))
 }
 
 /// The fenced commit of a shard's batch; answers the mark it left on the shard's row.
@@ -349,12 +381,27 @@ async fn commit_batch(
 
 #[async_trait]
 impl ShardStore for MysqlStore {
-    async fn acquire_shard(&self, shard_id: i32) -> Result<ShardInfo> {
+    async fn acquire_shard(&self, shard_id: i32, owner: &str) -> Result<ShardInfo> {
         self.transaction(|mut tx| async move {
-            let acquired = acquire(&mut tx, shard_id).await;
+            let acquired = acquire(&mut tx, shard_id, owner).await;
             (tx, acquired)
         })
         .await
+    }
+
+    async fn renew_shard(&self, shard_id: i32, expected_range_id: i64, owner: &str) -> Result<i64> {
+        self.transaction(|mut tx| async move {
+            let renewed = renew(&mut tx, shard_id, expected_range_id, owner).await;
+            (tx, renewed)
+        })
+        .await
+    }
+
+    async fn get_shard(&self, shard_id: i32) -> Result<Option<ShardInfo>> {
+        let mut conn = self.conn().await?;
+        read_shard(&mut conn, shard_id)
+            .await
+            .map_err(|e| e.into_error(Sent::BeforeCommit, &self.target))
     }
 
     async fn commit(&self, shard_id: i32, expected_range_id: i64, batch: ShardBatch) -> Result<()> {

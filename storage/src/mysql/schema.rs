@@ -3,7 +3,8 @@
 //!
 //! `schema_version` holds one row: how many entries of [`MIGRATIONS`] have been applied. DDL in
 //! MySQL commits on its own, so a step cannot be rolled back: every statement of a step is
-//! idempotent (`IF NOT EXISTS`), and a step that stopped halfway is simply run again. Migrations
+//! idempotent (`IF NOT EXISTS`; an `ADD COLUMN`, which MySQL 8 cannot make conditional, counts
+//! as done when the column is there), and a step that stopped halfway is simply run again. Migrations
 //! run under a named lock (`GET_LOCK`), so two processes never apply the same step at once. Add
 //! a migration by appending to [`MIGRATIONS`]; never edit a shipped one.
 //!
@@ -120,6 +121,8 @@ const MIGRATIONS: &[&[&str]] = &[
             PRIMARY KEY (host_id, role),
             KEY cluster_membership_by_role (role, last_heartbeat_ms)
         ) ENGINE = InnoDB ROW_FORMAT = DYNAMIC"],
+    // 5: the address of each shard's owner (see `ShardStore::acquire_shard`).
+    &["ALTER TABLE shards ADD COLUMN owner VARBINARY(255) NOT NULL DEFAULT ''"],
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -300,7 +303,10 @@ async fn migrate(
     .map_err(sql_error)?;
     for (done, step) in MIGRATIONS.iter().enumerate().skip(from as usize) {
         for statement in *step {
-            conn.query_drop(*statement).await.map_err(sql_error)?;
+            match conn.query_drop(*statement).await {
+                Err(e) if server_code(&e) == Some(code::DUPLICATE_COLUMN) => {}
+                done => done.map_err(sql_error)?,
+            }
         }
         conn.exec_drop(
             "INSERT INTO schema_version (id, version) VALUES (1, ?)

@@ -241,6 +241,16 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// A shard's row from its first three columns: `range_id, data, owner`.
+fn shard_info(shard_id: i32, row: &Row) -> Result<ShardInfo> {
+    Ok(ShardInfo {
+        shard_id,
+        range_id: column(row, 0)?,
+        data: column(row, 1)?,
+        owner: column(row, 2)?,
+    })
+}
+
 fn execution_row(row: &Row) -> Result<ExecutionRow> {
     Ok(ExecutionRow {
         key: ExecutionKey {
@@ -256,27 +266,64 @@ fn execution_row(row: &Row) -> Result<ExecutionRow> {
 
 #[async_trait]
 impl ShardStore for PostgresStore {
-    async fn acquire_shard(&self, shard_id: i32) -> Result<ShardInfo> {
+    async fn acquire_shard(&self, shard_id: i32, owner: &str) -> Result<ShardInfo> {
         let mut acquire = Pipeline::default();
         acquire.push(
-            "INSERT INTO shards (shard_id, range_id, data) VALUES ($1, 1, '')
-             ON CONFLICT (shard_id) DO UPDATE SET range_id = shards.range_id + 1
-             RETURNING range_id, data, txid_current()::text || '@' || pg_postmaster_start_time()::text",
-            params![shard_id],
+            "INSERT INTO shards (shard_id, range_id, data, owner) VALUES ($1, 1, '', $2)
+             ON CONFLICT (shard_id) DO UPDATE SET range_id = shards.range_id + 1, owner = $2
+             RETURNING range_id, data, owner,
+                 txid_current()::text || '@' || pg_postmaster_start_time()::text",
+            params![shard_id, owner.to_string()],
         );
         let (tx, answers) = WriteTransaction::begin(self.client().await?, acquire)
             .await
             .map_err(errors::statement)?;
         let row = single_row(&answers)?;
-        let info = ShardInfo {
-            shard_id,
-            range_id: column(row, 0)?,
-            data: column(row, 1)?,
-        };
-        let xid = column(row, 2)?;
+        let info = shard_info(shard_id, row)?;
+        let xid = column(row, 3)?;
         tx.commit(Pipeline::default(), xid, &self.pool, errors::statement)
             .await?;
         Ok(info)
+    }
+
+    async fn renew_shard(&self, shard_id: i32, expected_range_id: i64, owner: &str) -> Result<i64> {
+        let mut renew = Pipeline::default();
+        renew.push(
+            "UPDATE shards SET range_id = range_id + 1, owner = $3
+             WHERE shard_id = $1 AND range_id = $2
+             RETURNING range_id, txid_current()::text || '@' || pg_postmaster_start_time()::text",
+            params![shard_id, expected_range_id, owner.to_string()],
+        );
+        let (tx, answers) = WriteTransaction::begin(self.client().await?, renew)
+            .await
+            .map_err(errors::statement)?;
+        let Some(row) = answers.first().and_then(|rows| rows.first()) else {
+            // Nothing changed: the transaction rolls back as it drops.
+            drop(tx);
+            let actual = self.get_shard(shard_id).await?.map_or(0, |s| s.range_id);
+            return Err(Error::ShardOwnershipLost {
+                shard_id,
+                expected: expected_range_id,
+                actual,
+            });
+        };
+        let range_id = column(row, 0)?;
+        let xid = column(row, 1)?;
+        tx.commit(Pipeline::default(), xid, &self.pool, errors::statement)
+            .await?;
+        Ok(range_id)
+    }
+
+    async fn get_shard(&self, shard_id: i32) -> Result<Option<ShardInfo>> {
+        let rows = self
+            .query(
+                "SELECT range_id, data, owner FROM shards WHERE shard_id = $1",
+                &[&shard_id],
+            )
+            .await?;
+        rows.first()
+            .map(|row| shard_info(shard_id, row))
+            .transpose()
     }
 
     async fn commit(&self, shard_id: i32, expected_range_id: i64, batch: ShardBatch) -> Result<()> {

@@ -306,6 +306,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX cluster_membership_by_role ON cluster_membership (role, last_heartbeat_ms);
     "#,
+    // 6: the address of each shard's owner (see `ShardStore::acquire_shard`).
+    "ALTER TABLE shards ADD COLUMN owner text NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this build reads and writes: the number of migrations.

@@ -370,26 +370,81 @@ fn apply_batch(tx: &Connection, shard_id: i32, batch: ShardBatch) -> Result<()> 
     Ok(())
 }
 
+/// A shard's row as read by `SELECT range_id, data, owner`.
+fn shard_info(shard_id: i32, row: &Row<'_>) -> rusqlite::Result<ShardInfo> {
+    Ok(ShardInfo {
+        shard_id,
+        range_id: row.get(0)?,
+        data: row.get(1)?,
+        owner: row.get(2)?,
+    })
+}
+
+/// The shard's `range_id` in the store (0 for a shard never acquired).
+fn range_id_of(conn: &Connection, shard_id: i32) -> Result<i64> {
+    Ok(conn
+        .query_row(
+            "SELECT range_id FROM shards WHERE shard_id = ?1",
+            [shard_id],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or(0))
+}
+
 #[async_trait]
 impl ShardStore for SqliteStore {
-    async fn acquire_shard(&self, shard_id: i32) -> Result<ShardInfo> {
+    async fn acquire_shard(&self, shard_id: i32, owner: &str) -> Result<ShardInfo> {
+        let owner = owner.to_string();
         self.write(move |conn| {
             let tx = begin(conn)?;
             let info = tx.query_row(
-                "INSERT INTO shards (shard_id, range_id, data) VALUES (?1, 1, x'')
-                 ON CONFLICT (shard_id) DO UPDATE SET range_id = range_id + 1
-                 RETURNING range_id, data",
-                [shard_id],
-                |row| {
-                    Ok(ShardInfo {
-                        shard_id,
-                        range_id: row.get(0)?,
-                        data: row.get(1)?,
-                    })
-                },
+                "INSERT INTO shards (shard_id, range_id, data, owner) VALUES (?1, 1, x'', ?2)
+                 ON CONFLICT (shard_id) DO UPDATE SET range_id = range_id + 1, owner = ?2
+                 RETURNING range_id, data, owner",
+                params![shard_id, owner],
+                |row| shard_info(shard_id, row),
             )?;
             tx.commit()?;
             Ok(info)
+        })
+        .await
+    }
+
+    async fn renew_shard(&self, shard_id: i32, expected_range_id: i64, owner: &str) -> Result<i64> {
+        let owner = owner.to_string();
+        self.write(move |conn| {
+            let tx = begin(conn)?;
+            let renewed = tx
+                .query_row(
+                    "UPDATE shards SET range_id = range_id + 1, owner = ?3
+                     WHERE shard_id = ?1 AND range_id = ?2 RETURNING range_id",
+                    params![shard_id, expected_range_id, owner],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let Some(range_id) = renewed else {
+                return Err(Error::ShardOwnershipLost {
+                    shard_id,
+                    expected: expected_range_id,
+                    actual: range_id_of(&tx, shard_id)?,
+                });
+            };
+            tx.commit()?;
+            Ok(range_id)
+        })
+        .await
+    }
+
+    async fn get_shard(&self, shard_id: i32) -> Result<Option<ShardInfo>> {
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT range_id, data, owner FROM shards WHERE shard_id = ?1",
+                    [shard_id],
+                    |row| shard_info(shard_id, row),
+                )
+                .optional()?)
         })
         .await
     }
@@ -399,14 +454,7 @@ impl ShardStore for SqliteStore {
         // rolled back alone on any failure) with the other writes waiting for the writer.
         self.writer
             .run_grouped(move |tx| {
-                let actual: i64 = tx
-                    .query_row(
-                        "SELECT range_id FROM shards WHERE shard_id = ?1",
-                        [shard_id],
-                        |row| row.get(0),
-                    )
-                    .optional()?
-                    .unwrap_or(0);
+                let actual = range_id_of(tx, shard_id)?;
                 if actual != expected_range_id {
                     return Err(Error::ShardOwnershipLost {
                         shard_id,

@@ -117,6 +117,8 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX cluster_membership_by_role ON cluster_membership (role, last_heartbeat_ms);
     ",
+    // 5: the address of each shard's owner (see `ShardStore::acquire_shard`).
+    "ALTER TABLE shards ADD COLUMN owner TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this build writes: the number of migrations.

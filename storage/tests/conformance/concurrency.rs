@@ -10,7 +10,7 @@ pub async fn concurrent_commits_on_one_shard_all_land(h: &dyn Harness) {
     const WORKFLOWS: i64 = 8;
     const VERSIONS: i64 = 20;
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let writers: Vec<_> = (0..WORKFLOWS)
         .map(|w| {
             let store = store.clone();
@@ -56,7 +56,7 @@ pub async fn racing_updates_to_one_execution_never_lose_one(h: &dyn Harness) {
     const RACERS: i64 = 6;
     const WINS_EACH: i64 = 8;
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let k = key("hot", "run");
     store.commit(1, range, start_batch(&k)).await.unwrap();
     let racers: Vec<_> = (0..RACERS)
@@ -113,10 +113,16 @@ pub async fn a_fenced_shard_fails_alone_among_concurrent_shards(h: &dyn Harness)
     let store = h.open();
     let mut ranges = Vec::new();
     for shard in 1..=SHARDS {
-        ranges.push(store.acquire_shard(shard).await.unwrap().range_id);
+        ranges.push(
+            store
+                .acquire_shard(shard, "owner-a")
+                .await
+                .unwrap()
+                .range_id,
+        );
     }
     // Shard 1 is taken by another owner before anyone commits.
-    store.acquire_shard(1).await.unwrap();
+    store.acquire_shard(1, "owner-a").await.unwrap();
     let writers: Vec<_> = (1..=SHARDS)
         .map(|shard| {
             let store = store.clone();

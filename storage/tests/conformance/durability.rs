@@ -10,7 +10,7 @@ pub async fn commit_survives_reopen(h: &dyn Harness) {
     let q = queue("orders", 1, 0);
     {
         let store = h.open();
-        let range = store.acquire_shard(1).await.unwrap().range_id;
+        let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
         let mut batch = start_batch(&k);
         batch.timer_tasks.push(TimerTaskRow {
             fire_time_ms: 50,
@@ -53,7 +53,7 @@ pub async fn commit_survives_reopen(h: &dyn Harness) {
         Some(namespace("id-1", "orders", 1))
     );
     assert_eq!(store.get_tasks(&q, 0, 10).await.unwrap().len(), 1);
-    let info = store.acquire_shard(1).await.unwrap();
+    let info = store.acquire_shard(1, "owner-a").await.unwrap();
     assert_eq!((info.range_id, info.data), (2, b"acks".to_vec()));
     assert_eq!(store.lease_task_queue(&q).await.unwrap(), 2);
 }
@@ -64,7 +64,7 @@ pub async fn crash_between_commit_and_effect_loses_nothing(h: &dyn Harness) {
     let k = key("wf", "run-1");
     {
         let store = h.open();
-        let range = store.acquire_shard(1).await.unwrap().range_id;
+        let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
         let mut batch = start_batch(&k);
         batch.transfer_tasks.push(TransferTaskRow {
             task_id: 100,
@@ -75,7 +75,7 @@ pub async fn crash_between_commit_and_effect_loses_nothing(h: &dyn Harness) {
     }
 
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let pending = store.list_transfer_tasks(1, 0, 10).await.unwrap();
     assert_eq!(
         pending,
@@ -110,12 +110,12 @@ pub async fn crash_between_commit_and_effect_loses_nothing(h: &dyn Harness) {
 /// Two handles on the same data, as two processes: the later owner fences the earlier one.
 pub async fn second_process_fences_the_first(h: &dyn Harness) {
     let first = h.open();
-    let old = first.acquire_shard(1).await.unwrap().range_id;
+    let old = first.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let q = queue("orders", 1, 0);
     let old_lease = first.lease_task_queue(&q).await.unwrap();
 
     let second = h.open();
-    let new = second.acquire_shard(1).await.unwrap().range_id;
+    let new = second.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let new_lease = second.lease_task_queue(&q).await.unwrap();
 
     let k = key("wf", "run-1");

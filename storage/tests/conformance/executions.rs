@@ -8,7 +8,7 @@ use super::{
 
 pub async fn execution_insert_then_update(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let k = key("wf", "run-1");
     store.commit(1, range, start_batch(&k)).await.unwrap();
     assert_eq!(
@@ -33,7 +33,7 @@ pub async fn execution_insert_then_update(h: &dyn Harness) {
 
 pub async fn insert_of_existing_execution_fails(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let k = key("wf", "run-1");
     store.commit(1, range, start_batch(&k)).await.unwrap();
     let again = ShardBatch {
@@ -50,7 +50,7 @@ pub async fn insert_of_existing_execution_fails(h: &dyn Harness) {
 
 pub async fn update_of_missing_execution_fails(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let k = key("wf", "ghost");
     let batch = ShardBatch {
         executions: vec![execution_write(&k, 2, Some(1))],
@@ -65,7 +65,7 @@ pub async fn update_of_missing_execution_fails(h: &dyn Harness) {
 /// other executions, shard data) becomes visible.
 pub async fn wrong_version_rejects_whole_batch(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let k = key("wf", "run-1");
     store.commit(1, range, start_batch(&k)).await.unwrap();
 
@@ -126,12 +126,19 @@ pub async fn wrong_version_rejects_whole_batch(h: &dyn Harness) {
             .unwrap()
             .is_empty()
     );
-    assert!(store.acquire_shard(1).await.unwrap().data.is_empty());
+    assert!(
+        store
+            .acquire_shard(1, "owner-a")
+            .await
+            .unwrap()
+            .data
+            .is_empty()
+    );
 }
 
 pub async fn current_execution_compare_and_set(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let run1 = key("wf", "run-1");
     let run2 = key("wf", "run-2");
     let set = |k, expected| ShardBatch {
@@ -184,8 +191,8 @@ pub async fn current_execution_compare_and_set(h: &dyn Harness) {
 
 pub async fn list_executions_is_ordered_and_limited(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
-    let other_range = store.acquire_shard(2).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
+    let other_range = store.acquire_shard(2, "owner-a").await.unwrap().range_id;
     let keys = [key("c", "1"), key("a", "2"), key("b", "1"), key("a", "1")];
     let batch = ShardBatch {
         executions: keys.iter().map(|k| execution_write(k, 1, None)).collect(),
@@ -218,7 +225,7 @@ pub async fn list_executions_is_ordered_and_limited(h: &dyn Harness) {
 /// leaves other runs alone.
 pub async fn delete_removes_the_run_and_its_history(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let doomed = key("wf", "run-1");
     let kept = key("other", "run-2");
     store.commit(1, range, start_batch(&doomed)).await.unwrap();

@@ -85,7 +85,7 @@ async fn round_tasks(store: &DynStore, round: i64) -> BTreeSet<i64> {
 pub async fn racing_owners_stale_commit_is_refused_and_leaves_nothing(h: &dyn Harness) {
     const ROUNDS: i64 = 8;
     let store = h.open();
-    let mut owner = store.acquire_shard(1).await.unwrap().range_id;
+    let mut owner = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let mut last_data = Vec::new();
     for round in 0..ROUNDS {
         let fenced = Arc::new(AtomicBool::new(false));
@@ -122,7 +122,7 @@ pub async fn racing_owners_stale_commit_is_refused_and_leaves_nothing(h: &dyn Ha
         for _ in 0..3 {
             landed_rx.recv().await.expect("the owner commits");
         }
-        let taken = store.acquire_shard(1).await.unwrap();
+        let taken = store.acquire_shard(1, "owner-a").await.unwrap();
         fenced.store(true, Ordering::SeqCst);
         let at_acquire = round_tasks(&store, round).await;
         let (landed, refused, actual) = writer.await.unwrap();

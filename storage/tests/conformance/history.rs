@@ -10,7 +10,7 @@ fn ids(batches: &[HistoryBatch]) -> Vec<i64> {
 
 pub async fn history_append_and_ranged_read(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let k = key("wf", "run-1");
     let other = key("wf", "run-2");
     // Appended out of order, across two commits.
@@ -60,7 +60,7 @@ pub async fn history_append_and_ranged_read(h: &dyn Harness) {
 
 pub async fn history_rewrite_with_higher_txn_replaces(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let k = key("wf", "run-1");
     let append = |txn, events| ShardBatch {
         history: vec![history(&k, 5, txn, events)],
@@ -96,7 +96,7 @@ pub async fn history_rewrite_with_higher_txn_replaces(h: &dyn Harness) {
 /// nothing before it.
 pub async fn history_read_covering_starts_at_the_batch_holding_the_event(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let k = key("wf", "run-1");
     let batch = ShardBatch {
         history: vec![

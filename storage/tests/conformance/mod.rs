@@ -113,6 +113,8 @@ macro_rules! conformance_suite {
             conformance_suite!(@tests super::$harness;
                 shard::acquire_shard_creates_then_increments,
                 shard::stale_owner_commit_is_rejected_and_writes_nothing,
+                shard::acquire_records_the_owner,
+                shard::renew_moves_the_range_only_for_the_owner,
                 shard::commit_to_unacquired_shard_is_rejected,
                 shard::shard_data_is_returned_by_next_acquire,
                 shard::shards_are_isolated,

@@ -100,11 +100,11 @@ async fn setup_is_idempotent_and_an_older_schema_needs_update() {
 async fn auto_setup_creates_the_database_and_schema() {
     let options = fresh_options();
     let store = MysqlStore::open_with_auto_setup(&options).await.unwrap();
-    assert_eq!(store.acquire_shard(1).await.unwrap().range_id, 1);
+    assert_eq!(store.acquire_shard(1, "owner-a").await.unwrap().range_id, 1);
     drop(store);
     // Again on the same database: nothing to do, the data stays.
     let store = MysqlStore::open_with_auto_setup(&options).await.unwrap();
-    assert_eq!(store.acquire_shard(1).await.unwrap().range_id, 2);
+    assert_eq!(store.acquire_shard(1, "owner-a").await.unwrap().range_id, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +153,7 @@ async fn a_unix_socket_connection_serves() {
         ..fresh_options()
     };
     let store = MysqlStore::open_with_auto_setup(&options).await.unwrap();
-    assert_eq!(store.acquire_shard(1).await.unwrap().range_id, 1);
+    assert_eq!(store.acquire_shard(1, "owner-a").await.unwrap().range_id, 1);
 }
 
 /// Connections the server dropped while idle in the pool (a restart, `wait_timeout`, a
@@ -162,7 +162,7 @@ async fn a_unix_socket_connection_serves() {
 async fn connections_killed_by_the_server_are_replaced() {
     let h = MariadbHarness::new();
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let mut conn = admin(&h.options).await;
     let list = "SELECT ID FROM information_schema.PROCESSLIST \
                 WHERE DB = DATABASE() AND ID <> CONNECTION_ID()";
@@ -205,7 +205,7 @@ async fn a_lock_wait_timeout_is_unavailable_and_writes_nothing() {
         .connect_attributes
         .insert("innodb_lock_wait_timeout".into(), "1".into());
     let store = MysqlStore::open(&options).await.unwrap();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
 
     let mut conn = admin(&options).await;
     let holder = hold_shard_row(&mut conn).await;
@@ -242,7 +242,7 @@ async fn a_lock_wait_timeout_is_unavailable_and_writes_nothing() {
 async fn long_and_unusual_keys() {
     let h = MariadbHarness::new();
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let longest = key(&"w".repeat(2048), "run");
     store.commit(1, range, start_batch(&longest)).await.unwrap();
     assert!(store.get_execution(1, &longest).await.unwrap().is_some());
@@ -280,7 +280,7 @@ async fn a_restarted_server_costs_only_unavailable_and_loses_nothing() {
     let options = server.options(&fresh_database_name());
     mysql::setup_schema(&options).await.unwrap();
     let store = MysqlStore::open(&options).await.unwrap();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     for (round, crash) in [(1, false), (2, true)] {
         let before = key(&format!("before-{round}"), "run");
         store.commit(1, range, start_batch(&before)).await.unwrap();
@@ -312,7 +312,7 @@ async fn a_full_pool_is_unavailable() {
     let mut options = h.options.clone();
     options.max_conns = 1;
     let store = Arc::new(MysqlStore::open(&options).await.unwrap());
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
 
     // The shard row is held, so a commit blocks on it holding the pool's only connection.
     let mut conn = admin(&options).await;
@@ -485,7 +485,7 @@ async fn a_lost_commit_answer_is_settled_by_reading() {
         ..h.options.clone()
     };
     let store = MysqlStore::open(&options).await.unwrap();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
 
     let landed = key("landed", "run");
     cutter.arm(Cut::AfterCommit);

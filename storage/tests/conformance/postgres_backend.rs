@@ -104,7 +104,7 @@ async fn schema_commands_and_the_refusals_of_open() {
     let err = schema::setup(&options).await.unwrap_err();
     assert!(err.to_string().contains("already has"), "{err}");
     let store = PostgresStore::open(&options).await.unwrap();
-    store.acquire_shard(1).await.unwrap();
+    store.acquire_shard(1, "owner-a").await.unwrap();
     drop(store);
 
     // Older: `update` fixes it, and an up-to-date schema is left alone.
@@ -131,12 +131,13 @@ async fn schema_commands_and_the_refusals_of_open() {
     admin(
         &options,
         "UPDATE schema_version SET version = 1; DROP FUNCTION sundial_commit;
-         DROP TABLE cluster_metadata, executions_visibility, cluster_membership",
+         DROP TABLE cluster_metadata, executions_visibility, cluster_membership;
+         ALTER TABLE shards DROP COLUMN owner",
     )
     .await;
     assert_eq!(schema::update(&options).await.unwrap(), 1);
     let store = PostgresStore::open(&options).await.unwrap();
-    let shard = store.acquire_shard(1).await.unwrap();
+    let shard = store.acquire_shard(1, "owner-a").await.unwrap();
     store
         .commit(
             1,
@@ -160,11 +161,11 @@ async fn schema_commands_and_the_refusals_of_open() {
 async fn auto_setup_creates_the_database_and_schema() {
     let options = server().fresh_options();
     let store = PostgresStore::open_with_auto_setup(&options).await.unwrap();
-    assert_eq!(store.acquire_shard(1).await.unwrap().range_id, 1);
+    assert_eq!(store.acquire_shard(1, "owner-a").await.unwrap().range_id, 1);
     drop(store);
     // Again: nothing to do, the data stays.
     let store = PostgresStore::open_with_auto_setup(&options).await.unwrap();
-    assert_eq!(store.acquire_shard(1).await.unwrap().range_id, 2);
+    assert_eq!(store.acquire_shard(1, "owner-a").await.unwrap().range_id, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,7 +210,7 @@ async fn server_restarts_are_unavailable_then_heal() {
     schema::create_database(&options).await.unwrap();
     schema::setup(&options).await.unwrap();
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&options).await.unwrap());
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let mut acknowledged = Vec::new();
     for (round, mode) in ["fast", "immediate"].into_iter().enumerate() {
         let k = key(&format!("before-{mode}"), "run");
@@ -338,7 +339,7 @@ async fn a_lost_commit_answer_is_settled_by_reading() {
     let mut options = harness.options().clone();
     options.connect_addr = format!("127.0.0.1:{proxy}");
     let store = PostgresStore::open(&options).await.unwrap();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
 
     let landed = key("wf", "committed");
     mode.store(CUT_AFTER_COMMIT, Ordering::SeqCst);
@@ -379,7 +380,7 @@ async fn pool_limits_are_honoured() {
     options.max_conns = 4;
     options.max_idle_conns = 1;
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&options).await.unwrap());
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     // Hold the shard row so that commits wait, each on a connection of its own.
     let mut admin = admin_client(&options).await;
     let blocker = admin.transaction().await.unwrap();
@@ -416,9 +417,9 @@ async fn pool_limits_are_honoured() {
     options.max_conn_lifetime = Duration::from_millis(500);
     let store = PostgresStore::open(&options).await.unwrap();
     // The connection this opens is closed once it is older than the limit, store or no call.
-    store.acquire_shard(2).await.unwrap();
+    store.acquire_shard(2, "owner-a").await.unwrap();
     until_store_connections(&watcher, &options, 0).await;
-    assert_eq!(store.acquire_shard(2).await.unwrap().range_id, 2);
+    assert_eq!(store.acquire_shard(2, "owner-a").await.unwrap().range_id, 2);
 }
 
 /// The state of the store's one connection (`pg_stat_activity.state`, `wait_event_type`).
@@ -463,7 +464,7 @@ async fn an_abandoned_commit_is_rolled_back_before_its_connection_is_reused() {
     let mut options = harness.options().clone();
     options.max_conns = 1;
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&options).await.unwrap());
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let mut admin = admin_client(&options).await;
     let watcher = admin_client(&options).await;
     let blocker = admin.transaction().await.unwrap();

@@ -157,7 +157,7 @@ async fn open_with(options: &PostgresOptions, tls: TlsOptions) -> Result<Option<
     let mut options = options.clone();
     options.tls = tls;
     let store = PostgresStore::open(&options).await?;
-    store.acquire_shard(1).await?;
+    store.acquire_shard(1, "owner-a").await?;
     let admin = admin_client(&options).await;
     let row = admin
         .query_one(

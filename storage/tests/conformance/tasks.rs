@@ -21,8 +21,8 @@ fn timer(fire_time_ms: i64, task_id: i64) -> TimerTaskRow {
 
 pub async fn transfer_tasks_order_limit_and_delete(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
-    let other = store.acquire_shard(2).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
+    let other = store.acquire_shard(2, "owner-a").await.unwrap().range_id;
     let batch = ShardBatch {
         transfer_tasks: vec![transfer(5), transfer(1), transfer(3), transfer(9)],
         ..ShardBatch::default()
@@ -70,7 +70,7 @@ pub async fn transfer_tasks_order_limit_and_delete(h: &dyn Harness) {
 
 pub async fn timer_tasks_until_order_and_delete(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let batch = ShardBatch {
         timer_tasks: vec![timer(200, 1), timer(100, 7), timer(100, 2), timer(300, 4)],
         ..ShardBatch::default()

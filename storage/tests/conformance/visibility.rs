@@ -93,7 +93,7 @@ async fn list_all(store: &DynStore, filter: Option<&Filter>) -> Vec<VisibilityRo
 /// close), comes back whole, and goes with the run; other namespaces do not see it.
 pub async fn visibility_is_written_with_the_commit_and_deleted_with_the_run(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let mut open = record("order-1", "run-1");
     open.parent_workflow_id = Some("parent".into());
     open.parent_run_id = Some("parent-run".into());
@@ -194,7 +194,7 @@ const QUERIES: &[&str] = &[
 /// the filter lists, in listing order, each run once; counts, whole and grouped, agree.
 pub async fn visibility_pages_list_in_order_and_counts_group(h: &dyn Harness) {
     let store = h.open();
-    let range = store.acquire_shard(1).await.unwrap().range_id;
+    let range = store.acquire_shard(1, "owner-a").await.unwrap().range_id;
     let rows = runs();
     for chunk in rows.chunks(9) {
         let batch = ShardBatch {

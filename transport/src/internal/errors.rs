@@ -54,6 +54,11 @@ pub fn error_to(e: &Error) -> wire::Error {
             w.start_request_id = start_request_id.clone();
             (Kind::WorkflowAlreadyStarted, String::new())
         }
+        Error::ShardOwnershipLost { shard_id, owner } => {
+            w.shard_id = *shard_id;
+            w.owner = owner.clone();
+            (Kind::ShardOwnershipLost, String::new())
+        }
         Error::NamespaceNotFound(name) => (Kind::NamespaceNotFound, name.clone()),
         Error::NotFound(m) => (Kind::NotFound, m.clone()),
         Error::InvalidArgument(m) => (Kind::InvalidArgument, m.clone()),
@@ -102,6 +107,10 @@ pub fn error_from(w: wire::Error) -> Error {
             workflow_id: w.workflow_id,
             run_id: w.run_id,
             start_request_id: w.start_request_id,
+        },
+        Kind::ShardOwnershipLost => Error::ShardOwnershipLost {
+            shard_id: w.shard_id,
+            owner: w.owner,
         },
         Kind::NamespaceNotFound => Error::NamespaceNotFound(m),
         Kind::NotFound => Error::NotFound(m),
@@ -174,6 +183,14 @@ mod tests {
                 run_id: "run".into(),
                 start_request_id: "req".into(),
             },
+            Error::ShardOwnershipLost {
+                shard_id: 4,
+                owner: "10.0.0.2:7234".into(),
+            },
+            Error::ShardOwnershipLost {
+                shard_id: 4,
+                owner: String::new(),
+            },
             Error::NamespaceNotFound("ns".into()),
             Error::NotFound("no run".into()),
             Error::InvalidArgument("no id".into()),
@@ -217,6 +234,16 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn ownership_lost_is_unavailable_naming_the_owner() {
+        let status = status_to(&Error::ShardOwnershipLost {
+            shard_id: 4,
+            owner: "10.0.0.2:7234".into(),
+        });
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "shard 4 is owned by 10.0.0.2:7234");
     }
 
     #[test]
