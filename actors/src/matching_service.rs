@@ -12,7 +12,7 @@ use sundial_storage::TaskQueueKey;
 
 use crate::matching::{Matched, Matching, QueryTask, QueueItem};
 use crate::matching_stats::PartitionStats;
-use crate::ops::{ActivityStarted, Request, RunRef, WorkflowTaskStarted};
+use crate::ops::{ActivityStarted, FromResponse, Request, RunRef, WorkflowTaskStarted};
 use crate::services::{BoxFuture, MatchingService, Poll, PolledWorkflowTask};
 use crate::{Error, Result};
 
@@ -43,8 +43,22 @@ impl Matching {
         self.poll_as(key, left, identity).await
     }
 
-    /// Records a handed-over task's start and settles it with its partition.
-    async fn record<T>(&self, matched: Matched, recorded: Result<T>) -> Result<Recorded<T>> {
+    /// Records the start of `task`, handed over as `matched`, in history with `request`, then
+    /// settles the task with its partition.
+    async fn record_start<T: FromResponse>(
+        &self,
+        matched: Matched,
+        task: &TaskInfo,
+        request: Request,
+    ) -> Result<Recorded<T>> {
+        let recorded = match self.history() {
+            Ok(history) => {
+                history
+                    .call(&task.namespace_id, &task.workflow_id, request)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         match recorded {
             Ok(started) => {
                 matched.ack(true);
@@ -88,15 +102,8 @@ impl Matching {
                 build_id: poll.build_id.clone(),
                 polled_queue: poll.queue.clone(),
             };
-            let recorded: Result<WorkflowTaskStarted> = match self.history() {
-                Ok(history) => {
-                    history
-                        .call(&task.namespace_id, &task.workflow_id, request)
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            if let Recorded::Started(started) = self.record(matched, recorded).await? {
+            let recorded = self.record_start::<WorkflowTaskStarted>(matched, &task, request);
+            if let Recorded::Started(started) = recorded.await? {
                 return Ok(Some(PolledWorkflowTask::Started(Box::new(started))));
             }
         }
@@ -125,15 +132,8 @@ impl Matching {
                 identity: poll.identity.clone(),
                 build_id: poll.build_id.clone(),
             };
-            let recorded: Result<ActivityStarted> = match self.history() {
-                Ok(history) => {
-                    history
-                        .call(&task.namespace_id, &task.workflow_id, request)
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            if let Recorded::Started(started) = self.record(matched, recorded).await? {
+            let recorded = self.record_start::<ActivityStarted>(matched, &task, request);
+            if let Recorded::Started(started) = recorded.await? {
                 return Ok(Some(Box::new(started)));
             }
         }

@@ -25,7 +25,7 @@ use sundial_storage::TaskQueueKey;
 use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
 
-use super::codec;
+use super::codec::{self, key_to, poll_to, query_from, query_to, stats_from};
 use super::errors::status_from;
 
 /// Where a role's process answers now (`None` while none is known).
@@ -113,6 +113,16 @@ impl HistoryService for RemoteHistory {
             let tickets = request.tickets();
             let wire = codec::request_to(shard_id, request)?;
             let (mut client, peer) = self.client()?;
+            if tickets == 1 {
+                // One reply (nearly every request): a unary call, answered when the reply is
+                // in. Every caller awaits the reply right after submitting, so nothing waits
+                // longer than it did.
+                let reply = match client.call(wire).await {
+                    Ok(reply) => codec::reply_from(reply.into_inner()),
+                    Err(status) => Err(status_from(status, &peer)),
+                };
+                return Ok(vec![Box::pin(std::future::ready(reply)) as Reply]);
+            }
             let mut stream = client
                 .submit(wire)
                 .await
@@ -174,85 +184,6 @@ impl HistoryService for RemoteHistory {
                 .await
                 .is_ok_and(|r| r.into_inner().serving)
         })
-    }
-}
-
-fn key_to(key: TaskQueueKey) -> wire::TaskQueueKey {
-    wire::TaskQueueKey {
-        namespace_id: key.namespace_id,
-        name: key.name,
-        task_type: key.task_type,
-        partition: key.partition,
-    }
-}
-
-/// A task-queue key from the internal API.
-pub(super) fn key_from(key: Option<wire::TaskQueueKey>) -> Result<TaskQueueKey> {
-    let key =
-        key.ok_or_else(|| Error::InvalidArgument("internal request: key is not set".into()))?;
-    Ok(TaskQueueKey {
-        namespace_id: key.namespace_id,
-        name: key.name,
-        task_type: key.task_type,
-        partition: key.partition,
-    })
-}
-
-/// A legacy query as the internal API carries it.
-pub(super) fn query_to(q: QueryTask) -> wire::QueryTask {
-    wire::QueryTask {
-        query_id: q.query_id,
-        namespace_id: q.namespace_id,
-        workflow_id: q.workflow_id,
-        run_id: q.run_id,
-        query: Some(q.query),
-        expires_ms: q.expires_ms,
-    }
-}
-
-/// A legacy query from the internal API.
-pub(super) fn query_from(q: wire::QueryTask) -> QueryTask {
-    QueryTask {
-        query_id: q.query_id,
-        namespace_id: q.namespace_id,
-        workflow_id: q.workflow_id,
-        run_id: q.run_id,
-        query: q.query.unwrap_or_default(),
-        expires_ms: q.expires_ms,
-    }
-}
-
-/// Partition statistics as the internal API carries them.
-pub(super) fn stats_to(s: PartitionStats) -> wire::PartitionStats {
-    wire::PartitionStats {
-        backlog_count: s.backlog_count as i64,
-        oldest_enqueued_ms: s.oldest_enqueued_ms,
-        tasks_add_rate: s.tasks_add_rate,
-        tasks_dispatch_rate: s.tasks_dispatch_rate,
-        pollers_waiting: s.pollers_waiting as i64,
-        recent_pollers: s
-            .recent_pollers
-            .into_iter()
-            .map(|(identity, last_access_ms)| wire::Poller {
-                identity,
-                last_access_ms,
-            })
-            .collect(),
-    }
-}
-
-fn stats_from(s: wire::PartitionStats) -> PartitionStats {
-    PartitionStats {
-        backlog_count: s.backlog_count.max(0) as usize,
-        oldest_enqueued_ms: s.oldest_enqueued_ms,
-        tasks_add_rate: s.tasks_add_rate,
-        tasks_dispatch_rate: s.tasks_dispatch_rate,
-        pollers_waiting: s.pollers_waiting.max(0) as usize,
-        recent_pollers: s
-            .recent_pollers
-            .into_iter()
-            .map(|p| (p.identity, p.last_access_ms))
-            .collect(),
     }
 }
 
@@ -413,29 +344,4 @@ impl MatchingService for RemoteMatching {
             Ok(())
         })
     }
-}
-
-fn poll_to(key: TaskQueueKey, poll: Poll) -> wire::PollRequest {
-    wire::PollRequest {
-        key: Some(key_to(key)),
-        identity: poll.identity,
-        build_id: poll.build_id,
-        queue: poll.queue,
-        sticky: poll.sticky,
-        timeout_ms: poll.timeout.as_millis().min(i64::MAX as u128) as i64,
-    }
-}
-
-/// A poll from the internal API.
-pub(super) fn poll_from(p: wire::PollRequest) -> Result<(TaskQueueKey, Poll)> {
-    Ok((
-        key_from(p.key)?,
-        Poll {
-            identity: p.identity,
-            build_id: p.build_id,
-            queue: p.queue,
-            sticky: p.sticky,
-            timeout: Duration::from_millis(p.timeout_ms.clamp(0, 60_000) as u64),
-        },
-    ))
 }

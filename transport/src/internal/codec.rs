@@ -1,22 +1,28 @@
-//! The shard's plain-data requests and replies (`sundial_actors::ops`) to and from the internal
-//! API's messages (`sundial.internal.v1`), one for one. Encoding cannot fail except for a timer,
+//! The shard's plain-data requests and replies (`sundial_actors::ops`), and matching's keys,
+//! polls, legacy queries and partition statistics, to and from the internal API's messages
+//! (`sundial.internal.v1`), one for one. Encoding cannot fail except for a timer,
 //! which never leaves its shard; decoding refuses a message that lacks a part the request
 //! needs, naming it.
 
+use std::time::Duration;
+
 use prost::Message;
+use sundial_actors::matching::QueryTask;
+use sundial_actors::matching_stats::PartitionStats;
 use sundial_actors::ops::{
     ActivityReport, ActivityStarted, ActivityTarget, CompletedWorkflowTask, Request, ResetWorkflow,
     Response, RunChange, RunRef, StartOutcome, StartWorkflow, WorkflowTaskStarted,
 };
 use sundial_actors::query_buffer::QueryRoute;
 use sundial_actors::updates::{UpdateAnswer, UpdateRequest};
-use sundial_actors::{Error, Result};
+use sundial_actors::{Error, Poll, Result};
 use sundial_engine::api::enums::v1::WorkflowTaskFailedCause;
 use sundial_engine::{
     AbortReason, ActivityInfo, CommandError, CompletionOutcome, MutableState, Reapply, ResetParams,
     Signal, StartParams, UpdateRefusal, UpdateStatus, WorkflowTaskStart,
 };
 use sundial_proto::internal as wire;
+use sundial_storage::TaskQueueKey;
 use wire::submit_request::Request as W;
 
 fn missing(what: &str) -> Error {
@@ -837,4 +843,113 @@ pub fn reply_from(reply: wire::Reply) -> Result<Response> {
         R::Update(answer) => Response::Update(update_answer_from(answer)?),
         R::ResetRunId(run_id) => Response::Reset(run_id),
     })
+}
+
+// Matching's messages.
+
+/// A task-queue key as the internal API carries it.
+pub fn key_to(key: TaskQueueKey) -> wire::TaskQueueKey {
+    wire::TaskQueueKey {
+        namespace_id: key.namespace_id,
+        name: key.name,
+        task_type: key.task_type,
+        partition: key.partition,
+    }
+}
+
+/// A task-queue key from the internal API.
+pub fn key_from(key: Option<wire::TaskQueueKey>) -> Result<TaskQueueKey> {
+    let key =
+        key.ok_or_else(|| Error::InvalidArgument("internal request: key is not set".into()))?;
+    Ok(TaskQueueKey {
+        namespace_id: key.namespace_id,
+        name: key.name,
+        task_type: key.task_type,
+        partition: key.partition,
+    })
+}
+
+/// A legacy query as the internal API carries it.
+pub fn query_to(q: QueryTask) -> wire::QueryTask {
+    wire::QueryTask {
+        query_id: q.query_id,
+        namespace_id: q.namespace_id,
+        workflow_id: q.workflow_id,
+        run_id: q.run_id,
+        query: Some(q.query),
+        expires_ms: q.expires_ms,
+    }
+}
+
+/// A legacy query from the internal API.
+pub fn query_from(q: wire::QueryTask) -> QueryTask {
+    QueryTask {
+        query_id: q.query_id,
+        namespace_id: q.namespace_id,
+        workflow_id: q.workflow_id,
+        run_id: q.run_id,
+        query: q.query.unwrap_or_default(),
+        expires_ms: q.expires_ms,
+    }
+}
+
+/// Partition statistics as the internal API carries them.
+pub fn stats_to(s: PartitionStats) -> wire::PartitionStats {
+    wire::PartitionStats {
+        backlog_count: s.backlog_count as i64,
+        oldest_enqueued_ms: s.oldest_enqueued_ms,
+        tasks_add_rate: s.tasks_add_rate,
+        tasks_dispatch_rate: s.tasks_dispatch_rate,
+        pollers_waiting: s.pollers_waiting as i64,
+        recent_pollers: s
+            .recent_pollers
+            .into_iter()
+            .map(|(identity, last_access_ms)| wire::Poller {
+                identity,
+                last_access_ms,
+            })
+            .collect(),
+    }
+}
+
+/// Partition statistics from the internal API.
+pub fn stats_from(s: wire::PartitionStats) -> PartitionStats {
+    PartitionStats {
+        backlog_count: s.backlog_count.max(0) as usize,
+        oldest_enqueued_ms: s.oldest_enqueued_ms,
+        tasks_add_rate: s.tasks_add_rate,
+        tasks_dispatch_rate: s.tasks_dispatch_rate,
+        pollers_waiting: s.pollers_waiting.max(0) as usize,
+        recent_pollers: s
+            .recent_pollers
+            .into_iter()
+            .map(|p| (p.identity, p.last_access_ms))
+            .collect(),
+    }
+}
+
+/// A poll as the internal API carries it.
+pub fn poll_to(key: TaskQueueKey, poll: Poll) -> wire::PollRequest {
+    wire::PollRequest {
+        key: Some(key_to(key)),
+        identity: poll.identity,
+        build_id: poll.build_id,
+        queue: poll.queue,
+        sticky: poll.sticky,
+        timeout_ms: poll.timeout.as_millis().min(i64::MAX as u128) as i64,
+    }
+}
+
+/// A poll from the internal API.
+pub fn poll_from(p: wire::PollRequest) -> Result<(TaskQueueKey, Poll)> {
+    Ok((
+        key_from(p.key)?,
+        Poll {
+            identity: p.identity,
+            build_id: p.build_id,
+            queue: p.queue,
+            sticky: p.sticky,
+            timeout: Duration::from_millis(p.timeout_ms.clamp(0, 60_000) as u64),
+        },
+    ))
 }

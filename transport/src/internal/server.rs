@@ -15,8 +15,8 @@ use sundial_proto::internal::{
 };
 use tonic::{Request, Response, Status};
 
-use super::client::{key_from, poll_from, query_from, stats_to};
 use super::codec;
+use super::codec::{key_from, poll_from, query_from, query_to, stats_to};
 use super::errors::status_to;
 
 /// Serves this process's history shards to other processes.
@@ -58,6 +58,29 @@ impl HistoryRpc for HistoryServer {
         let stream = futures::stream::iter(replies)
             .then(|reply| async move { Ok(codec::reply_to(reply.await)) });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn call(
+        &self,
+        request: Request<wire::SubmitRequest>,
+    ) -> Result<Response<wire::Reply>, Status> {
+        let (shard, request) =
+            codec::request_from(request.into_inner()).map_err(|e| status_to(&e))?;
+        if request.tickets() != 1 {
+            return Err(Status::invalid_argument(format!(
+                "Call takes a request with one reply; this one gets {} (use Submit)",
+                request.tickets()
+            )));
+        }
+        let mut replies = self
+            .history
+            .submit(shard, request)
+            .await
+            .map_err(|e| status_to(&e))?;
+        let Some(reply) = replies.pop() else {
+            return Err(Status::internal("the shard gave no reply"));
+        };
+        Ok(Response::new(codec::reply_to(reply.await)))
     }
 
     async fn refresh_namespaces(
@@ -132,7 +155,7 @@ impl MatchingRpc for MatchingServer {
                 PolledWorkflowTask::Started(started) => {
                     Polled::Started(codec::wft_started_to(*started))
                 }
-                PolledWorkflowTask::Query(query) => Polled::Query(super::client::query_to(*query)),
+                PolledWorkflowTask::Query(query) => Polled::Query(query_to(*query)),
             }),
         }))
     }
