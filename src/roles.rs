@@ -119,8 +119,10 @@ pub async fn join(
     membership.keep_fresh(log.clone());
     let resolver = |role: &'static str| {
         let membership = membership.clone();
-        Arc::new(move || membership.address_of(role))
-            as sundial_transport::internal::client::Resolve
+        Arc::new(move || {
+            let membership = membership.clone();
+            Box::pin(async move { membership.resolve(role).await }) as sundial_actors::BoxFuture<_>
+        }) as sundial_transport::internal::client::Resolve
     };
     let history = (!runs(ServiceRole::History)).then(|| {
         Arc::new(RemoteHistory::new(Peer::new(

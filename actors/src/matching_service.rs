@@ -226,4 +226,8 @@ impl MatchingService for Matching {
         self.unload(&key);
         Box::pin(async { Ok(()) })
     }
+
+    fn serving(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
 }

@@ -33,7 +33,14 @@ pub struct Membership {
     own: Arc<Vec<(String, String)>>,
     /// The roles it calls, and their live members (newest first), as last read.
     known: Arc<RwLock<HashMap<String, Vec<MemberRow>>>>,
+    /// When [`Membership::resolve`] last read the table (unix millis), held while it reads so
+    /// that callers resolving at once share one read.
+    last_lookup_ms: Arc<tokio::sync::Mutex<i64>>,
 }
+
+/// How long a lookup's answer of [`Membership::resolve`] stands before a caller that finds no
+/// member reads the table again.
+const LOOKUP_INTERVAL_MS: i64 = 50;
 
 impl Membership {
     /// Writes this process's rows (`own`: role and rpc address) and reads the members of the
@@ -55,6 +62,7 @@ impl Membership {
             known: Arc::new(RwLock::new(
                 watch.into_iter().map(|role| (role, Vec::new())).collect(),
             )),
+            last_lookup_ms: Arc::default(),
         };
         membership.beat().await?;
         membership.refresh().await?;
@@ -145,6 +153,34 @@ impl Membership {
             .map(|m| m.rpc_address.clone())
     }
 
+    /// [`Membership::address_of`], reading the table first when no member of `role` is known:
+    /// a process started before the role's process would otherwise refuse calls until its next
+    /// refresh, up to a [`HEARTBEAT`] after the others already reach the role. Callers that
+    /// find none at once share one read, and a read stands for [`LOOKUP_INTERVAL_MS`].
+    pub async fn resolve(&self, role: &str) -> Option<String> {
+        if let Some(address) = self.address_of(role) {
+            return Some(address);
+        }
+        let mut last = self.last_lookup_ms.lock().await;
+        // Another caller may have read it while this one waited.
+        if let Some(address) = self.address_of(role) {
+            return Some(address);
+        }
+        let now = self.clock.now_ms();
+        if now.saturating_sub(*last) < LOOKUP_INTERVAL_MS {
+            return None;
+        }
+        *last = now;
+        let since = now.saturating_sub(ALIVE_WINDOW.as_millis() as i64);
+        let members = self.store.list_members(role, since).await.ok()?;
+        let address = members.first().map(|m| m.rpc_address.clone());
+        self.known
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(role.to_string(), members);
+        address
+    }
+
     /// The live members of `role`, newest first, as last read.
     pub fn members(&self, role: &str) -> Vec<MemberRow> {
         self.known
@@ -232,6 +268,47 @@ mod tests {
         frontend.refresh().await.unwrap();
         assert_eq!(
             frontend.address_of("history").as_deref(),
+            Some("127.0.0.1:7234")
+        );
+    }
+
+    /// A process that started before the role's process finds it as soon as it needs it, not
+    /// at its next refresh.
+    #[tokio::test]
+    async fn a_role_that_joined_since_the_last_read_is_found_when_first_needed() {
+        let store: DynStore = Arc::new(MemoryStore::new());
+        let clock = Arc::new(At(1_000_000.into()));
+        let matching = Membership::join(
+            store.clone(),
+            clock.clone(),
+            vec![("matching".into(), "127.0.0.1:7235".into())],
+            vec!["history".into()],
+            &log(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(matching.resolve("history").await, None);
+        let _history = Membership::join(
+            store.clone(),
+            clock.clone(),
+            vec![("history".into(), "127.0.0.1:7234".into())],
+            vec![],
+            &log(),
+        )
+        .await
+        .unwrap();
+        // The lookup that found none a moment ago stands...
+        assert_eq!(matching.resolve("history").await, None);
+        // ...for a moment only: then the next caller reads the table, without a refresh.
+        clock
+            .0
+            .fetch_add(LOOKUP_INTERVAL_MS, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            matching.resolve("history").await.as_deref(),
+            Some("127.0.0.1:7234")
+        );
+        assert_eq!(
+            matching.address_of("history").as_deref(),
             Some("127.0.0.1:7234")
         );
     }

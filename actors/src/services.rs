@@ -122,6 +122,10 @@ pub trait MatchingService: Send + Sync + 'static {
     /// Unloads a sticky queue whose worker shut down (ShutdownWorker), so its tasks go to the
     /// normal queue at once.
     fn unload_sticky_queue(&self, key: TaskQueueKey) -> BoxFuture<'_, Result<()>>;
+
+    /// Whether the service can be reached: always in its own process; for another process's,
+    /// whether one is known to be up.
+    fn serving(&self) -> BoxFuture<'_, bool>;
 }
 
 /// The matching service a caller holds.

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
+use sundial_proto::health::health_check_response::ServingStatus;
+use sundial_proto::health::{HealthCheckRequest, health_client::HealthClient};
 use sundial_proto::workflowservice::GetClusterInfoRequest;
 use sundial_tests::Worker;
 use sundial_tests::process::{SundialProcess, free_port};
@@ -138,6 +140,65 @@ async fn each_role_process_tags_its_metrics_with_its_role() -> Result<()> {
         }
     }
     for (_, process, _) in &mut processes {
+        process.kill()?;
+    }
+    Ok(())
+}
+
+/// The frontend's health, asked at `addr`.
+async fn health(addr: std::net::SocketAddr) -> Result<ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await?
+        .into_inner()
+        .status;
+    Ok(ServingStatus::try_from(status)?)
+}
+
+/// A frontend whose history serves but that knows no matching process is not SERVING (its
+/// polls would fail): it becomes SERVING once matching has joined, and polls then reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frontend_serves_once_it_reaches_history_and_matching() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("sundial.db");
+    let port = layout_port()?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let spawn = |role: &str| {
+        let args = SundialProcess::start_dev_args(port, &db, &["--services", role]);
+        SundialProcess::spawn(&args, addr, &dir.path().join(format!("{role}.log")))
+    };
+    let mut history = spawn("history")?;
+    let mut frontend = spawn("frontend")?;
+    frontend.wait_ready().await?;
+    // The history shards serve: their health answers through the frontend alone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut worker = Worker::new(frontend.wait_ready().await?);
+    while let Err(e) = worker.start("before-matching").await {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "start never succeeded: {e:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(health(addr).await? == ServingStatus::NotServing);
+
+    let mut matching = spawn("matching")?;
+    while health(addr).await? != ServingStatus::Serving {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the frontend never served; matching log:\n{}",
+            matching.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SERVING means a poll through the frontend reaches matching, and gets the task history
+    // hands it (once the shard, backing off, offers it again).
+    let task = worker.poll_workflow_task().await?;
+    ensure!(!task.task_token.is_empty(), "the poll got no task");
+    for process in [&mut matching, &mut frontend, &mut history] {
         process.kill()?;
     }
     Ok(())

@@ -30,11 +30,14 @@ pub use frontend::{Frontend, ensure_namespace, event_types};
 mod batcher;
 pub use operator::Operator;
 
-/// `grpc.health.v1.Health`: SERVING while every history shard of the node serves, NOT_SERVING
-/// while one is being acquired, down after a failed acquire, or fenced by another owner.
+/// `grpc.health.v1.Health`: SERVING while every history shard of the node serves and matching
+/// can be reached; NOT_SERVING while a shard is being acquired, down after a failed acquire or
+/// fenced by another owner, or (a frontend of a split deployment) while no matching process is
+/// known to be up.
 #[derive(Clone)]
 pub struct HealthCheck {
     history: sundial_actors::History,
+    matching: sundial_actors::MatchingClient,
 }
 
 impl HealthCheck {
@@ -42,6 +45,7 @@ impl HealthCheck {
     pub fn new(node: &Node) -> Self {
         Self {
             history: node.history.clone(),
+            matching: node.matching.clone(),
         }
     }
 }
@@ -53,7 +57,7 @@ impl Health for HealthCheck {
         _: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
         use health_check_response::ServingStatus;
-        let status = if self.history.serving().await {
+        let status = if self.history.serving().await && self.matching.serving().await {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing

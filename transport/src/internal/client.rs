@@ -29,7 +29,7 @@ use super::codec::{self, key_to, poll_to, query_from, query_to, stats_from};
 use super::errors::status_from;
 
 /// Where a role's process answers now (`None` while none is known).
-pub type Resolve = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+pub type Resolve = Arc<dyn Fn() -> BoxFuture<'static, Option<String>> + Send + Sync>;
 
 /// The process that runs a role, reached at the address its resolver gives; one channel per
 /// address, made again when the address changes.
@@ -52,12 +52,15 @@ impl Peer {
 
     /// A peer always at `address` (tests, and roles whose address is configured).
     pub fn fixed(role: &'static str, address: String) -> Self {
-        Self::new(role, Arc::new(move || Some(address.clone())))
+        Self::new(
+            role,
+            Arc::new(move || Box::pin(std::future::ready(Some(address.clone())))),
+        )
     }
 
     /// The channel to the role's current address, and that address.
-    fn channel(&self) -> Result<(Channel, String)> {
-        let address = (self.resolve)().ok_or_else(|| {
+    async fn channel(&self) -> Result<(Channel, String)> {
+        let address = (self.resolve)().await.ok_or_else(|| {
             Error::Unavailable(format!("no {} service is known to be up", self.role))
         })?;
         let mut cached = self.channel.lock().unwrap_or_else(|p| p.into_inner());
@@ -98,8 +101,8 @@ impl RemoteHistory {
         Self { peer }
     }
 
-    fn client(&self) -> Result<(HistoryServiceClient<Channel>, String)> {
-        let (channel, name) = self.peer.channel()?;
+    async fn client(&self) -> Result<(HistoryServiceClient<Channel>, String)> {
+        let (channel, name) = self.peer.channel().await?;
         let client = HistoryServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -112,7 +115,7 @@ impl HistoryService for RemoteHistory {
         Box::pin(async move {
             let tickets = request.tickets();
             let wire = codec::request_to(shard_id, request)?;
-            let (mut client, peer) = self.client()?;
+            let (mut client, peer) = self.client().await?;
             if tickets == 1 {
                 // One reply (nearly every request): a unary call, answered when the reply is
                 // in. Every caller awaits the reply right after submitting, so nothing waits
@@ -165,7 +168,7 @@ impl HistoryService for RemoteHistory {
 
     fn refresh_namespaces(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let (mut client, peer) = self.client()?;
+            let (mut client, peer) = self.client().await?;
             client
                 .refresh_namespaces(wire::RefreshNamespacesRequest {})
                 .await
@@ -176,7 +179,7 @@ impl HistoryService for RemoteHistory {
 
     fn serving(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move {
-            let Ok((mut client, _)) = self.client() else {
+            let Ok((mut client, _)) = self.client().await else {
                 return false;
             };
             client
@@ -199,8 +202,8 @@ impl RemoteMatching {
         Self { peer }
     }
 
-    fn client(&self) -> Result<(MatchingServiceClient<Channel>, String)> {
-        let (channel, name) = self.peer.channel()?;
+    async fn client(&self) -> Result<(MatchingServiceClient<Channel>, String)> {
+        let (channel, name) = self.peer.channel().await?;
         let client = MatchingServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -216,7 +219,7 @@ impl MatchingService for RemoteMatching {
         sticky: bool,
     ) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let (mut client, peer) = self.client()?;
+            let (mut client, peer) = self.client().await?;
             let request = wire::AddTaskRequest {
                 key: Some(key_to(key)),
                 task: task.encode_to_vec(),
@@ -237,7 +240,7 @@ impl MatchingService for RemoteMatching {
     ) -> BoxFuture<'_, Result<Option<PolledWorkflowTask>>> {
         Box::pin(async move {
             use wire::poll_workflow_task_response::Polled;
-            let (mut client, peer) = self.client()?;
+            let (mut client, peer) = self.client().await?;
             let polled = client
                 .poll_workflow_task(poll_to(key, poll))
                 .await
@@ -261,7 +264,7 @@ impl MatchingService for RemoteMatching {
         poll: Poll,
     ) -> BoxFuture<'_, Result<Option<Box<ActivityStarted>>>> {
         Box::pin(async move {
-            let (mut client, peer) = self.client()?;
+            let (mut client, peer) = self.client().await?;
             let polled = client
                 .poll_activity_task(poll_to(key, poll))
                 .await
@@ -281,7 +284,7 @@ impl MatchingService for RemoteMatching {
         query: QueryTask,
     ) -> BoxFuture<'_, Result<Option<RespondQueryTaskCompletedRequest>>> {
         Box::pin(async move {
-            let (mut client, peer) = self.client()?;
+            let (mut client, peer) = self.client().await?;
             let request = wire::QueryWorkflowRequest {
                 sticky: sticky.map(key_to),
                 normal: Some(key_to(normal)),
@@ -301,7 +304,7 @@ impl MatchingService for RemoteMatching {
         answer: RespondQueryTaskCompletedRequest,
     ) -> BoxFuture<'_, Result<bool>> {
         Box::pin(async move {
-            let (mut client, peer) = self.client()?;
+            let (mut client, peer) = self.client().await?;
             let request = wire::RespondQueryTaskCompletedRequest {
                 query_id,
                 answer: Some(answer),
@@ -319,7 +322,7 @@ impl MatchingService for RemoteMatching {
         key: TaskQueueKey,
     ) -> BoxFuture<'_, Result<Option<PartitionStats>>> {
         Box::pin(async move {
-            let (mut client, peer) = self.client()?;
+            let (mut client, peer) = self.client().await?;
             let request = wire::DescribeTaskQueueRequest {
                 key: Some(key_to(key)),
             };
@@ -333,7 +336,7 @@ impl MatchingService for RemoteMatching {
 
     fn unload_sticky_queue(&self, key: TaskQueueKey) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let (mut client, peer) = self.client()?;
+            let (mut client, peer) = self.client().await?;
             let request = wire::UnloadStickyQueueRequest {
                 key: Some(key_to(key)),
             };
@@ -343,5 +346,9 @@ impl MatchingService for RemoteMatching {
                 .map_err(|s| status_from(s, &peer))?;
             Ok(())
         })
+    }
+
+    fn serving(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move { self.peer.channel().await.is_ok() })
     }
 }
