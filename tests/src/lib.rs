@@ -17,5 +17,5 @@ pub mod scrape;
 pub mod server;
 pub mod worker;
 
-pub use server::{Client, TestServer, connect};
+pub use server::{Client, TestServer, connect, health};
 pub use worker::Worker;

@@ -154,3 +154,19 @@ pub async fn connect(addr: SocketAddr) -> Result<Client> {
         .with_context(|| format!("connecting to {addr}"))?;
     Ok(WorkflowServiceClient::new(channel))
 }
+
+/// The health (`grpc.health.v1`) a server at `addr` reports.
+pub async fn health(
+    addr: SocketAddr,
+) -> Result<sundial_proto::health::health_check_response::ServingStatus> {
+    use sundial_proto::health::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await?
+        .into_inner()
+        .status;
+    Ok(status.try_into()?)
+}

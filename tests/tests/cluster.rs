@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use sundial_proto::health::health_check_response::ServingStatus;
-use sundial_proto::health::{HealthCheckRequest, health_client::HealthClient};
 use sundial_proto::workflowservice::GetClusterInfoRequest;
-use sundial_tests::Worker;
 use sundial_tests::process::{SundialProcess, free_port};
 use sundial_tests::scrape::scrape;
+use sundial_tests::{Worker, health};
 
 /// A server started with another `--num-history-shards` on a used store refuses to start and
 /// says why; with the store's own count it serves, under the same cluster id.
@@ -143,19 +142,6 @@ async fn each_role_process_tags_its_metrics_with_its_role() -> Result<()> {
         process.kill()?;
     }
     Ok(())
-}
-
-/// The frontend's health, asked at `addr`.
-async fn health(addr: std::net::SocketAddr) -> Result<ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
-    let status = HealthClient::new(channel)
-        .check(HealthCheckRequest::default())
-        .await?
-        .into_inner()
-        .status;
-    Ok(ServingStatus::try_from(status)?)
 }
 
 /// A frontend whose history serves but that knows no matching process is not SERVING (its

@@ -15,34 +15,21 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use sundial_proto::api::enums::v1::{EventType, WorkflowExecutionStatus};
 use sundial_proto::health::health_check_response::ServingStatus;
-use sundial_proto::health::{HealthCheckRequest, health_client::HealthClient};
 use sundial_proto::workflowservice::*;
 use sundial_storage::faults::FaultInjectingStore;
 use sundial_storage::{DynStore, memory::MemoryStore, sqlite::SqliteStore};
 use sundial_tests::worker::{commands, request, rpc, secs, task_queue};
-use sundial_tests::{Client, TestServer, Worker};
+use sundial_tests::{Client, TestServer, Worker, health};
 use tonic::{Code, Status};
 
 /// Longest a test waits for the server to reach a state.
 const SETTLE: Duration = Duration::from_secs(30);
 
-async fn health(server: &TestServer) -> Result<ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))?
-        .connect()
-        .await?;
-    let status = HealthClient::new(channel)
-        .check(HealthCheckRequest::default())
-        .await?
-        .into_inner()
-        .status;
-    Ok(ServingStatus::try_from(status)?)
-}
-
 /// Waits (bounded) until the server's health is `want`.
 async fn health_becomes(server: &TestServer, want: ServingStatus) -> Result<()> {
     let deadline = Instant::now() + SETTLE;
     loop {
-        if health(server).await? == want {
+        if health(server.addr).await? == want {
             return Ok(());
         }
         ensure!(Instant::now() < deadline, "health never became {want:?}");
