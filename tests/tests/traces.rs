@@ -1,12 +1,13 @@
-//! OTLP traces: a `sundial` process exports to an in-process OTLP/gRPC collector; a start
+//! OTLP traces: `sundial` processes export to an in-process OTLP/gRPC collector; a start
 //! request carrying a W3C `traceparent` must come back as RPC span → shard apply → shard commit
-//! → persistence commit, all in the caller's trace.
+//! → persistence commit, all in the caller's trace, in one process and across a frontend and a
+//! history process.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -41,9 +42,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spans_follow_a_request_from_the_rpc_to_the_storage_commit() -> Result<()> {
-    // The collector, in this process.
+/// Starts the collector, in this process; answers it and the environment that makes a
+/// `sundial` process export to it (with a short batching delay).
+fn start_collector() -> Result<(Collector, Vec<(&'static str, String)>)> {
     let collector = Collector::default();
     let collector_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let service = TraceServiceServer::new(collector.clone());
@@ -52,35 +53,24 @@ async fn spans_follow_a_request_from_the_rpc_to_the_storage_commit() -> Result<(
             .add_service(service)
             .serve(collector_addr),
     );
-
-    // The server, exporting to it with a short batching delay.
-    let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let port_arg = port.to_string();
-    let db = dir.path().join("traces.db");
-    let args = [
-        "server",
-        "start-dev",
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        &port_arg,
-        "--db-filename",
-        db.to_str().context("temp path is UTF-8")?,
-    ];
-    let env = [
+    let env = vec![
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             format!("http://{collector_addr}"),
         ),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
     ];
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut process =
-        SundialProcess::spawn_with_env(&args, &env, addr, &dir.path().join("sundial.log"))?;
-    let mut worker = Worker::new(process.wait_ready().await?);
+    Ok((collector, env))
+}
 
-    // A traced start.
+/// Starts a workflow with a W3C `traceparent` and waits for the chain RPC → shard apply →
+/// shard commit → persistence commit in the caller's trace, wherever the processes recorded
+/// them; `logs` tells what the servers said when it never comes.
+async fn a_traced_start_is_one_chain(
+    collector: &Collector,
+    worker: &mut Worker,
+    logs: impl Fn() -> String,
+) -> Result<()> {
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let caller_span = &uuid::Uuid::new_v4().simple().to_string()[..16];
     let mut request = rpc(worker.start_request("traced"));
@@ -90,7 +80,6 @@ async fn spans_follow_a_request_from_the_rpc_to_the_storage_commit() -> Result<(
     );
     worker.client.start_workflow_execution(request).await?;
 
-    // Wait for the chain RPC → shard apply → shard commit → persistence commit.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let spans: Vec<Span> = collector
@@ -132,9 +121,67 @@ async fn spans_follow_a_request_from_the_rpc_to_the_storage_commit() -> Result<(
                 .collect();
             bail!(
                 "no RPC → apply → commit → persistence chain in trace {trace_id}; spans: {names:?}; log:\n{}",
-                process.logs()
+                logs()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_follow_a_request_from_the_rpc_to_the_storage_commit() -> Result<()> {
+    let (collector, env) = start_collector()?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let db = dir.path().join("traces.db");
+    let args = SundialProcess::start_dev_args(port, &db, &[]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut process =
+        SundialProcess::spawn_with_env(&args, &env, addr, &dir.path().join("sundial.log"))?;
+    let mut worker = Worker::new(process.wait_ready().await?);
+    a_traced_start_is_one_chain(&collector, &mut worker, || process.logs()).await
+}
+
+/// Across processes: the frontend's RPC span is the parent of the spans the history process
+/// records for the same start (the internal call carries the trace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_follow_a_request_from_the_frontend_into_the_history_process() -> Result<()> {
+    let (collector, env) = start_collector()?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("traces.db");
+    let port = loop {
+        // The dev layout puts the roles at +1, +2 and +6.
+        let port = free_port()?;
+        if port < 65000 {
+            break port;
+        }
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut processes = Vec::new();
+    for role in ["history", "matching", "frontend"] {
+        let args = SundialProcess::start_dev_args(port, &db, &["--services", role]);
+        let log = dir.path().join(format!("{role}.log"));
+        processes.push(SundialProcess::spawn_with_env(&args, &env, addr, &log)?);
+    }
+    let mut worker = Worker::new(processes[2].wait_ready().await?);
+    // The frontend serves once it reaches history and matching.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while sundial_tests::health(addr).await?
+        != sundial_proto::health::health_check_response::ServingStatus::Serving
+    {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = || {
+        processes
+            .iter()
+            .map(|p| p.logs())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let result = a_traced_start_is_one_chain(&collector, &mut worker, logs).await;
+    for process in &mut processes {
+        process.kill()?;
+    }
+    result
 }

@@ -27,6 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::codec::{self, key_to, poll_to, query_from, query_to, stats_from};
 use super::errors::status_from;
+use super::tracing::traced;
 
 /// Where a role's process answers now (`None` while none is known).
 pub type Resolve = Arc<dyn Fn() -> BoxFuture<'static, Option<String>> + Send + Sync>;
@@ -120,14 +121,14 @@ impl HistoryService for RemoteHistory {
                 // One reply (nearly every request): a unary call, answered when the reply is
                 // in. Every caller awaits the reply right after submitting, so nothing waits
                 // longer than it did.
-                let reply = match client.call(wire).await {
+                let reply = match client.call(traced(wire)).await {
                     Ok(reply) => codec::reply_from(reply.into_inner()),
                     Err(status) => Err(status_from(status, &peer)),
                 };
                 return Ok(vec![Box::pin(std::future::ready(reply)) as Reply]);
             }
             let mut stream = client
-                .submit(wire)
+                .submit(traced(wire))
                 .await
                 .map_err(|s| status_from(s, &peer))?
                 .into_inner();
@@ -226,7 +227,7 @@ impl MatchingService for RemoteMatching {
                 sticky,
             };
             client
-                .add_task(request)
+                .add_task(traced(request))
                 .await
                 .map_err(|s| status_from(s, &peer))?;
             Ok(())
@@ -242,7 +243,7 @@ impl MatchingService for RemoteMatching {
             use wire::poll_workflow_task_response::Polled;
             let (mut client, peer) = self.client().await?;
             let polled = client
-                .poll_workflow_task(poll_to(key, poll))
+                .poll_workflow_task(traced(poll_to(key, poll)))
                 .await
                 .map_err(|s| status_from(s, &peer))?
                 .into_inner();
@@ -266,7 +267,7 @@ impl MatchingService for RemoteMatching {
         Box::pin(async move {
             let (mut client, peer) = self.client().await?;
             let polled = client
-                .poll_activity_task(poll_to(key, poll))
+                .poll_activity_task(traced(poll_to(key, poll)))
                 .await
                 .map_err(|s| status_from(s, &peer))?
                 .into_inner();
@@ -291,7 +292,7 @@ impl MatchingService for RemoteMatching {
                 query: Some(query_to(query)),
             };
             let answer = client
-                .query_workflow(request)
+                .query_workflow(traced(request))
                 .await
                 .map_err(|s| status_from(s, &peer))?;
             Ok(answer.into_inner().answer)
@@ -310,7 +311,7 @@ impl MatchingService for RemoteMatching {
                 answer: Some(answer),
             };
             let answered = client
-                .respond_query_task_completed(request)
+                .respond_query_task_completed(traced(request))
                 .await
                 .map_err(|s| status_from(s, &peer))?;
             Ok(answered.into_inner().answered)
@@ -327,7 +328,7 @@ impl MatchingService for RemoteMatching {
                 key: Some(key_to(key)),
             };
             let stats = client
-                .describe_task_queue(request)
+                .describe_task_queue(traced(request))
                 .await
                 .map_err(|s| status_from(s, &peer))?;
             Ok(stats.into_inner().stats.map(stats_from))
@@ -341,7 +342,7 @@ impl MatchingService for RemoteMatching {
                 key: Some(key_to(key)),
             };
             client
-                .unload_sticky_queue(request)
+                .unload_sticky_queue(traced(request))
                 .await
                 .map_err(|s| status_from(s, &peer))?;
             Ok(())

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use super::codec;
 use super::codec::{key_from, poll_from, query_from, query_to, stats_to};
 use super::errors::status_to;
+use super::tracing::{caller, within};
 
 /// Serves this process's history shards to other processes.
 #[derive(Clone)]
@@ -47,11 +48,10 @@ impl HistoryRpc for HistoryServer {
         &self,
         request: Request<wire::SubmitRequest>,
     ) -> Result<Response<Replies>, Status> {
+        let trace = caller(&request);
         let (shard, request) =
             codec::request_from(request.into_inner()).map_err(|e| status_to(&e))?;
-        let replies = self
-            .history
-            .submit(shard, request)
+        let replies = within(trace, self.history.submit(shard, request))
             .await
             .map_err(|e| status_to(&e))?;
         // In order, each once the shard has it; a caller that goes away drops the rest.
@@ -64,6 +64,7 @@ impl HistoryRpc for HistoryServer {
         &self,
         request: Request<wire::SubmitRequest>,
     ) -> Result<Response<wire::Reply>, Status> {
+        let trace = caller(&request);
         let (shard, request) =
             codec::request_from(request.into_inner()).map_err(|e| status_to(&e))?;
         if request.tickets() != 1 {
@@ -72,9 +73,7 @@ impl HistoryRpc for HistoryServer {
                 request.tickets()
             )));
         }
-        let mut replies = self
-            .history
-            .submit(shard, request)
+        let mut replies = within(trace, self.history.submit(shard, request))
             .await
             .map_err(|e| status_to(&e))?;
         let Some(reply) = replies.pop() else {
@@ -144,10 +143,9 @@ impl MatchingRpc for MatchingServer {
         request: Request<wire::PollRequest>,
     ) -> Result<Response<wire::PollWorkflowTaskResponse>, Status> {
         use wire::poll_workflow_task_response::Polled;
+        let trace = caller(&request);
         let (key, poll) = poll_from(request.into_inner()).map_err(|e| status_to(&e))?;
-        let polled = self
-            .matching
-            .poll_workflow_task(key, poll)
+        let polled = within(trace, self.matching.poll_workflow_task(key, poll))
             .await
             .map_err(|e| status_to(&e))?;
         Ok(Response::new(wire::PollWorkflowTaskResponse {
@@ -164,10 +162,9 @@ impl MatchingRpc for MatchingServer {
         &self,
         request: Request<wire::PollRequest>,
     ) -> Result<Response<wire::PollActivityTaskResponse>, Status> {
+        let trace = caller(&request);
         let (key, poll) = poll_from(request.into_inner()).map_err(|e| status_to(&e))?;
-        let polled = self
-            .matching
-            .poll_activity_task(key, poll)
+        let polled = within(trace, self.matching.poll_activity_task(key, poll))
             .await
             .map_err(|e| status_to(&e))?;
         Ok(Response::new(wire::PollActivityTaskResponse {
