@@ -133,13 +133,21 @@ impl Membership {
             .cloned()
             .collect();
         for role in roles {
-            let members = self.store.list_members(&role, since).await?;
-            self.known
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(role, members);
+            self.read_members(&role, since).await?;
         }
         Ok(())
+    }
+
+    /// Reads the members of `role` alive since `since_ms` and keeps them as known; answers the
+    /// address of the one that answers for it.
+    async fn read_members(&self, role: &str, since_ms: i64) -> Result<Option<String>> {
+        let members = self.store.list_members(role, since_ms).await?;
+        let address = members.first().map(|m| m.rpc_address.clone());
+        self.known
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(role.to_string(), members);
+        Ok(address)
     }
 
     /// The rpc address of the process that answers for `role` (the most recently started of
@@ -172,13 +180,7 @@ impl Membership {
         }
         *last = now;
         let since = now.saturating_sub(ALIVE_WINDOW.as_millis() as i64);
-        let members = self.store.list_members(role, since).await.ok()?;
-        let address = members.first().map(|m| m.rpc_address.clone());
-        self.known
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(role.to_string(), members);
-        address
+        self.read_members(role, since).await.ok()?
     }
 
     /// The live members of `role`, newest first, as last read.

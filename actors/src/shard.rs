@@ -269,10 +269,7 @@ impl HistoryShard {
     fn refusal(&self) -> Option<Error> {
         let shard_id = self.core.shard_id;
         match self.ownership {
-            Ownership::Fenced => Some(Error::ShardOwnershipLost {
-                shard_id,
-                owner: self.owner.clone(),
-            }),
+            Ownership::Fenced => Some(self.ownership_lost()),
             Ownership::Down => Some(Error::Unavailable(format!(
                 "shard {shard_id} is not available; it is being acquired again"
             ))),
@@ -371,6 +368,14 @@ impl HistoryShard {
         self.queue.clear();
         for (_, caller) in self.callers.drain() {
             let _ = caller.send(Err(err.clone()));
+        }
+    }
+
+    /// What a fenced shard answers: it is owned by `owner`.
+    fn ownership_lost(&self) -> Error {
+        Error::ShardOwnershipLost {
+            shard_id: self.core.shard_id,
+            owner: self.owner.clone(),
         }
     }
 
@@ -673,12 +678,9 @@ impl Handler<Superseded> for HistoryShard {
     fn handle(&mut self, msg: Superseded, _: &mut Self::Context) {
         self.owner = msg.0;
         self.set_ownership(Ownership::Fenced);
-        let err = Error::ShardOwnershipLost {
-            shard_id: self.core.shard_id,
-            owner: self.owner.clone(),
-        };
         warn!(self.log, "shard fenced"; "shard_id" => self.core.shard_id, "owner" => &self.owner);
-        self.refuse_all(&err);
+        self.refuse_all(&self.ownership_lost());
+        // A timer window read while the owner was looked up may have armed more.
         self.timers.clear();
     }
 }
