@@ -145,5 +145,11 @@ pub async fn join(
         address,
         history,
         matching,
+        // A process that serves history or matching to others serves their internal API on
+        // its actor thread (see `sundial_transport::serve_roles`): with every shard and
+        // partition on that one thread, a call and its reply never wait for another thread to
+        // be woken. A process with a frontend keeps one actor thread per core, as its public
+        // calls come in on the RPC threads anyway.
+        actor_threads: (!runs(ServiceRole::Frontend)).then_some(1),
     })
 }

@@ -316,6 +316,8 @@ pub struct Placement {
     pub history: Option<Arc<dyn HistoryService>>,
     /// The matching service of another process.
     pub matching: Option<MatchingClient>,
+    /// How many threads the shards and partitions run on; one per core when `None`.
+    pub actor_threads: Option<usize>,
 }
 
 /// Starts `count` actor threads (one actix system each).
@@ -382,8 +384,10 @@ impl Node {
         telemetry: Telemetry,
         placement: Placement,
     ) -> Node {
-        // Shards and partitions spread over one actor thread per core.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Shards and partitions spread over one actor thread per core unless placed otherwise.
+        let threads = placement
+            .actor_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let arbiters = start_arbiters(threads);
         let local_matching = placement.matching.is_none().then(|| {
             Matching::new(store.clone(), clock.clone(), arbiters[0].clone())
@@ -432,6 +436,13 @@ impl Node {
             log,
             arbiters,
         }
+    }
+
+    /// Runs `future` on the first actor thread, beside the actors that live there: a server
+    /// spawned there hands a call to such an actor, and gets its reply, without waking another
+    /// thread.
+    pub fn spawn_on_actor_thread(&self, future: impl Future<Output = ()> + Send + 'static) {
+        self.arbiters[0].spawn(future);
     }
 
     /// Stops the actor threads.

@@ -188,6 +188,20 @@ impl SundialProcess {
         })
     }
 
+    /// The names of the process's threads (Linux: `/proc/PID/task/*/comm`, at most 15 bytes).
+    pub fn thread_names(&self) -> Result<Vec<String>> {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let mut names = Vec::new();
+        for task in std::fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
+            let comm = task?.path().join("comm");
+            // A thread that ended since the listing has no comm any more.
+            if let Ok(name) = std::fs::read_to_string(comm) {
+                names.push(name.trim_end().to_string());
+            }
+        }
+        Ok(names)
+    }
+
     /// Runs `sundial <args>` to completion (at most `timeout`), its output appended to
     /// `log_path`; returns how it exited and what it printed.
     pub fn run_to_exit<S: AsRef<OsStr>>(

@@ -192,7 +192,8 @@ async fn a_frontend_serves_once_it_reaches_history_and_matching() -> Result<()> 
 
 /// The four processes of a deployment, started together on one new SQLite file, all get past
 /// opening it: each waits for the others' setup of the file instead of failing with "database
-/// is locked". Several rounds, each on a new file.
+/// is locked". Several rounds, each on a new file. Each process runs as many actor threads as
+/// its roles call for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_opening_one_new_sqlite_file_at_once_all_serve() -> Result<()> {
     for round in 0..4 {
@@ -222,6 +223,24 @@ async fn four_processes_opening_one_new_sqlite_file_at_once_all_serve() -> Resul
                     process.logs()
                 );
             }
+        }
+        // A process without a frontend runs its actors on one thread (history and matching
+        // serve their internal API on it); the frontend process keeps one per core.
+        let cores = std::thread::available_parallelism()?.get();
+        for (process, role) in processes
+            .iter()
+            .zip(["history", "matching", "worker", "frontend"])
+        {
+            let want = if role == "frontend" { cores } else { 1 };
+            let names = process.thread_names()?;
+            let actors = names
+                .iter()
+                .filter(|n| n.starts_with("sundial-actors"))
+                .count();
+            ensure!(
+                actors == want,
+                "round {round}: the {role} process runs {actors} actor threads, not {want}: {names:?}"
+            );
         }
         for process in &mut processes {
             process.kill()?;

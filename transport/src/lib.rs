@@ -129,7 +129,7 @@ pub async fn serve_roles(
         let server = internal_server()
             .add_service(service)
             .add_service(HealthServer::new(HealthCheck::new(&node)));
-        servers.push(serve_on(server, listener, shutdown.clone()).boxed());
+        servers.push(on_actor_thread(&node, serve_on(server, listener, shutdown.clone())).boxed());
     }
     if let Some(listener) = listeners.matching {
         let local: sundial_actors::MatchingClient = Arc::new(
@@ -145,7 +145,7 @@ pub async fn serve_roles(
         let server = internal_server()
             .add_service(service)
             .add_service(HealthServer::new(AlwaysServing));
-        servers.push(serve_on(server, listener, shutdown.clone()).boxed());
+        servers.push(on_actor_thread(&node, serve_on(server, listener, shutdown.clone())).boxed());
     }
     if let Some(listener) = listeners.worker {
         batcher::start_everywhere(Frontend::new(node.clone()), node.log.clone());
@@ -156,6 +156,17 @@ pub async fn serve_roles(
         result?;
     }
     Ok(())
+}
+
+fn on_actor_thread(
+    node: &Node,
+    serving: impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    node.spawn_on_actor_thread(async move {
+        let _ = done.send(serving.await);
+    });
+    async move { finished.await.unwrap_or(Ok(())) }
 }
 
 /// The largest message the internal API takes (a reset carries whole histories).
