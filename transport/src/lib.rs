@@ -158,6 +158,9 @@ pub async fn serve_roles(
     Ok(())
 }
 
+/// Runs an internal server on the node's actor thread (see ARCHITECTURE.md, "Threads of a role
+/// process") and resolves when it ends. An actor thread that stops under the server (it
+/// panicked) is logged: its shards and partitions stopped with it.
 fn on_actor_thread(
     node: &Node,
     serving: impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static,
@@ -166,7 +169,16 @@ fn on_actor_thread(
     node.spawn_on_actor_thread(async move {
         let _ = done.send(serving.await);
     });
-    async move { finished.await.unwrap_or(Ok(())) }
+    let log = node.log.clone();
+    async move {
+        finished.await.unwrap_or_else(|_| {
+            slog::crit!(
+                log,
+                "the actor thread stopped while serving the internal API"
+            );
+            Ok(())
+        })
+    }
 }
 
 /// The largest message the internal API takes (a reset carries whole histories).
