@@ -11,8 +11,9 @@
 #   SUNDIAL_TEST_LOG_DIR               server logs/db files (default target/sdk-test-logs)
 #   SUNDIAL_STORE=sqlite|postgres|mariadb  what Sundial persists to in the Python suite (default
 #                                      sqlite, then postgres, then mariadb's workflow tests)
-#   SUNDIAL_DEPLOYMENT=single|roles    one process per server (default), or one per role; after
-#                                      the default runs, some tests run on four processes too
+#   SUNDIAL_DEPLOYMENT=single|roles|cluster  one process per server (default), one per role, or
+#                                      one per role with three history members; after the
+#                                      default runs, some tests run on the other two too
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -71,4 +72,7 @@ if [[ $SUNDIAL_TARGET == sundial && ${#pytest_args[@]} -eq 0 && ${SUNDIAL_STORE:
     phase "python SDK workflow and durability tests on four processes (PostgreSQL)"
     SUNDIAL_DEPLOYMENT=roles SUNDIAL_STORE=postgres .venv/bin/python -m pytest \
         tests/sdk/python/test_workflows.py tests/sdk/python/test_durability.py -q --durations=5
+    phase "python SDK workflow tests on three history members (PostgreSQL)"
+    SUNDIAL_DEPLOYMENT=cluster SUNDIAL_STORE=postgres .venv/bin/python -m pytest \
+        tests/sdk/python/test_workflows.py -q --durations=5
 fi

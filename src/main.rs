@@ -1,5 +1,6 @@
 //! The `sundial` binary: command line, wiring and process lifecycle.
 
+mod cluster;
 mod dynamic;
 mod roles;
 mod schema;
@@ -44,6 +45,34 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
+    /// What the store knows of the cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// The members (processes and their roles), whether each is alive, and the history
+    /// shards each owns, as the store's `cluster_membership` table and shard rows say.
+    Members(ClusterArgs),
+}
+
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Config file (Temporal's YAML layout) of the cluster's nodes.
+    #[arg(short = 'c', long, conflicts_with_all = ["db_filename", "database_url"])]
+    config: Option<PathBuf>,
+    /// Datastore (a key of `persistence.datastores`); the default store when absent.
+    #[arg(long, requires = "config")]
+    datastore: Option<String>,
+    /// The SQLite file of a `start-dev` deployment.
+    #[arg(short = 'f', long, conflicts_with = "database_url")]
+    db_filename: Option<PathBuf>,
+    /// The database of a `start-dev --database-url` deployment.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -265,6 +294,7 @@ async fn run(
     };
     let store = telemetry.instrument_store(store, roles);
     let clock: Arc<dyn sundial_actors::Clock> = Arc::new(SystemClock);
+    let mut departure = None;
     let node = match &layout {
         Layout::Single(address) => {
             // One process: its history is reached where its frontend is.
@@ -282,8 +312,11 @@ async fn run(
             )
         }
         Layout::Roles(roles) => {
-            let placement = roles::join(&store, clock.clone(), roles, &log).await?;
-            Node::start_services(store, shards, log.clone(), clock, telemetry, placement)
+            let (placement, joined) = roles::join(&store, clock.clone(), roles, &log).await?;
+            let node =
+                Node::start_services(store, shards, log.clone(), clock, telemetry, placement);
+            departure = Some(joined.keep_current(&node, &log));
+            node
         }
     };
     dynamic::watch(dynamic_config, node.history.clone(), log.clone())?;
@@ -339,7 +372,15 @@ async fn run(
                 .map(|r| format!("{} on {}", r.role, r.bind))
                 .collect();
             println!("Sundial serving {}", names.join(", "));
-            sundial_transport::serve_roles(listeners, node.clone(), shutdown_signal()).await?;
+            // A planned stop leaves the cluster first: the others take this process's shards
+            // while its servers still answer (naming the new owners), then they stop.
+            let stopping = async move {
+                shutdown_signal().await;
+                if let Some(departure) = departure {
+                    departure.leave().await;
+                }
+            };
+            sundial_transport::serve_roles(listeners, node.clone(), stopping).await?;
         }
     }
     info!(log, "shut down");
@@ -376,6 +417,31 @@ async fn run_command(command: Command) -> Result<()> {
             let config = Config::load(&args.config)?;
             let datastore = Datastore::from_config(&config, args.datastore.as_deref())?;
             println!("{}", schema::run(action, &datastore).await?);
+            Ok(())
+        }
+        Command::Cluster {
+            command: ClusterCommand::Members(args),
+        } => {
+            let datastore = match (&args.config, &args.database_url, args.db_filename) {
+                (Some(file), _, _) => {
+                    Datastore::from_config(&Config::load(file)?, args.datastore.as_deref())?
+                }
+                (None, Some(url), _) => Datastore::dev_url(url)?,
+                (None, None, Some(file)) => {
+                    if !file.exists() {
+                        bail!("cluster members: {} does not exist", file.display());
+                    }
+                    Datastore::dev(Some(file))
+                }
+                (None, None, None) => {
+                    bail!(
+                        "cluster members: name the store: --config FILE, --db-filename or --database-url"
+                    )
+                }
+            };
+            let store = datastore.open(false).await?;
+            let now = sundial_actors::Clock::now_ms(&SystemClock);
+            print!("{}", cluster::members(&store, now).await?);
             Ok(())
         }
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use slog::Logger;
 use sundial_actors::membership::Membership;
+use sundial_actors::shard_owners::{self, Departure, ShardOwners};
 use sundial_actors::{Clock, HistoryService, MatchingClient, Placement};
 use sundial_config::{Config, ServiceRole};
 use sundial_storage::DynStore;
@@ -94,23 +95,48 @@ pub async fn bind(roles: &[Role]) -> Result<sundial_transport::RoleListeners> {
     Ok(listeners)
 }
 
+/// What a process knows of the cluster once it joined: its membership and the history
+/// members that own the shards.
+pub struct Joined {
+    membership: Membership,
+    owners: ShardOwners,
+    /// This process's history address, when it is a history member.
+    history_address: Option<String>,
+}
+
+impl Joined {
+    /// Keeps the shards' owners current (and, on a history member, takes and releases its
+    /// shards) for as long as the process runs; the departure makes it leave in order.
+    pub fn keep_current(self, node: &sundial_actors::Node, log: &Logger) -> Departure {
+        let local = match (self.history_address, &node.local_history) {
+            (Some(address), Some(local)) => Some((local.clone(), address)),
+            _ => None,
+        };
+        shard_owners::keep_current(self.membership, self.owners, local, log.clone())
+    }
+}
+
 /// Joins the membership table with this process's roles, and places its services: the address
 /// its history role is reached at (recorded as the owner of the shards it takes), and the
-/// services of the roles it does not run, reached where the table says they answer.
+/// services of the roles it does not run, reached where the table says they answer. History
+/// shards are spread over the live history members (see `sundial_actors::shard_owners`); a
+/// process of another role sends each shard's requests to its owner.
 pub async fn join(
     store: &DynStore,
     clock: Arc<dyn Clock>,
     roles: &[Role],
     log: &Logger,
-) -> Result<Placement> {
+) -> Result<(Placement, Joined)> {
     let runs = |role: ServiceRole| roles.iter().any(|r| r.role == role);
     let own = roles
         .iter()
         .map(|r| (r.role.as_str().to_string(), r.advertised.clone()))
         .collect();
+    // Every process watches the history members, its own role included: the shards are
+    // spread over them.
     let watch: Vec<String> = [ServiceRole::History, ServiceRole::Matching]
         .into_iter()
-        .filter(|role| !runs(*role))
+        .filter(|role| *role == ServiceRole::History || !runs(*role))
         .map(|role| role.as_str().to_string())
         .collect();
     let membership = Membership::join(store.clone(), clock, own, watch, log)
@@ -124,12 +150,35 @@ pub async fn join(
             Box::pin(async move { membership.resolve(role).await }) as sundial_actors::BoxFuture<_>
         }) as sundial_transport::internal::client::Resolve
     };
-    let history = (!runs(ServiceRole::History)).then(|| {
-        Arc::new(RemoteHistory::new(Peer::new(
-            "history",
-            resolver("history"),
-        ))) as Arc<dyn HistoryService>
-    });
+    let owners = ShardOwners::default();
+    let route = {
+        let (owners, membership) = (owners.clone(), membership.clone());
+        Arc::new(move |shard_id| {
+            let (owners, membership) = (owners.clone(), membership.clone());
+            Box::pin(async move {
+                let candidates = owners.candidates(shard_id);
+                if candidates.is_empty() {
+                    // None known yet: the one the table lists now, until the members are read.
+                    return membership.resolve("history").await.into_iter().collect();
+                }
+                candidates
+            }) as sundial_actors::BoxFuture<_>
+        }) as sundial_transport::internal::client::Route
+    };
+    let members = {
+        let (owners, membership) = (owners.clone(), membership.clone());
+        Arc::new(move || {
+            let (owners, membership) = (owners.clone(), membership.clone());
+            Box::pin(async move {
+                let members = owners.members();
+                if members.is_empty() {
+                    return membership.resolve("history").await.into_iter().collect();
+                }
+                members.to_vec()
+            }) as sundial_actors::BoxFuture<_>
+        }) as sundial_transport::internal::client::Members
+    };
+    let history = Some(Arc::new(RemoteHistory::routed(route, members)) as Arc<dyn HistoryService>);
     let matching = (!runs(ServiceRole::Matching)).then(|| {
         Arc::new(RemoteMatching::new(Peer::new(
             "matching",
@@ -141,7 +190,14 @@ pub async fn join(
         .find(|r| r.role == ServiceRole::History)
         .map(|r| r.advertised.clone())
         .unwrap_or_default();
-    Ok(Placement {
+    let history_address = runs(ServiceRole::History).then(|| address.clone());
+    let joined = Joined {
+        membership,
+        owners: owners.clone(),
+        history_address,
+    };
+    let placement = Placement {
+        shard_owners: runs(ServiceRole::History).then_some(owners),
         address,
         history,
         matching,
@@ -151,5 +207,6 @@ pub async fn join(
         // be woken. A process with a frontend keeps one actor thread per core, as its public
         // calls come in on the RPC threads anyway.
         actor_threads: (!runs(ServiceRole::Frontend)).then_some(1),
-    })
+    };
+    Ok((placement, joined))
 }

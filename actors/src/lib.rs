@@ -20,6 +20,9 @@ pub mod query_buffer;
 pub mod services;
 pub mod shard;
 pub mod shard_core;
+pub mod shard_owners;
+#[cfg(test)]
+mod shard_ownership_tests;
 pub mod telemetry;
 #[cfg(test)]
 mod testkit;
@@ -88,6 +91,9 @@ pub struct LocalHistory {
     telemetry: Telemetry,
     /// One flag per shard, set while it serves.
     serving: Arc<Vec<Arc<AtomicBool>>>,
+    /// One flag per shard, set while this process is meant to own it (every shard unless
+    /// started as a cluster member).
+    wanted: Arc<Vec<AtomicBool>>,
 }
 
 impl LocalHistory {
@@ -100,9 +106,13 @@ impl LocalHistory {
         matching: &MatchingClient,
         arbiters: &[ArbiterHandle],
         address: Arc<str>,
+        member: bool,
     ) -> Self {
         let serving: Vec<Arc<AtomicBool>> = (0..num_shards.max(1))
             .map(|_| Arc::new(AtomicBool::new(false)))
+            .collect();
+        let wanted = (0..num_shards.max(1))
+            .map(|_| AtomicBool::new(!member))
             .collect();
         let shards = (1..=num_shards.max(1))
             .map(|shard_id| {
@@ -112,10 +122,11 @@ impl LocalHistory {
                 let flag = serving[(shard_id - 1) as usize].clone();
                 let arbiter = &arbiters[(shard_id - 1) as usize % arbiters.len()];
                 HistoryShard::start_in_arbiter(arbiter, move |_| {
-                    HistoryShard::new(shard_id, store, matching, clock, log)
+                    let shard = HistoryShard::new(shard_id, store, matching, clock, log)
                         .with_telemetry(telemetry)
                         .with_serving_flag(flag)
-                        .with_address(address)
+                        .with_address(address);
+                    if member { shard.unowned() } else { shard }
                 })
             })
             .collect();
@@ -123,7 +134,36 @@ impl LocalHistory {
             shards: Arc::new(shards),
             telemetry: telemetry.clone(),
             serving: Arc::new(serving),
+            wanted: Arc::new(wanted),
         }
+    }
+
+    /// Tells shard `shard_id` whether this process owns it now (`owner`: the member that does
+    /// otherwise, when known). A shard told it is owned here is acquired unless it is held
+    /// already; one told it is not is released once its batch in flight is done.
+    pub fn own(&self, shard_id: i32, own: bool, owner: String) {
+        let Some(i) = usize::try_from(shard_id - 1)
+            .ok()
+            .filter(|i| *i < self.shards.len())
+        else {
+            return;
+        };
+        self.wanted[i].store(own, Ordering::Relaxed);
+        self.shards[i].do_send(crate::shard::Own { own, owner });
+    }
+
+    /// The shards that serve here now.
+    pub fn serving_shards(&self) -> Vec<i32> {
+        (1..)
+            .zip(self.serving.iter())
+            .filter(|(_, s)| s.load(Ordering::Relaxed))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// How many shards there are.
+    pub fn num_shards(&self) -> i32 {
+        self.shards.len() as i32
     }
 }
 
@@ -162,13 +202,71 @@ impl HistoryService for LocalHistory {
     }
 
     fn serving(&self) -> BoxFuture<'_, bool> {
-        let all = self.serving.iter().all(|s| s.load(Ordering::Relaxed));
+        let all = self
+            .serving
+            .iter()
+            .zip(self.wanted.iter())
+            .all(|(s, w)| s.load(Ordering::Relaxed) || !w.load(Ordering::Relaxed));
         Box::pin(async move { all })
+    }
+
+    fn serving_shards(&self) -> BoxFuture<'_, Vec<i32>> {
+        let shards = LocalHistory::serving_shards(self);
+        Box::pin(async move { shards })
     }
 
     fn refresh_namespaces(&self) -> BoxFuture<'_, Result<()>> {
         // The shards read the registry of this process, which its frontend keeps current.
         Box::pin(async { Ok(()) })
+    }
+}
+
+/// The history service of a cluster member: a shard this process owns (by `owners`) is
+/// served by its local shards, any other by `remote`, which reaches the shard's owner.
+struct RoutedHistory {
+    owners: shard_owners::ShardOwners,
+    /// Where this process serves history.
+    address: String,
+    local: LocalHistory,
+    remote: Arc<dyn HistoryService>,
+}
+
+impl RoutedHistory {
+    fn is_local(&self, shard_id: i32) -> bool {
+        self.owners
+            .owner(shard_id)
+            .is_none_or(|owner| owner == self.address)
+    }
+}
+
+impl HistoryService for RoutedHistory {
+    fn submit(&self, shard_id: i32, request: Request) -> BoxFuture<'_, Result<Vec<Reply>>> {
+        if self.is_local(shard_id) {
+            self.local.submit(shard_id, request)
+        } else {
+            self.remote.submit(shard_id, request)
+        }
+    }
+
+    fn serving(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            let served = self.serving_shards().await;
+            (1..=self.local.num_shards()).all(|s| served.binary_search(&s).is_ok())
+        })
+    }
+
+    fn serving_shards(&self) -> BoxFuture<'_, Vec<i32>> {
+        Box::pin(async move {
+            let mut shards = self.local.serving_shards();
+            shards.extend(self.remote.serving_shards().await);
+            shards.sort_unstable();
+            shards.dedup();
+            shards
+        })
+    }
+
+    fn refresh_namespaces(&self) -> BoxFuture<'_, Result<()>> {
+        self.remote.refresh_namespaces()
     }
 }
 
@@ -312,8 +410,13 @@ pub struct Placement {
     /// recorded as the owner of every shard it acquires, so a process that lost a shard can
     /// name its new owner. Empty when nothing else reaches it (tests).
     pub address: String,
-    /// The history service of another process.
+    /// The history service of other processes. Without [`Placement::shard_owners`], this
+    /// process runs no shards and every request goes there.
     pub history: Option<Arc<dyn HistoryService>>,
+    /// Set when this process is one of a cluster's history members: its shards start
+    /// released and are taken as they are assigned ([`LocalHistory::own`]), and a request for a
+    /// shard `shard_owners` says another member owns goes to [`Placement::history`].
+    pub shard_owners: Option<shard_owners::ShardOwners>,
     /// The matching service of another process.
     pub matching: Option<MatchingClient>,
     /// How many threads the shards and partitions run on; one per core when `None`.
@@ -399,7 +502,8 @@ impl Node {
             (None, Some(local)) => Arc::new(local.clone()),
             (None, None) => unreachable!("matching runs here when it runs nowhere else"),
         };
-        let local_history = placement.history.is_none().then(|| {
+        let member = placement.shard_owners.is_some();
+        let local_history = (placement.history.is_none() || member).then(|| {
             LocalHistory::start(
                 &store,
                 num_shards,
@@ -407,13 +511,21 @@ impl Node {
                 &matching,
                 &arbiters,
                 Arc::from(placement.address.as_str()),
+                member,
             )
         });
-        let service: Arc<dyn HistoryService> = match (placement.history, &local_history) {
-            (Some(remote), _) => remote,
-            (None, Some(local)) => Arc::new(local.clone()),
-            (None, None) => unreachable!("history runs here when it runs nowhere else"),
-        };
+        let service: Arc<dyn HistoryService> =
+            match (placement.history, placement.shard_owners, &local_history) {
+                (Some(remote), Some(owners), Some(local)) => Arc::new(RoutedHistory {
+                    owners,
+                    address: placement.address.clone(),
+                    local: local.clone(),
+                    remote,
+                }),
+                (Some(remote), _, _) => remote,
+                (None, _, Some(local)) => Arc::new(local.clone()),
+                (None, _, None) => unreachable!("history runs here when it runs nowhere else"),
+            };
         let history = History::new(service, num_shards, store.clone());
         if let Some(local) = &local_matching {
             local.set_history(history.clone());

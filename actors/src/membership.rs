@@ -15,9 +15,9 @@ use sundial_storage::{DynStore, MemberRow};
 use crate::{Clock, Result};
 
 /// How often a process renews its rows and reads the others'.
-pub const HEARTBEAT: Duration = Duration::from_secs(2);
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A row whose heartbeat is older than this is a process that is gone (a few missed beats).
-pub const ALIVE_WINDOW: Duration = Duration::from_secs(10);
+pub const ALIVE_WINDOW: Duration = Duration::from_secs(5);
 /// How long a row stays in the table without a heartbeat before any process deletes it.
 const RECORD_TTL: Duration = Duration::from_secs(48 * 3600);
 
@@ -36,6 +36,8 @@ pub struct Membership {
     /// When [`Membership::resolve`] last read the table (unix millis), held while it reads so
     /// that callers resolving at once share one read.
     last_lookup_ms: Arc<tokio::sync::Mutex<i64>>,
+    /// Set once the process has left ([`Membership::leave`]): its rows are not renewed.
+    left: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How long a lookup's answer of [`Membership::resolve`] stands before a caller that finds no
@@ -63,6 +65,7 @@ impl Membership {
                 watch.into_iter().map(|role| (role, Vec::new())).collect(),
             )),
             last_lookup_ms: Arc::default(),
+            left: Arc::default(),
         };
         membership.beat().await?;
         membership.refresh().await?;
@@ -100,9 +103,16 @@ impl Membership {
         });
     }
 
-    /// Renews this process's rows and deletes rows long expired.
-    async fn beat(&self) -> Result<()> {
+    /// Leaves the cluster: this process's rows are written as gone (no heartbeat), so the
+    /// others stop counting it at their next read, and are not renewed any more.
+    pub async fn leave(&self) -> Result<()> {
+        self.left.store(true, std::sync::atomic::Ordering::Relaxed);
         let now = self.clock.now_ms();
+        self.write_rows(0, now).await
+    }
+
+    /// Writes this process's rows with heartbeat `heartbeat_ms`, to expire at `expiry_ms`.
+    async fn write_rows(&self, heartbeat_ms: i64, expiry_ms: i64) -> Result<()> {
         for (role, address) in self.own.iter() {
             self.store
                 .upsert_member(MemberRow {
@@ -110,11 +120,27 @@ impl Membership {
                     role: role.clone(),
                     rpc_address: address.clone(),
                     session_start_ms: self.session_start_ms,
-                    last_heartbeat_ms: now,
-                    record_expiry_ms: now.saturating_add(RECORD_TTL.as_millis() as i64),
+                    last_heartbeat_ms: heartbeat_ms,
+                    record_expiry_ms: expiry_ms,
                 })
                 .await?;
         }
+        Ok(())
+    }
+
+    /// True once the process has left.
+    pub fn has_left(&self) -> bool {
+        self.left.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Renews this process's rows and deletes rows long expired.
+    async fn beat(&self) -> Result<()> {
+        if self.has_left() {
+            return Ok(());
+        }
+        let now = self.clock.now_ms();
+        self.write_rows(now, now.saturating_add(RECORD_TTL.as_millis() as i64))
+            .await?;
         self.store.prune_members(now).await?;
         Ok(())
     }

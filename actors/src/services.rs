@@ -36,6 +36,9 @@ pub trait HistoryService: Send + Sync + 'static {
     /// True while every shard this service reaches serves.
     fn serving(&self) -> BoxFuture<'_, bool>;
 
+    /// The shards that serve behind this service now, ascending.
+    fn serving_shards(&self) -> BoxFuture<'_, Vec<i32>>;
+
     /// Makes the shards re-read the namespaces (retention, custom search attributes) before
     /// it answers: a frontend changed one. Shards of the caller's own process share its
     /// registry, which the change updated already.

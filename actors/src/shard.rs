@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use prost::Message as _;
-use slog::{Logger, error, warn};
+use slog::{Logger, error, info, warn};
 use sundial_engine::{Env, TaskInfo, TaskKind};
 use sundial_storage::{DynStore, ExecutionKey};
 use tokio::sync::oneshot;
@@ -51,6 +51,9 @@ pub enum Ownership {
     Down,
     /// Another owner took the shard (its range id moved on): this process stops serving it.
     Fenced,
+    /// Not owned here: the shard is another member's (see `shard_owners`), or this process
+    /// has not been told to take it yet. Requests are refused naming the owner.
+    Released,
 }
 
 /// One history shard.
@@ -86,6 +89,22 @@ pub struct HistoryShard {
     acquire_failures: u32,
     /// Set while the shard serves; read by the health service.
     serving: Arc<std::sync::atomic::AtomicBool>,
+    /// Taken only when told to ([`Own`]), not when started.
+    unowned_at_start: bool,
+    /// Set once told another member owns the shard (the owner's address): the shard is
+    /// released as soon as no batch is in flight.
+    releasing: Option<String>,
+}
+
+/// Tells a shard whether this process owns it now; `owner` names the member that does when
+/// it is not this one (empty when none is known).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Own {
+    /// This process owns the shard.
+    pub own: bool,
+    /// The owner's address when it is another member.
+    pub owner: String,
 }
 
 /// Tells a shard how to reach every shard (itself included).
@@ -196,7 +215,45 @@ impl HistoryShard {
             owner: String::new(),
             acquire_failures: 0,
             serving: Arc::default(),
+            unowned_at_start: false,
+            releasing: None,
         }
+    }
+
+    /// Starts released: the shard is taken only when an [`Own`] says so (a member of a
+    /// cluster, whose shards are spread over the history members).
+    pub fn unowned(mut self) -> Self {
+        self.unowned_at_start = true;
+        self
+    }
+
+    /// Whether the shard is held here (serving, being acquired or retrying an acquire).
+    fn held(&self) -> bool {
+        !matches!(self.ownership, Ownership::Fenced | Ownership::Released)
+    }
+
+    /// Drops everything the shard holds in memory, to be read again from the store when it
+    /// is next acquired.
+    fn forget_state(&mut self) {
+        let limits = self.core.cache_limits;
+        self.core = ShardCore::new(self.core.shard_id, 0);
+        self.core.cache_limits = limits;
+        self.timers.clear();
+        self.awaiting_peers.clear();
+    }
+
+    /// Gives the shard up to `owner` (no batch is in flight): every waiting caller is told who
+    /// owns it, and its state is dropped. The new owner's acquire fences this process in the
+    /// store, so nothing written here after that could land.
+    fn release(&mut self, owner: String) {
+        info!(self.log, "shard released to its new owner"; "shard_id" => self.core.shard_id,
+            "owner" => &owner);
+        self.releasing = None;
+        self.owner = owner;
+        self.set_ownership(Ownership::Released);
+        self.busy = true;
+        self.refuse_all(&self.ownership_lost());
+        self.forget_state();
     }
 
     /// Records `address` (where this process serves history) as the owner of the shard when
@@ -268,8 +325,14 @@ impl HistoryShard {
     /// Refuses a request the shard cannot take now; `None` when it can.
     fn refusal(&self) -> Option<Error> {
         let shard_id = self.core.shard_id;
+        if let Some(owner) = &self.releasing {
+            return Some(Error::ShardOwnershipLost {
+                shard_id,
+                owner: owner.clone(),
+            });
+        }
         match self.ownership {
-            Ownership::Fenced => Some(self.ownership_lost()),
+            Ownership::Fenced | Ownership::Released => Some(self.ownership_lost()),
             Ownership::Down => Some(Error::Unavailable(format!(
                 "shard {shard_id} is not available; it is being acquired again"
             ))),
@@ -401,7 +464,7 @@ impl HistoryShard {
 
     /// Arms a timer again whose batch did not commit (or whose run could not be read).
     fn rearm(&mut self, fire_ms: i64, task_id: i64, task: TaskInfo) {
-        if self.ownership != Ownership::Fenced {
+        if self.held() {
             self.timers.insert((fire_ms, task_id), task);
         }
     }
@@ -457,6 +520,11 @@ impl HistoryShard {
     }
 
     fn drain(&mut self, ctx: &mut Context<Self>) {
+        if !self.busy
+            && let Some(owner) = self.releasing.take()
+        {
+            return self.release(owner);
+        }
         if self.busy || (self.queue.is_empty() && !self.core.has_work()) {
             return;
         }
@@ -487,7 +555,7 @@ impl HistoryShard {
 
     /// Carries out a transfer task; a transient failure is retried after a backoff.
     fn dispatch_attempt(&mut self, ctx: &mut Context<Self>, ready: ReadyTask, attempt: u32) {
-        if self.ownership == Ownership::Fenced {
+        if !self.held() {
             return;
         }
         let cross_workflow = !matches!(
@@ -630,7 +698,11 @@ impl Actor for HistoryShard {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(100_000);
-        self.acquire(ctx);
+        if self.unowned_at_start {
+            self.set_ownership(Ownership::Released);
+        } else {
+            self.acquire(ctx);
+        }
         ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
     }
 }
@@ -640,6 +712,11 @@ impl Handler<Ready> for HistoryShard {
 
     fn handle(&mut self, msg: Ready, ctx: &mut Self::Context) {
         match msg.0 {
+            Ok(_) if self.releasing.is_some() => {
+                // Told to give the shard up while it was being acquired.
+                self.busy = false;
+                self.drain(ctx);
+            }
             Ok((range_id, transfer, timers)) => {
                 self.acquire_failures = 0;
                 self.set_ownership(Ownership::Serving);
@@ -652,6 +729,10 @@ impl Handler<Ready> for HistoryShard {
                 }
                 self.busy = false;
                 self.drain(ctx);
+            }
+            Err(_) if self.releasing.is_some() => {
+                let owner = self.releasing.take().unwrap_or_default();
+                self.release(owner);
             }
             Err(e) => {
                 self.acquire_failures += 1;
@@ -677,11 +758,39 @@ impl Handler<Superseded> for HistoryShard {
 
     fn handle(&mut self, msg: Superseded, _: &mut Self::Context) {
         self.owner = msg.0;
+        self.releasing = None;
         self.set_ownership(Ownership::Fenced);
         warn!(self.log, "shard fenced"; "shard_id" => self.core.shard_id, "owner" => &self.owner);
         self.refuse_all(&self.ownership_lost());
         // A timer window read while the owner was looked up may have armed more.
         self.timers.clear();
+    }
+}
+
+impl Handler<Own> for HistoryShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Own, ctx: &mut Self::Context) {
+        match (msg.own, self.held()) {
+            (true, true) => self.releasing = None,
+            (true, false) => {
+                info!(self.log, "taking the shard"; "shard_id" => self.core.shard_id,
+                    "previous_owner" => &self.owner);
+                self.forget_state();
+                self.acquire_failures = 0;
+                self.acquire(ctx);
+            }
+            (false, false) => {
+                if !msg.owner.is_empty() {
+                    self.owner = msg.owner;
+                }
+            }
+            (false, true) if self.ownership == Ownership::Down => self.release(msg.owner),
+            (false, true) => {
+                self.releasing = Some(msg.owner);
+                self.drain(ctx);
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use sundial_proto::workflowservice::GetSystemInfoRequest;
 
 use crate::server::{Client, connect};
@@ -280,6 +280,17 @@ impl SundialProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Asks the process to stop with SIGTERM (a planned stop) and waits, at most `timeout`, for
+    /// it to exit; answers how it exited.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("running kill -TERM")?;
+        ensure!(status.success(), "kill -TERM failed: {status}");
+        self.wait_exit(timeout)
     }
 
     /// Kills the process with SIGKILL (no chance to clean up) and reaps it.

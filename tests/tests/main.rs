@@ -8,6 +8,7 @@ mod config_file;
 mod database_restarts;
 mod durability;
 mod errors;
+mod history_members;
 mod lifecycle;
 mod metrics;
 mod paging;

@@ -121,7 +121,11 @@ pub async fn serve_roles(
             .local_history
             .clone()
             .expect("a process that serves the history role runs its shards");
-        let history = internal::HistoryServer::new(Arc::new(local), node.namespaces.clone());
+        let history = internal::HistoryServer::new(
+            Arc::new(local),
+            node.namespaces.clone(),
+            node.history.num_shards(),
+        );
         let service =
             sundial_proto::internal::history_service_server::HistoryServiceServer::new(history)
                 .max_decoding_message_size(INTERNAL_MESSAGE_BYTES)

@@ -14,6 +14,8 @@ Selected with the environment:
                         processes, one per role (`start-dev --services frontend|history|
                         matching|worker` on the same port layout and store); the tests talk to
                         the frontend process, and kill9/stop act on all four.
+                        | cluster: as `roles`, with three history processes (on 127.0.0.1,
+                        127.0.0.2 and 127.0.0.3, the same port) sharing the shards.
 """
 
 from __future__ import annotations
@@ -59,9 +61,14 @@ ROLE_OFFSETS = {"history": 1, "matching": 2, "worker": 6, "frontend": 0}
 
 def deployment() -> str:
     value = os.environ.get("SUNDIAL_DEPLOYMENT", "single").strip().lower()
-    if value not in ("single", "roles"):
-        raise RuntimeError(f"SUNDIAL_DEPLOYMENT must be 'single' or 'roles', got {value!r}")
+    if value not in ("single", "roles", "cluster"):
+        raise RuntimeError(
+            f"SUNDIAL_DEPLOYMENT must be 'single', 'roles' or 'cluster', got {value!r}")
     return value
+
+
+# The extra history members of a `cluster` deployment: (role name, address they bind).
+CLUSTER_HISTORY = [("history-2", "127.0.0.2"), ("history-3", "127.0.0.3")]
 
 
 def free_port_layout() -> int:
@@ -181,7 +188,8 @@ class ServerProcess:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         # One process per role (SUNDIAL_DEPLOYMENT=roles, or split=True).
-        self.split = kind == "sundial" and (deployment() == "roles" if split is None else split)
+        self.split = kind == "sundial" and (
+            deployment() in ("roles", "cluster") if split is None else split)
         self.port = port or (free_port_layout() if self.split else free_port())
         self.db_filename = Path(db_filename) if db_filename else self.workdir / f"{name}.db"
         self.log_path = self.workdir / f"{name}.log"
@@ -229,6 +237,12 @@ class ServerProcess:
             for role in ROLE_OFFSETS:
                 if role != "frontend":
                     self.role_commands[role] = [*cmd, "--services", role]
+                    self.role_procs[role] = self._spawn_command(self.role_commands[role])
+            if deployment() == "cluster":
+                for role, ip in CLUSTER_HISTORY:
+                    member = list(cmd)
+                    member[member.index("--ip") + 1] = ip
+                    self.role_commands[role] = [*member, "--services", "history"]
                     self.role_procs[role] = self._spawn_command(self.role_commands[role])
             cmd = self.last_command = [*cmd, "--services", "frontend"]
         self.proc = self._spawn_command(cmd)

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use prost::Message;
 use sundial_actors::matching::QueryTask;
 use sundial_actors::matching_stats::PartitionStats;
+use sundial_actors::ops::Response;
 use sundial_actors::ops::{ActivityStarted, Request};
 use sundial_actors::{
     BoxFuture, Error, HistoryService, MatchingService, Poll, PolledWorkflowTask, Reply, Result,
@@ -70,14 +71,7 @@ impl Peer {
         {
             return Ok((channel.clone(), self.name(&address)));
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| Error::Internal(format!("{} address {address:?}: {e}", self.role)))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true);
-        let channel = endpoint.connect_lazy();
+        let channel = connect(self.role, &address)?;
         *cached = Some((address.clone(), channel.clone()));
         Ok((channel, self.name(&address)))
     }
@@ -90,25 +84,161 @@ impl Peer {
 /// The largest message the internal API sends or takes (a reset carries whole histories).
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
-/// [`HistoryService`] in another process.
+/// The history members that may own a shard, its owner first, then the one that owns it
+/// without the owner, and so on (empty while no history member is known).
+pub type Route = Arc<dyn Fn(i32) -> BoxFuture<'static, Vec<String>> + Send + Sync>;
+/// The history members' addresses.
+pub type Members = Arc<dyn Fn() -> BoxFuture<'static, Vec<String>> + Send + Sync>;
+
+/// How many times a call follows a shard's owner named by the member it reached (a member
+/// whose view of the cluster is behind the one that answered) before it gives the caller the
+/// answer: the views agree again within a heartbeat, and a caller never waits on a loop.
+const MAX_HOPS: usize = 2;
+
+/// [`HistoryService`] in other processes: each shard's requests go to its owner, which
+/// [`Route`] names; a member that answers that another owns the shard is followed to it, and
+/// one that cannot be reached gives way to the member that owns the shard without it (the one
+/// that takes the shard when the unreachable one is found gone), at most [`MAX_HOPS`] times.
 #[derive(Clone)]
 pub struct RemoteHistory {
-    peer: Peer,
+    route: Route,
+    members: Members,
+    channels: Arc<Mutex<std::collections::HashMap<String, Channel>>>,
 }
 
 impl RemoteHistory {
-    /// The history service of `peer`.
+    /// The history service of the process `peer` names, for every shard.
     pub fn new(peer: Peer) -> Self {
-        Self { peer }
+        let resolve = peer.resolve.clone();
+        let members = peer.resolve.clone();
+        Self::routed(
+            Arc::new(move |_| {
+                let found = resolve();
+                Box::pin(async move { found.await.into_iter().collect() })
+            }),
+            Arc::new(move || {
+                let members = members();
+                Box::pin(async move { members.await.into_iter().collect() })
+            }),
+        )
     }
 
-    async fn client(&self) -> Result<(HistoryServiceClient<Channel>, String)> {
-        let (channel, name) = self.peer.channel().await?;
+    /// The history service of a cluster: shard requests go where `route` says, and
+    /// `members` lists every member (for the calls that reach each of them).
+    pub fn routed(route: Route, members: Members) -> Self {
+        Self {
+            route,
+            members,
+            channels: Arc::default(),
+        }
+    }
+
+    fn client(&self, address: &str) -> Result<(HistoryServiceClient<Channel>, String)> {
+        let channel = {
+            let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+            match channels.get(address) {
+                Some(channel) => channel.clone(),
+                None => {
+                    let channel = connect("history", address)?;
+                    channels.insert(address.to_string(), channel.clone());
+                    channel
+                }
+            }
+        };
         let client = HistoryServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok((client, name))
+        Ok((client, format!("history service at {address}")))
     }
+
+    async fn candidates(&self, shard_id: i32) -> Result<Vec<String>> {
+        let candidates = (self.route)(shard_id).await;
+        if candidates.is_empty() {
+            return Err(Error::Unavailable(
+                "no history service is known to be up".into(),
+            ));
+        }
+        Ok(candidates)
+    }
+
+    /// A one-reply request, sent to the shard's owner; then, if the member reached names
+    /// another owner, to that one, or if it could not be reached, to the next candidate.
+    async fn call(&self, shard_id: i32, wire: wire::SubmitRequest) -> Result<Response> {
+        let candidates = self.candidates(shard_id).await?;
+        let mut address = candidates[0].clone();
+        let mut tried = Vec::new();
+        let mut wire = Some(wire);
+        for hop in 0..=MAX_HOPS {
+            let last = hop == MAX_HOPS;
+            let request = if last { wire.take() } else { wire.clone() };
+            let request = request.expect("taken on the last hop only");
+            let (mut client, peer) = self.client(&address)?;
+            tried.push(address.clone());
+            let next = match client.call(traced(request)).await {
+                Ok(reply) => match codec::reply_from(reply.into_inner()) {
+                    Err(Error::ShardOwnershipLost { owner, .. })
+                        if !last && !owner.is_empty() && !tried.contains(&owner) =>
+                    {
+                        Ok(owner)
+                    }
+                    reply => return reply,
+                },
+                // Not reached (no Sundial error inside): the member that owns the shard
+                // without this one.
+                Err(status)
+                    if !last
+                        && status.code() == tonic::Code::Unavailable
+                        && status.details().is_empty() =>
+                {
+                    candidates
+                        .iter()
+                        .find(|c| !tried.contains(c))
+                        .cloned()
+                        .ok_or_else(|| status_from(status, &peer))
+                }
+                Err(status) => {
+                    let err = status_from(status, &peer);
+                    match err {
+                        Error::ShardOwnershipLost { owner, .. }
+                            if !last && !owner.is_empty() && !tried.contains(&owner) =>
+                        {
+                            Ok(owner)
+                        }
+                        err => Err(err),
+                    }
+                }
+            };
+            address = next?;
+        }
+        unreachable!("the last hop returns")
+    }
+
+    /// Calls `each` on every member, in turn.
+    async fn each_member<T>(
+        &self,
+        each: impl AsyncFn(HistoryServiceClient<Channel>, String) -> Result<T>,
+    ) -> Vec<Result<T>> {
+        let mut out = Vec::new();
+        for address in (self.members)().await {
+            out.push(match self.client(&address) {
+                Ok((client, peer)) => each(client, peer).await,
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+}
+
+/// A channel to `address` that connects when first used.
+fn connect(role: &str, address: &str) -> Result<Channel> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| Error::Internal(format!("{role} address {address:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    Ok(endpoint.connect_lazy())
 }
 
 impl HistoryService for RemoteHistory {
@@ -116,17 +246,15 @@ impl HistoryService for RemoteHistory {
         Box::pin(async move {
             let tickets = request.tickets();
             let wire = codec::request_to(shard_id, request)?;
-            let (mut client, peer) = self.client().await?;
             if tickets == 1 {
                 // One reply (nearly every request): a unary call, answered when the reply is
                 // in. Every caller awaits the reply right after submitting, so nothing waits
                 // longer than it did.
-                let reply = match client.call(traced(wire)).await {
-                    Ok(reply) => codec::reply_from(reply.into_inner()),
-                    Err(status) => Err(status_from(status, &peer)),
-                };
+                let reply = self.call(shard_id, wire).await;
                 return Ok(vec![Box::pin(std::future::ready(reply)) as Reply]);
             }
+            let owner = self.candidates(shard_id).await?.swap_remove(0);
+            let (mut client, peer) = self.client(&owner)?;
             let mut stream = client
                 .submit(traced(wire))
                 .await
@@ -169,25 +297,61 @@ impl HistoryService for RemoteHistory {
 
     fn refresh_namespaces(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let (mut client, peer) = self.client().await?;
-            client
-                .refresh_namespaces(wire::RefreshNamespacesRequest {})
-                .await
-                .map_err(|s| status_from(s, &peer))?;
-            Ok(())
+            let results = self
+                .each_member(async |mut client, peer| {
+                    client
+                        .refresh_namespaces(wire::RefreshNamespacesRequest {})
+                        .await
+                        .map_err(|s| status_from(s, &peer))?;
+                    Ok(())
+                })
+                .await;
+            if results.is_empty() {
+                return Err(Error::Unavailable(
+                    "no history service is known to be up".into(),
+                ));
+            }
+            results.into_iter().collect()
         })
     }
 
     fn serving(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move {
-            let Ok((mut client, _)) = self.client().await else {
+            let Some(shards) = self.shards_and_count().await else {
                 return false;
             };
-            client
-                .serving(wire::ServingRequest {})
-                .await
-                .is_ok_and(|r| r.into_inner().serving)
+            let (served, count) = shards;
+            count > 0 && (1..=count).all(|s| served.binary_search(&s).is_ok())
         })
+    }
+
+    fn serving_shards(&self) -> BoxFuture<'_, Vec<i32>> {
+        Box::pin(async move { self.shards_and_count().await.unwrap_or_default().0 })
+    }
+}
+
+impl RemoteHistory {
+    /// The shards the members serve (ascending) and how many shards there are; `None` when
+    /// no member answers.
+    async fn shards_and_count(&self) -> Option<(Vec<i32>, i32)> {
+        let answers = self
+            .each_member(async |mut client, peer| {
+                Ok(client
+                    .serving(wire::ServingRequest {})
+                    .await
+                    .map_err(|s| status_from(s, &peer))?
+                    .into_inner())
+            })
+            .await;
+        let mut shards = Vec::new();
+        let mut count = None;
+        for answer in answers.into_iter().flatten() {
+            count = count.max(Some(answer.num_shards));
+            shards.extend(answer.shards);
+        }
+        shards.sort_unstable();
+        shards.dedup();
+        Some((shards, count?))
     }
 }
 

@@ -26,14 +26,17 @@ pub struct HistoryServer {
     history: Arc<dyn HistoryService>,
     /// The registry the shards read namespaces from.
     namespaces: Namespaces,
+    num_shards: i32,
 }
 
 impl HistoryServer {
-    /// Serves `history` (the local shards), whose namespaces `namespaces` keeps.
-    pub fn new(history: Arc<dyn HistoryService>, namespaces: Namespaces) -> Self {
+    /// Serves `history` (the local shards, of `num_shards`), whose namespaces `namespaces`
+    /// keeps.
+    pub fn new(history: Arc<dyn HistoryService>, namespaces: Namespaces, num_shards: i32) -> Self {
         Self {
             history,
             namespaces,
+            num_shards,
         }
     }
 }
@@ -99,6 +102,8 @@ impl HistoryRpc for HistoryServer {
     ) -> Result<Response<wire::ServingResponse>, Status> {
         Ok(Response::new(wire::ServingResponse {
             serving: self.history.serving().await,
+            shards: self.history.serving_shards().await,
+            num_shards: self.num_shards,
         }))
     }
 }
