@@ -2,6 +2,8 @@
 # One process against four (one per role) on the same machine, same store kind, same load:
 # `sundial-loadtest run` against each, alternating, and the CPU the server processes spent per
 # completed workflow (all four for the split deployment), read from /proc before and after.
+# LAYOUTS="single roles cluster" adds a cluster: the four roles with three history members
+# (127.0.0.1, 127.0.0.2 and 127.0.0.3) sharing the shards.
 #
 # Usage: benchmarks/roles.sh [WORKFLOWS] [CONCURRENCY] [ROUNDS]   (defaults 5000 100 2)
 set -euo pipefail
@@ -10,6 +12,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 workflows="${1:-5000}"
 concurrency="${2:-100}"
 rounds="${3:-2}"
+# The same shard count for every layout (enough for each of three history members to own some).
+shards="${SHARDS:-12}"
 bin=target/release/sundial
 loadtest=target/release/sundial-loadtest
 work=$(mktemp -d)
@@ -42,18 +46,36 @@ run_one() {
     local layout=$1 round=$2 port=$3
     local db="$work/$layout-$round.db"
     pids=()
-    if [[ $layout == single ]]; then
-        "$bin" server start-dev --port "$port" --db-filename "$db" --log-level warn \
-            >"$work/$layout-$round.log" 2>&1 &
+    # One process, or one per role (with two more history members for the cluster), each
+    # started as: serve IP ROLES.
+    serve() {
+        local ip=$1
+        shift
+        "$bin" server start-dev --ip "$ip" --port "$port" --db-filename "$db" \
+            --num-history-shards "$shards" --log-level warn "$@" >>"$work/$layout-$round.log" 2>&1 &
         pids+=($!)
+    }
+    if [[ $layout == single ]]; then
+        serve 127.0.0.1
     else
+        if [[ $layout == cluster ]]; then
+            serve 127.0.0.2 --services history
+            serve 127.0.0.3 --services history
+        fi
         for role in history matching worker frontend; do
-            "$bin" server start-dev --port "$port" --db-filename "$db" --log-level warn \
-                --services "$role" >>"$work/$layout-$round.log" 2>&1 &
-            pids+=($!)
+            serve 127.0.0.1 --services "$role"
         done
     fi
     wait_serving "127.0.0.1:$port"
+    if [[ $layout == cluster ]]; then
+        # Every member owns its shards (the first one up took them all), then serves.
+        for _ in $(seq 1 100); do
+            [[ $("$bin" cluster members --db-filename "$db" \
+                | awk '$1 == "history" && $4 == "alive" && $6 > 0' | wc -l) == 3 ]] && break
+            sleep 0.1
+        done
+        wait_serving "127.0.0.1:$port"
+    fi
     local before
     before=$(cpu "${pids[@]}")
     local report
@@ -70,8 +92,11 @@ run_one() {
     wait "${pids[@]}" 2>/dev/null || true
 }
 
-echo "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $workflows workflows, concurrency $concurrency, SQLite file"
+echo "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $workflows workflows, concurrency $concurrency, $shards shards, SQLite file"
+port=27233
 for round in $(seq 1 "$rounds"); do
-    run_one single "$round" 27233
-    run_one roles "$round" 27333
+    for layout in ${LAYOUTS:-single roles}; do
+        run_one "$layout" "$round" "$port"
+        port=$((port + 100))
+    done
 done

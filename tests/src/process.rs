@@ -285,12 +285,18 @@ impl SundialProcess {
     /// Asks the process to stop with SIGTERM (a planned stop) and waits, at most `timeout`, for
     /// it to exit; answers how it exited.
     pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .context("running kill -TERM")?;
-        ensure!(status.success(), "kill -TERM failed: {status}");
+        self.signal("TERM")?;
         self.wait_exit(timeout)
+    }
+
+    /// Sends the process signal `name` (`STOP`, `CONT`, `TERM`, ...).
+    pub fn signal(&self, name: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .with_context(|| format!("running kill -{name}"))?;
+        ensure!(status.success(), "kill -{name} failed: {status}");
+        Ok(())
     }
 
     /// Kills the process with SIGKILL (no chance to clean up) and reaps it.

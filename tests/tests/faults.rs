@@ -13,11 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use sundial_actors::shard_owners::owner_of;
 use sundial_proto::api::enums::v1::{EventType, WorkflowExecutionStatus};
 use sundial_proto::health::health_check_response::ServingStatus;
 use sundial_proto::workflowservice::*;
 use sundial_storage::faults::FaultInjectingStore;
+use sundial_storage::postgres::{PostgresOptions, PostgresStore};
 use sundial_storage::{DynStore, memory::MemoryStore, sqlite::SqliteStore};
+use sundial_tests::process::{SundialProcess, free_port};
 use sundial_tests::worker::{commands, request, rpc, secs, task_queue};
 use sundial_tests::{Client, TestServer, Worker, health};
 use tonic::{Code, Status};
@@ -166,7 +169,9 @@ async fn workflow_poller(mut worker: Worker, done: Arc<AtomicBool>) -> Result<()
             .await
         {
             Ok(r) => r.into_inner(),
-            Err(s) if retryable(&s) => continue,
+            // A poll past its own deadline (the client gave up first) is polled again, as
+            // an SDK's poller does.
+            Err(s) if retryable(&s) || s.code() == Code::Cancelled => continue,
             Err(s) => bail!("poll: {s:?}"),
         };
         if task.task_token.is_empty() {
@@ -231,7 +236,9 @@ async fn activity_poller(mut worker: Worker, done: Arc<AtomicBool>) -> Result<()
             .await
         {
             Ok(r) => r.into_inner(),
-            Err(s) if retryable(&s) => continue,
+            // A poll past its own deadline (the client gave up first) is polled again, as
+            // an SDK's poller does.
+            Err(s) if retryable(&s) || s.code() == Code::Cancelled => continue,
             Err(s) => bail!("poll activity: {s:?}"),
         };
         if task.task_token.is_empty() {
@@ -301,21 +308,56 @@ async fn five_percent_storage_errors_lose_nothing_and_repeat_nothing() -> Result
         let id = format!("faulty-{i}");
         let mut start = worker.start_request(&id);
         start.workflow_task_timeout = Some(secs(2));
-        let client = worker.client.clone();
-        let response = with_retries(|| {
-            let mut client = client.clone();
-            let start = start.clone();
-            async move { client.start_workflow_execution(rpc(start)).await }
-        })
-        .await
-        .with_context(|| format!("starting {id}"))?
-        .into_inner();
-        acknowledged.insert(id, response.run_id);
+        let run_id = start_until_acknowledged(&worker, start).await?;
+        acknowledged.insert(id, run_id);
     }
 
     // Every acknowledged workflow completes (still under injected faults).
     let deadline = Instant::now() + Duration::from_secs(180 + workflows() as u64 / 10);
-    for (id, run_id) in &acknowledged {
+    all_complete(&worker, &acknowledged, deadline).await?;
+    done.store(true, Ordering::Relaxed);
+    for poller in pollers {
+        poller.await??;
+    }
+    eprintln!("{} storage faults injected", faults.injected());
+    ensure!(
+        rate == 0.0 || faults.injected() > 0,
+        "no fault was injected"
+    );
+
+    // Histories are valid and nothing happened twice.
+    faults.set_rate(0.0);
+    valid_histories(&worker, &acknowledged).await?;
+    Ok(())
+}
+
+/// Starts a workflow, retried with its request id until acknowledged (dedupe makes that safe);
+/// answers the run id.
+async fn start_until_acknowledged(
+    worker: &Worker,
+    start: StartWorkflowExecutionRequest,
+) -> Result<String> {
+    let id = start.workflow_id.clone();
+    let client = worker.client.clone();
+    let response = with_retries(|| {
+        let mut client = client.clone();
+        let start = start.clone();
+        async move { client.start_workflow_execution(rpc(start)).await }
+    })
+    .await
+    .with_context(|| format!("starting {id}"))?
+    .into_inner();
+    Ok(response.run_id)
+}
+
+/// Waits (until `deadline`) for every acknowledged workflow to complete, as the run its start
+/// was acknowledged with.
+async fn all_complete(
+    worker: &Worker,
+    acknowledged: &HashMap<String, String>,
+    deadline: Instant,
+) -> Result<()> {
+    for (id, run_id) in acknowledged {
         loop {
             let (status, current) = status_of(&worker.client, id).await?;
             ensure!(
@@ -333,18 +375,12 @@ async fn five_percent_storage_errors_lose_nothing_and_repeat_nothing() -> Result
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    done.store(true, Ordering::Relaxed);
-    for poller in pollers {
-        poller.await??;
-    }
-    eprintln!("{} storage faults injected", faults.injected());
-    ensure!(
-        rate == 0.0 || faults.injected() > 0,
-        "no fault was injected"
-    );
+    Ok(())
+}
 
-    // Histories are valid and nothing happened twice.
-    faults.set_rate(0.0);
+/// Every acknowledged workflow's history is valid (contiguous event ids) and nothing in it
+/// happened twice: one start, one activity scheduled and completed, one completion.
+async fn valid_histories(worker: &Worker, acknowledged: &HashMap<String, String>) -> Result<()> {
     let mut reader = worker.clone();
     for id in acknowledged.keys() {
         let events = reader.history(id).await?;
@@ -377,5 +413,267 @@ async fn five_percent_storage_errors_lose_nothing_and_repeat_nothing() -> Result
             "{id}: activity completed twice"
         );
     }
+    Ok(())
+}
+
+/// Shards of the member-fault test: enough that each of three members owns some.
+const MEMBER_SHARDS: i32 = 8;
+/// How soon after the last fault healed every shard must be owned again.
+const OWNED_AGAIN_WITHIN: Duration = Duration::from_secs(10);
+
+/// One process of the member-fault deployment: `start-dev` on `ip` (dev layout from `port`)
+/// running `role` on the PostgreSQL database `url`, started again with the same arguments.
+struct Member {
+    args: Vec<String>,
+    log: std::path::PathBuf,
+    frontend: std::net::SocketAddr,
+    process: SundialProcess,
+}
+
+impl Member {
+    fn start(dir: &std::path::Path, url: &str, ip: &str, port: u16, role: &str) -> Result<Self> {
+        let args: Vec<String> = [
+            "server",
+            "start-dev",
+            "--ip",
+            ip,
+            "--port",
+            &port.to_string(),
+            "--database-url",
+            url,
+            "--num-history-shards",
+            &MEMBER_SHARDS.to_string(),
+            "--services",
+            role,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let log = dir.join(format!("{role}-{ip}.log"));
+        let frontend = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let process = SundialProcess::spawn(&args, frontend, &log)?;
+        Ok(Self {
+            args,
+            log,
+            frontend,
+            process,
+        })
+    }
+
+    fn restart(&mut self) -> Result<()> {
+        self.process = SundialProcess::spawn(&self.args, self.frontend, &self.log)?;
+        Ok(())
+    }
+}
+
+/// Waits until every shard's row names its owner by rendezvous hashing over `members`;
+/// answers how long that took.
+async fn owned_by(store: &DynStore, members: &[String], within: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let mut wrong = Vec::new();
+        for shard_id in 1..=MEMBER_SHARDS {
+            let owner = store.get_shard(shard_id).await?.map(|r| r.owner);
+            let want = owner_of(shard_id, members).context("no members")?;
+            if owner.as_deref() != Some(want) {
+                wrong.push((shard_id, owner));
+            }
+        }
+        if wrong.is_empty() {
+            return Ok(started.elapsed());
+        }
+        ensure!(
+            started.elapsed() < within,
+            "after {within:?} these shards are not owned by their member of {members:?}: {wrong:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every shard's range id, by shard id.
+async fn range_ids(store: &DynStore) -> Result<Vec<i64>> {
+    let mut ranges = Vec::new();
+    for shard_id in 1..=MEMBER_SHARDS {
+        ranges.push(store.get_shard(shard_id).await?.map_or(0, |r| r.range_id));
+    }
+    Ok(ranges)
+}
+
+/// Three history members over PostgreSQL under load, through a fault schedule: one is stopped
+/// (SIGSTOP) past failure detection while the others take its shards, then continued (the
+/// zombie owner must not commit: the store fences it); one is killed (-9) and started again;
+/// then every member is restarted in turn (SIGTERM, start). Afterwards every acknowledged start
+/// completed, exactly once, with a valid history, and every shard was owned again within
+/// [`OWNED_AGAIN_WITHIN`] of the last fault healing. `SUNDIAL_FAULT_SEED` picks the order of
+/// the victims; `SUNDIAL_FAULT_WORKFLOWS` the load (`scripts/faults.sh` runs longer ones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
+    use sundial_testdb::postgres as pg;
+    let dir = tempfile::tempdir()?;
+    let server = sundial_tests::databases::postgres()?;
+    let database = sundial_tests::databases::fresh_database();
+    let url = format!(
+        "postgres://{}:{}@{}/{database}",
+        pg::USER,
+        pg::PASSWORD,
+        server.address()
+    );
+    let seed = fault_seed();
+    let port = loop {
+        let port = free_port()?;
+        if port < 65000 {
+            break port;
+        }
+    };
+    eprintln!(
+        "member faults: seed {seed}, {} workflows, logs in {}",
+        workflows(),
+        dir.path().display()
+    );
+    let mut frontend = Member::start(dir.path(), &url, "127.0.0.1", port, "frontend,matching")?;
+    let client = frontend.process.wait_ready().await?;
+    let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+    let members: Vec<String> = ips.iter().map(|ip| format!("{ip}:{}", port + 1)).collect();
+    let mut history = Vec::new();
+    for ip in ips {
+        history.push(Member::start(dir.path(), &url, ip, port, "history")?);
+    }
+    let store: DynStore = Arc::new(
+        PostgresStore::open(&PostgresOptions {
+            connect_addr: server.address(),
+            database_name: database.clone(),
+            user: pg::USER.into(),
+            password: pg::PASSWORD.into(),
+            ..Default::default()
+        })
+        .await?,
+    );
+    owned_by(&store, &members, SETTLE).await?;
+
+    let worker = Worker::new(client);
+    let done = Arc::new(AtomicBool::new(false));
+    let mut pollers = Vec::new();
+    for _ in 0..2 {
+        pollers.push(tokio::spawn(workflow_poller(worker.clone(), done.clone())));
+        pollers.push(tokio::spawn(activity_poller(worker.clone(), done.clone())));
+    }
+    // Starts go on through the schedule, each retried with its request id until acknowledged.
+    let (count_tx, mut count) = tokio::sync::watch::channel(0usize);
+    let starter = {
+        let worker = worker.clone();
+        tokio::spawn(async move {
+            let mut acknowledged = HashMap::new();
+            for i in 0..workflows() {
+                let id = format!("member-faults-{i}");
+                let run_id = start_until_acknowledged(&worker, worker.start_request(&id)).await?;
+                acknowledged.insert(id, run_id);
+                let _ = count_tx.send(acknowledged.len());
+            }
+            Ok::<_, anyhow::Error>(acknowledged)
+        })
+    };
+    let quarter = (workflows() / 4).max(1);
+    let mut reached = async |n: usize| count.wait_for(|c| *c >= n).await.map(drop);
+    let victim = |k: u64| ((seed + k) % 3) as usize;
+
+    // 1. A zombie: stopped until the others own its shards, then continued.
+    reached(quarter).await?;
+    let zombie = victim(0);
+    history[zombie].process.signal("STOP")?;
+    let others: Vec<String> = (0..3)
+        .filter(|i| *i != zombie)
+        .map(|i| members[i].clone())
+        .collect();
+    let took = owned_by(&store, &others, SETTLE).await?;
+    eprintln!(
+        "member {} stopped: its shards taken in {took:?}",
+        members[zombie]
+    );
+    history[zombie].process.signal("CONT")?;
+    let took = owned_by(&store, &members, SETTLE).await?;
+    eprintln!(
+        "member {} continued: shards back in {took:?}",
+        members[zombie]
+    );
+    ensure!(
+        took < OWNED_AGAIN_WITHIN,
+        "owned again only {took:?} after continuing"
+    );
+
+    // 2. A kill -9, and a start again.
+    reached(2 * quarter).await?;
+    let killed = victim(1);
+    history[killed].process.kill()?;
+    let others: Vec<String> = (0..3)
+        .filter(|i| *i != killed)
+        .map(|i| members[i].clone())
+        .collect();
+    let took = owned_by(&store, &others, SETTLE).await?;
+    eprintln!(
+        "member {} killed: its shards taken in {took:?}",
+        members[killed]
+    );
+    history[killed].restart()?;
+    let took = owned_by(&store, &members, SETTLE).await?;
+    eprintln!(
+        "member {} restarted: shards back in {took:?}",
+        members[killed]
+    );
+    ensure!(
+        took < OWNED_AGAIN_WITHIN,
+        "owned again only {took:?} after the restart"
+    );
+
+    // 3. A rolling restart of every member: each is owned again by the new process (its
+    // range id moved on), not only by the same address.
+    reached(3 * quarter).await?;
+    for k in 0..3 {
+        let index = victim(2 + k);
+        let ranges = range_ids(&store).await?;
+        let member = &mut history[index];
+        let status = member.process.terminate(SETTLE)?;
+        ensure!(status.success(), "a member stopped with {status}");
+        member.restart()?;
+        let restarted = Instant::now();
+        loop {
+            owned_by(&store, &members, SETTLE).await?;
+            let now = range_ids(&store).await?;
+            let retaken = (1..=MEMBER_SHARDS)
+                .filter(|s| owner_of(*s, &members) == Some(members[index].as_str()))
+                .all(|s| now[(s - 1) as usize] > ranges[(s - 1) as usize]);
+            if retaken {
+                break;
+            }
+            ensure!(
+                restarted.elapsed() < SETTLE,
+                "the restarted member never took its shards"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let took = restarted.elapsed();
+        eprintln!("rolling restart {k}: shards back in {took:?}");
+        ensure!(
+            took < OWNED_AGAIN_WITHIN,
+            "owned again only {took:?} after a restart"
+        );
+    }
+
+    let acknowledged = starter.await??;
+    let deadline = Instant::now() + Duration::from_secs(180 + workflows() as u64 / 10);
+    all_complete(&worker, &acknowledged, deadline).await?;
+    done.store(true, Ordering::Relaxed);
+    for poller in pollers {
+        poller.await??;
+    }
+    valid_histories(&worker, &acknowledged).await?;
+    for member in history.iter().chain([&frontend]) {
+        let logs = std::fs::read_to_string(&member.log)?;
+        ensure!(
+            !logs.contains("panicked"),
+            "{} panicked",
+            member.log.display()
+        );
+    }
+    frontend.process.kill()?;
     Ok(())
 }

@@ -30,8 +30,15 @@ pub(super) const POOL_WAIT: Duration = Duration::from_secs(10);
 /// joins: the planner still uses them where nothing else can run), and then plan each
 /// statement once (`plan_cache_mode=force_generic_plan`): planning every execution with its
 /// parameters cost PostgreSQL a third of its CPU.
+///
+/// A session idle inside a transaction for 5 s is ended by the server
+/// (`idle_in_transaction_session_timeout`): a commit holds the shard row's lock (`FOR SHARE`)
+/// while it runs, and an owner that stopped mid-commit (SIGSTOP, a frozen VM) would otherwise
+/// keep the next owner's acquire of the shard waiting for as long as it is stopped. Sundial's
+/// transactions send their statements back to back, so no healthy one is idle that long.
 const SESSION_OPTIONS: &str = "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off \
-     -c enable_bitmapscan=off -c enable_hashjoin=off -c enable_mergejoin=off";
+     -c enable_bitmapscan=off -c enable_hashjoin=off -c enable_mergejoin=off \
+     -c idle_in_transaction_session_timeout=5s";
 
 /// How long opening one connection may take, unless `connectAttributes.connect_timeout` says
 /// otherwise.
