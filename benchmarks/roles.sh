@@ -5,6 +5,9 @@
 # LAYOUTS="single roles cluster" adds a cluster: the four roles with three history members
 # (127.0.0.1, 127.0.0.2 and 127.0.0.3) sharing the shards.
 #
+# DATABASE_URL=postgres://USER:PASSWORD@HOST:PORT (no database) runs every layout on a new
+# PostgreSQL (or mysql://) database of that server instead of an SQLite file.
+#
 # Usage: benchmarks/roles.sh [WORKFLOWS] [CONCURRENCY] [ROUNDS]   (defaults 5000 100 2)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,14 +47,17 @@ wait_serving() {
 
 run_one() {
     local layout=$1 round=$2 port=$3
-    local db="$work/$layout-$round.db"
+    local store=(--db-filename "$work/$layout-$round.db")
+    if [[ -n ${DATABASE_URL:-} ]]; then
+        store=(--database-url "$DATABASE_URL/bench_${layout}_${round}_$$")
+    fi
     pids=()
     # One process, or one per role (with two more history members for the cluster), each
     # started as: serve IP ROLES.
     serve() {
         local ip=$1
         shift
-        "$bin" server start-dev --ip "$ip" --port "$port" --db-filename "$db" \
+        "$bin" server start-dev --ip "$ip" --port "$port" "${store[@]}" \
             --num-history-shards "$shards" --log-level warn "$@" >>"$work/$layout-$round.log" 2>&1 &
         pids+=($!)
     }
@@ -70,8 +76,8 @@ run_one() {
     if [[ $layout == cluster ]]; then
         # Every member owns its shards (the first one up took them all), then serves.
         for _ in $(seq 1 100); do
-            [[ $("$bin" cluster members --db-filename "$db" \
-                | awk '$1 == "history" && $4 == "alive" && $6 > 0' | wc -l) == 3 ]] && break
+            [[ $("$bin" cluster members "${store[@]}" \
+                | awk '$1 == "history" && $4 == "alive" && $NF > 0' | wc -l) == 3 ]] && break
             sleep 0.1
         done
         wait_serving "127.0.0.1:$port"
@@ -92,7 +98,9 @@ run_one() {
     wait "${pids[@]}" 2>/dev/null || true
 }
 
-echo "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $workflows workflows, concurrency $concurrency, $shards shards, SQLite file"
+kind="SQLite file"
+[[ -n ${DATABASE_URL:-} ]] && kind="${DATABASE_URL%%://*} database"
+echo "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $workflows workflows, concurrency $concurrency, $shards shards, $kind"
 port=27233
 for round in $(seq 1 "$rounds"); do
     for layout in ${LAYOUTS:-single roles}; do
