@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use sundial_actors::shard_owners::owner_of;
 use sundial_proto::health::health_check_response::ServingStatus;
+use sundial_proto::workflowservice::RegisterNamespaceRequest;
 use sundial_storage::ShardStore;
 use sundial_storage::sqlite::SqliteStore;
 use sundial_tests::process::{SundialProcess, free_port};
-use sundial_tests::worker::commands;
+use sundial_tests::worker::{commands, rpc, secs};
 use sundial_tests::{Worker, health};
 
 const SHARDS: i32 = 16;
@@ -169,8 +170,18 @@ async fn history_members_share_the_shards_and_take_over_from_a_killed_one() -> R
     let mut worker = Worker::new(client);
     run_workflows(&mut worker, "before", 32).await?;
 
-    // The member at 127.0.0.3 goes away without a word.
+    // The member at 127.0.0.3 goes away without a word. A namespace registered before the
+    // others notice is told to the members that answer (the dead one is skipped).
     history[1].kill()?;
+    worker
+        .client
+        .register_namespace(rpc(RegisterNamespaceRequest {
+            namespace: "registered-after-a-kill".into(),
+            workflow_execution_retention_period: Some(secs(86_400)),
+            ..Default::default()
+        }))
+        .await
+        .context("registering a namespace while a member is dead")?;
     let remaining = vec![members[0].clone(), members[2].clone()];
     let took = wait_owned_by(
         &db,

@@ -297,21 +297,27 @@ impl HistoryService for RemoteHistory {
 
     fn refresh_namespaces(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
+            // A member that cannot be reached is skipped: it is gone, or reads every namespace
+            // when it starts again (and every member re-reads them every 2 s).
             let results = self
                 .each_member(async |mut client, peer| {
-                    client
+                    match client
                         .refresh_namespaces(wire::RefreshNamespacesRequest {})
                         .await
-                        .map_err(|s| status_from(s, &peer))?;
-                    Ok(())
+                    {
+                        Ok(_) => Ok(true),
+                        Err(status) if status.details().is_empty() => Ok(false),
+                        Err(status) => Err(status_from(status, &peer)),
+                    }
                 })
                 .await;
-            if results.is_empty() {
+            let answered = results.into_iter().collect::<Result<Vec<bool>>>()?;
+            if !answered.contains(&true) {
                 return Err(Error::Unavailable(
                     "no history service is known to be up".into(),
                 ));
             }
-            results.into_iter().collect()
+            Ok(())
         })
     }
 
