@@ -190,6 +190,9 @@ class ServerProcess:
         # One process per role (SUNDIAL_DEPLOYMENT=roles, or split=True).
         self.split = kind == "sundial" and (
             deployment() in ("roles", "cluster") if split is None else split)
+        # Two more history members (SUNDIAL_DEPLOYMENT=cluster), unless the test asked for the
+        # four-process layout itself (split=True: its tests are about one process per role).
+        self.members = self.split and split is None and deployment() == "cluster"
         self.port = port or (free_port_layout() if self.split else free_port())
         self.db_filename = Path(db_filename) if db_filename else self.workdir / f"{name}.db"
         self.log_path = self.workdir / f"{name}.log"
@@ -238,7 +241,7 @@ class ServerProcess:
                 if role != "frontend":
                     self.role_commands[role] = [*cmd, "--services", role]
                     self.role_procs[role] = self._spawn_command(self.role_commands[role])
-            if deployment() == "cluster":
+            if self.members:
                 for role, ip in CLUSTER_HISTORY:
                     member = list(cmd)
                     member[member.index("--ip") + 1] = ip
