@@ -128,6 +128,11 @@ impl Membership {
         Ok(())
     }
 
+    /// The store the table lives in.
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
     /// True once the process has left.
     pub fn has_left(&self) -> bool {
         self.left.load(std::sync::atomic::Ordering::Relaxed)

@@ -156,6 +156,8 @@ pub fn keep_current(
     departure
 }
 
+/// How long a leaving member serves its shards while waiting for the others to take them.
+const HANDOVER_WITHIN: Duration = Duration::from_secs(3);
 /// How long a leaving member waits for its shards to finish their batches in flight.
 const RELEASE_WITHIN: Duration = Duration::from_secs(5);
 
@@ -169,12 +171,15 @@ pub struct Departure {
 
 impl Departure {
     /// Leaves the cluster in order: the process's membership rows are written as gone (the
-    /// others take its shards as soon as they read them), and each of its shards is released
-    /// to the member that owns it without this one, once its batch in flight is done (callers
-    /// are told that owner). Waits for the shards to be released, at most [`RELEASE_WITHIN`].
+    /// others take its shards as soon as they read them); each shard serves here until its
+    /// row names its new owner (at most [`HANDOVER_WITHIN`]), then is released to it once its
+    /// batch in flight is done (callers are told that owner; a shard nobody took goes to the
+    /// member that owns it without this one). Waits for the shards to be released, at most
+    /// [`RELEASE_WITHIN`].
     pub async fn leave(self) {
         if let Err(e) = self.membership.leave().await {
-            slog::warn!(self.log, "could not mark this process gone in the membership table;                 the others notice when its heartbeats stop"; "error" => %e);
+            slog::warn!(self.log, "could not mark this process gone in the membership table; the others notice when its heartbeats stop";
+                "error" => %e);
         }
         let Some((local, address)) = self.local else {
             return;
@@ -186,7 +191,28 @@ impl Departure {
             .filter(|m| **m != address)
             .cloned()
             .collect();
-        for shard_id in 1..=local.num_shards() {
+        // The others take the shards as soon as they read that this process is gone; it
+        // serves each one until its row names the new owner (whose acquire fenced it here),
+        // so a moving shard is never left without a member that serves it.
+        let store = self.membership.store().clone();
+        let deadline = Instant::now() + HANDOVER_WITHIN;
+        while !others.is_empty() && Instant::now() < deadline {
+            let held = local.serving_shards();
+            if held.is_empty() {
+                break;
+            }
+            for shard_id in held {
+                if let Ok(Some(row)) = store.get_shard(shard_id).await
+                    && row.owner != address
+                    && !row.owner.is_empty()
+                {
+                    local.own(shard_id, false, row.owner);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // What nobody took by then goes to the member that owns it without this one.
+        for shard_id in local.serving_shards() {
             let owner = owner_of(shard_id, &others).unwrap_or_default().to_string();
             local.own(shard_id, false, owner);
         }
