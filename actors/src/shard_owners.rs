@@ -35,12 +35,15 @@ fn score(address: &str, shard_id: i32) -> u64 {
 pub fn owner_of(shard_id: i32, members: &[String]) -> Option<&str> {
     members
         .iter()
-        .max_by(|a, b| {
-            score(a, shard_id)
-                .cmp(&score(b, shard_id))
-                .then_with(|| b.cmp(a))
-        })
+        .max_by(|a, b| rank(shard_id, a, b))
         .map(String::as_str)
+}
+
+/// How `a` ranks against `b` as owner of `shard_id`: by score, then the smaller address.
+fn rank(shard_id: i32, a: &str, b: &str) -> std::cmp::Ordering {
+    score(a, shard_id)
+        .cmp(&score(b, shard_id))
+        .then_with(|| b.cmp(a))
 }
 
 /// The live history members as this process last read them, shared by its callers (which
@@ -83,11 +86,7 @@ impl ShardOwners {
     /// owns it if the owner is gone, and so on.
     pub fn candidates(&self, shard_id: i32) -> Vec<String> {
         let mut members = self.members().to_vec();
-        members.sort_by(|a, b| {
-            score(b, shard_id)
-                .cmp(&score(a, shard_id))
-                .then_with(|| a.cmp(b))
-        });
+        members.sort_by(|a, b| rank(shard_id, b, a));
         members
     }
 }
@@ -142,10 +141,10 @@ pub fn keep_current(
             }
             let before = owners.members();
             if owners.set_members(members) {
-                info!(log, "history members changed"; "members" => ?owners.members(),
-                    "before" => ?before);
+                let after = owners.members();
+                info!(log, "history members changed"; "members" => ?after, "before" => ?before);
                 if let Some(assigner) = &mut assigner {
-                    assigner.changed(&before, &owners.members());
+                    assigner.changed(&before, &after);
                 }
             }
             if let Some(assigner) = &mut assigner {

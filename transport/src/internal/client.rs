@@ -174,15 +174,8 @@ impl RemoteHistory {
             let request = request.expect("taken on the last hop only");
             let (mut client, peer) = self.client(&address)?;
             tried.push(address.clone());
-            let next = match client.call(traced(request)).await {
-                Ok(reply) => match codec::reply_from(reply.into_inner()) {
-                    Err(Error::ShardOwnershipLost { owner, .. })
-                        if !last && !owner.is_empty() && !tried.contains(&owner) =>
-                    {
-                        Ok(owner)
-                    }
-                    reply => return reply,
-                },
+            let reply = match client.call(traced(request)).await {
+                Ok(reply) => codec::reply_from(reply.into_inner()),
                 // Not reached (no Sundial error inside): the member that owns the shard
                 // without this one.
                 Err(status)
@@ -190,25 +183,24 @@ impl RemoteHistory {
                         && status.code() == tonic::Code::Unavailable
                         && status.details().is_empty() =>
                 {
-                    candidates
-                        .iter()
-                        .find(|c| !tried.contains(c))
-                        .cloned()
-                        .ok_or_else(|| status_from(status, &peer))
-                }
-                Err(status) => {
-                    let err = status_from(status, &peer);
-                    match err {
-                        Error::ShardOwnershipLost { owner, .. }
-                            if !last && !owner.is_empty() && !tried.contains(&owner) =>
-                        {
-                            Ok(owner)
+                    match candidates.iter().find(|c| !tried.contains(c)) {
+                        Some(next) => {
+                            address = next.clone();
+                            continue;
                         }
-                        err => Err(err),
+                        None => Err(status_from(status, &peer)),
                     }
                 }
+                Err(status) => Err(status_from(status, &peer)),
             };
-            address = next?;
+            match reply {
+                Err(Error::ShardOwnershipLost { owner, .. })
+                    if !last && !owner.is_empty() && !tried.contains(&owner) =>
+                {
+                    address = owner;
+                }
+                reply => return reply,
+            }
         }
         unreachable!("the last hop returns")
     }
