@@ -11,6 +11,7 @@
 //! Test-only: nothing here is part of the server.
 
 pub mod databases;
+pub mod members;
 pub mod process;
 pub mod sample;
 pub mod scrape;

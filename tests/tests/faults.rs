@@ -20,6 +20,7 @@ use sundial_proto::workflowservice::*;
 use sundial_storage::faults::FaultInjectingStore;
 use sundial_storage::postgres::{PostgresOptions, PostgresStore};
 use sundial_storage::{DynStore, memory::MemoryStore, sqlite::SqliteStore};
+use sundial_tests::members::misowned;
 use sundial_tests::process::{SundialProcess, free_port};
 use sundial_tests::worker::{commands, request, rpc, secs, task_queue};
 use sundial_tests::{Client, TestServer, Worker, health};
@@ -471,14 +472,7 @@ impl Member {
 async fn owned_by(store: &DynStore, members: &[String], within: Duration) -> Result<Duration> {
     let started = Instant::now();
     loop {
-        let mut wrong = Vec::new();
-        for shard_id in 1..=MEMBER_SHARDS {
-            let owner = store.get_shard(shard_id).await?.map(|r| r.owner);
-            let want = owner_of(shard_id, members).context("no members")?;
-            if owner.as_deref() != Some(want) {
-                wrong.push((shard_id, owner));
-            }
-        }
+        let wrong = misowned(store, MEMBER_SHARDS, members).await?;
         if wrong.is_empty() {
             return Ok(started.elapsed());
         }
@@ -575,16 +569,19 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
     let quarter = (workflows() / 4).max(1);
     let mut reached = async |n: usize| count.wait_for(|c| *c >= n).await.map(drop);
     let victim = |k: u64| ((seed + k) % 3) as usize;
+    // The members but the one at `index`.
+    let without = |index: usize| -> Vec<String> {
+        (0..3)
+            .filter(|i| *i != index)
+            .map(|i| members[i].clone())
+            .collect()
+    };
 
     // 1. A zombie: stopped until the others own its shards, then continued.
     reached(quarter).await?;
     let zombie = victim(0);
     history[zombie].process.signal("STOP")?;
-    let others: Vec<String> = (0..3)
-        .filter(|i| *i != zombie)
-        .map(|i| members[i].clone())
-        .collect();
-    let took = owned_by(&store, &others, SETTLE).await?;
+    let took = owned_by(&store, &without(zombie), SETTLE).await?;
     eprintln!(
         "member {} stopped: its shards taken in {took:?}",
         members[zombie]
@@ -604,11 +601,7 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
     reached(2 * quarter).await?;
     let killed = victim(1);
     history[killed].process.kill()?;
-    let others: Vec<String> = (0..3)
-        .filter(|i| *i != killed)
-        .map(|i| members[i].clone())
-        .collect();
-    let took = owned_by(&store, &others, SETTLE).await?;
+    let took = owned_by(&store, &without(killed), SETTLE).await?;
     eprintln!(
         "member {} killed: its shards taken in {took:?}",
         members[killed]

@@ -10,8 +10,9 @@ use anyhow::{Context, Result, bail, ensure};
 use sundial_actors::shard_owners::owner_of;
 use sundial_proto::health::health_check_response::ServingStatus;
 use sundial_proto::workflowservice::RegisterNamespaceRequest;
-use sundial_storage::ShardStore;
+use sundial_storage::DynStore;
 use sundial_storage::sqlite::SqliteStore;
+use sundial_tests::members::misowned;
 use sundial_tests::process::{SundialProcess, free_port};
 use sundial_tests::worker::{commands, rpc, secs};
 use sundial_tests::{Worker, health};
@@ -47,17 +48,11 @@ async fn wait_owned_by(
     within: Duration,
     logs: impl Fn() -> String,
 ) -> Result<Duration> {
-    let store = SqliteStore::open(db).context("opening the SQLite file")?;
+    let store: DynStore =
+        std::sync::Arc::new(SqliteStore::open(db).context("opening the SQLite file")?);
     let started = Instant::now();
     loop {
-        let mut wrong = Vec::new();
-        for shard_id in 1..=SHARDS {
-            let owner = store.get_shard(shard_id).await?.map(|r| r.owner);
-            let want = owner_of(shard_id, members).expect("members");
-            if owner.as_deref() != Some(want) {
-                wrong.push((shard_id, owner));
-            }
-        }
+        let wrong = misowned(&store, SHARDS, members).await?;
         if wrong.is_empty() && health(frontend).await? == ServingStatus::Serving {
             return Ok(started.elapsed());
         }
