@@ -125,10 +125,30 @@ pub fn keep_current(
         let mut assigner = local.map(|(local, address)| Assigner::new(local, address));
         let mut ticks = tokio::time::interval(ASSIGN_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut isolated = false;
         loop {
             ticks.tick().await;
             if membership.has_left() {
                 return;
+            }
+            // Cut off from the others: change nothing (they may have taken this process's
+            // shards, which fences them here), until gossip reaches them again.
+            if membership.isolated() {
+                if !isolated {
+                    slog::warn!(
+                        log,
+                        "gossip reaches none of the live members the membership table lists; keeping the shards' owners as they were until it does"
+                    );
+                    isolated = true;
+                }
+                continue;
+            }
+            if isolated {
+                info!(log, "gossip reaches the other members again");
+                isolated = false;
+                if let Some(assigner) = &mut assigner {
+                    assigner.rejoined();
+                }
             }
             let mut members: Vec<String> = membership
                 .members("history")
@@ -246,6 +266,13 @@ impl Assigner {
             told,
             last_reassert: Instant::now(),
         }
+    }
+
+    /// Back in touch after being cut off: the others may have taken this process's shards
+    /// meanwhile, so every shard is told again once the members have been stable.
+    fn rejoined(&mut self) {
+        self.stable_since = Instant::now();
+        self.told.iter_mut().for_each(|t| *t = None);
     }
 
     /// The members went from `before` to `after`: a newcomer restarts the wait.

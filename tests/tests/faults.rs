@@ -21,7 +21,7 @@ use sundial_storage::faults::FaultInjectingStore;
 use sundial_storage::postgres::{PostgresOptions, PostgresStore};
 use sundial_storage::{DynStore, memory::MemoryStore, sqlite::SqliteStore};
 use sundial_tests::members::misowned;
-use sundial_tests::process::{SundialProcess, free_port};
+use sundial_tests::process::{SundialProcess, free_layout_port};
 use sundial_tests::worker::{commands, request, rpc, secs, task_queue};
 use sundial_tests::{Client, TestServer, Worker, health};
 use tonic::{Code, Status};
@@ -496,6 +496,7 @@ async fn range_ids(store: &DynStore) -> Result<Vec<i64>> {
 /// Three history members over PostgreSQL under load, through a fault schedule: one is stopped
 /// (SIGSTOP) past failure detection while the others take its shards, then continued (the
 /// zombie owner must not commit: the store fences it); one is killed (-9) and started again;
+/// one's gossip is cut off (nftables drops its UDP; its store stays reachable) and healed;
 /// then every member is restarted in turn (SIGTERM, start). Afterwards every acknowledged start
 /// completed, exactly once, with a valid history, and every shard was owned again within
 /// [`OWNED_AGAIN_WITHIN`] of the last fault healing. `SUNDIAL_FAULT_SEED` picks the order of
@@ -513,12 +514,7 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
         server.address()
     );
     let seed = fault_seed();
-    let port = loop {
-        let port = free_port()?;
-        if port < 65000 {
-            break port;
-        }
-    };
+    let port = free_layout_port()?;
     eprintln!(
         "member faults: seed {seed}, {} workflows, logs in {}",
         workflows(),
@@ -566,7 +562,7 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
             Ok::<_, anyhow::Error>(acknowledged)
         })
     };
-    let quarter = (workflows() / 4).max(1);
+    let fifth = (workflows() / 5).max(1);
     let mut reached = async |n: usize| count.wait_for(|c| *c >= n).await.map(drop);
     let victim = |k: u64| ((seed + k) % 3) as usize;
     // The members but the one at `index`.
@@ -578,7 +574,7 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
     };
 
     // 1. A zombie: stopped until the others own its shards, then continued.
-    reached(quarter).await?;
+    reached(fifth).await?;
     let zombie = victim(0);
     history[zombie].process.signal("STOP")?;
     let took = owned_by(&store, &without(zombie), SETTLE).await?;
@@ -598,7 +594,7 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
     );
 
     // 2. A kill -9, and a start again.
-    reached(2 * quarter).await?;
+    reached(2 * fifth).await?;
     let killed = victim(1);
     history[killed].process.kill()?;
     let took = owned_by(&store, &without(killed), SETTLE).await?;
@@ -617,11 +613,43 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
         "owned again only {took:?} after the restart"
     );
 
-    // 3. A rolling restart of every member: each is owned again by the new process (its
+    // 3. A gossip partition: one member's gossip is cut off, its store is not. It sees only
+    // itself while the table lists the others alive, so it changes nothing; the others find
+    // it dead and take its shards, which fences it. Healed, it takes its shards back.
+    reached(3 * fifth).await?;
+    let cut_off = victim(2);
+    // The dev layout: a role gossips 100 ports above its gRPC port.
+    let gossip = std::net::SocketAddr::new(ips[cut_off].parse()?, port + 101);
+    let cut = sundial_tests::netfault::Cut::udp(gossip)?;
+    let took = owned_by(&store, &without(cut_off), SETTLE).await?;
+    eprintln!(
+        "member {} cut off from gossip: its shards taken in {took:?}",
+        members[cut_off]
+    );
+    let noticed = Instant::now();
+    while !std::fs::read_to_string(&history[cut_off].log)?.contains("gossip reaches none") {
+        ensure!(
+            noticed.elapsed() < SETTLE,
+            "the member cut off never noticed it was isolated"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cut.heal()?;
+    let took = owned_by(&store, &members, SETTLE).await?;
+    eprintln!(
+        "member {} back in gossip: shards back in {took:?}",
+        members[cut_off]
+    );
+    ensure!(
+        took < OWNED_AGAIN_WITHIN,
+        "owned again only {took:?} after the partition healed"
+    );
+
+    // 4. A rolling restart of every member: each is owned again by the new process (its
     // range id moved on), not only by the same address.
-    reached(3 * quarter).await?;
+    reached(4 * fifth).await?;
     for k in 0..3 {
-        let index = victim(2 + k);
+        let index = victim(3 + k);
         let ranges = range_ids(&store).await?;
         let member = &mut history[index];
         let status = member.process.terminate(SETTLE)?;
