@@ -351,6 +351,106 @@ async fn start_until_acknowledged(
     Ok(response.run_id)
 }
 
+/// Starts `workflow_id` with a signal (`SignalWithStartWorkflowExecution`, signal `go`),
+/// retried with the same request id until acknowledged; answers the run id.
+async fn signal_with_start_until_acknowledged(
+    worker: &Worker,
+    workflow_id: &str,
+) -> Result<String> {
+    let start = worker.start_request(workflow_id);
+    let request = SignalWithStartWorkflowExecutionRequest {
+        namespace: start.namespace,
+        workflow_id: start.workflow_id,
+        workflow_type: start.workflow_type,
+        task_queue: start.task_queue,
+        input: start.input,
+        workflow_task_timeout: start.workflow_task_timeout,
+        identity: start.identity,
+        request_id: start.request_id,
+        signal_name: "go".into(),
+        ..Default::default()
+    };
+    let client = worker.client.clone();
+    let response = with_retries(|| {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move {
+            client
+                .signal_with_start_workflow_execution(rpc(request))
+                .await
+        }
+    })
+    .await
+    .with_context(|| format!("signal-with-start of {workflow_id}"))?
+    .into_inner();
+    Ok(response.run_id)
+}
+
+/// Signals `workflow_id` (signal `more`), retried with the same request id; true once
+/// acknowledged, false when the workflow had completed first (`NotFound`).
+async fn signal_until_acknowledged(worker: &Worker, workflow_id: &str) -> Result<bool> {
+    let request = SignalWorkflowExecutionRequest {
+        namespace: worker.namespace.clone(),
+        workflow_execution: Some(sundial_tests::worker::execution(workflow_id, "")),
+        signal_name: "more".into(),
+        identity: worker.identity.clone(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    };
+    let client = worker.client.clone();
+    match with_retries(|| {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move { client.signal_workflow_execution(rpc(request)).await }
+    })
+    .await
+    {
+        Ok(_) => Ok(true),
+        Err(s) if s.code() == Code::NotFound => Ok(false),
+        Err(s) => Err(s).with_context(|| format!("signalling {workflow_id}")),
+    }
+}
+
+/// Every acknowledged signal is in its workflow's history exactly once: `go` (sent with the
+/// start) in every one, `more` where `signalled` says it was acknowledged (and never twice).
+async fn signals_exactly_once(
+    worker: &Worker,
+    acknowledged: &HashMap<String, String>,
+    signalled: &HashMap<String, bool>,
+) -> Result<()> {
+    let mut reader = worker.clone();
+    for id in acknowledged.keys() {
+        let events = reader.history(id).await?;
+        let count = |name: &str| {
+            events
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        &e.attributes,
+                        Some(sundial_proto::api::history::v1::history_event::Attributes::WorkflowExecutionSignaledEventAttributes(a))
+                            if a.signal_name == name
+                    )
+                })
+                .count()
+        };
+        ensure!(
+            count("go") == 1,
+            "{id}: signal go appears {} times",
+            count("go")
+        );
+        let more = count("more");
+        if signalled.get(id).copied().unwrap_or(false) {
+            ensure!(
+                more == 1,
+                "{id}: acknowledged signal more appears {more} times"
+            );
+        } else {
+            ensure!(more <= 1, "{id}: signal more appears {more} times");
+        }
+    }
+    Ok(())
+}
+
 /// Waits (until `deadline`) for every acknowledged workflow to complete, as the run its start
 /// was acknowledged with.
 async fn all_complete(
@@ -497,8 +597,10 @@ async fn range_ids(store: &DynStore) -> Result<Vec<i64>> {
 /// (SIGSTOP) past failure detection while the others take its shards, then continued (the
 /// zombie owner must not commit: the store fences it); one is killed (-9) and started again;
 /// one's gossip is cut off (nftables drops its UDP; its store stays reachable) and healed;
-/// then every member is restarted in turn (SIGTERM, start). Afterwards every acknowledged start
-/// completed, exactly once, with a valid history, and every shard was owned again within
+/// then every member is restarted in turn (SIGTERM, start). Each workflow is started with a
+/// signal and signalled once more. Afterwards every acknowledged start completed, exactly
+/// once, with a valid history, every acknowledged signal is in it exactly once, and every shard
+/// was owned again within
 /// [`OWNED_AGAIN_WITHIN`] of the last fault healing. `SUNDIAL_FAULT_SEED` picks the order of
 /// the victims; `SUNDIAL_FAULT_WORKFLOWS` the load (`scripts/faults.sh` runs longer ones).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,13 +655,15 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
         let worker = worker.clone();
         tokio::spawn(async move {
             let mut acknowledged = HashMap::new();
+            let mut signalled = HashMap::new();
             for i in 0..workflows() {
                 let id = format!("member-faults-{i}");
-                let run_id = start_until_acknowledged(&worker, worker.start_request(&id)).await?;
-                acknowledged.insert(id, run_id);
+                let run_id = signal_with_start_until_acknowledged(&worker, &id).await?;
+                acknowledged.insert(id.clone(), run_id);
+                signalled.insert(id.clone(), signal_until_acknowledged(&worker, &id).await?);
                 let _ = count_tx.send(acknowledged.len());
             }
-            Ok::<_, anyhow::Error>(acknowledged)
+            Ok::<_, anyhow::Error>((acknowledged, signalled))
         })
     };
     let fifth = (workflows() / 5).max(1);
@@ -679,7 +783,7 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
         );
     }
 
-    let acknowledged = starter.await??;
+    let (acknowledged, signalled) = starter.await??;
     let deadline = Instant::now() + Duration::from_secs(180 + workflows() as u64 / 10);
     all_complete(&worker, &acknowledged, deadline).await?;
     done.store(true, Ordering::Relaxed);
@@ -687,6 +791,13 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
         poller.await??;
     }
     valid_histories(&worker, &acknowledged).await?;
+    signals_exactly_once(&worker, &acknowledged, &signalled).await?;
+    let signals = signalled.values().filter(|s| **s).count();
+    eprintln!(
+        "checked: {} starts and {} more signals acknowledged, each in its history once",
+        acknowledged.len(),
+        signals
+    );
     for member in history.iter().chain([&frontend]) {
         let logs = std::fs::read_to_string(&member.log)?;
         ensure!(
