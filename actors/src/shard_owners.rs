@@ -251,13 +251,17 @@ struct Assigner {
     stable_since: Instant,
     /// What each shard was last told (owned here or not).
     told: Vec<Option<bool>>,
+    /// Since when each shard told it is owned here has not been serving.
+    not_serving_since: Vec<Option<Instant>>,
     last_reassert: Instant,
 }
 
 impl Assigner {
     fn new(local: LocalHistory, address: String) -> Self {
         let told = vec![None; local.num_shards() as usize];
+        let not_serving_since = vec![None; told.len()];
         Self {
+            not_serving_since,
             local,
             address,
             // The first view counts as new: a member starting beside others waits for them to
@@ -290,14 +294,31 @@ impl Assigner {
         if reassert {
             self.last_reassert = Instant::now();
         }
+        let mut serving = vec![false; self.told.len()];
+        for shard_id in self.local.serving_shards() {
+            serving[(shard_id - 1) as usize] = true;
+        }
         for shard_id in 1..=self.local.num_shards() {
+            let index = (shard_id - 1) as usize;
             let owner = owner_of(shard_id, &members).unwrap_or_default();
             let own = owner == self.address;
             if own && !settled {
                 continue;
             }
-            let told = &mut self.told[(shard_id - 1) as usize];
-            if *told != Some(own) || reassert {
+            // A shard owned here that stopped serving without being told was fenced by another
+            // member: one whose view disagreed, or that took it while this process was stopped
+            // or starved (its own view may never have changed). It is taken again once the
+            // views had a heartbeat to agree; one still acquiring ignores being told again.
+            let mut retake = false;
+            if own && self.told[index] == Some(true) && !serving[index] {
+                let since = *self.not_serving_since[index].get_or_insert_with(Instant::now);
+                retake = since.elapsed() >= STABLE_FOR;
+            }
+            if serving[index] || retake || !own {
+                self.not_serving_since[index] = None;
+            }
+            let told = &mut self.told[index];
+            if *told != Some(own) || reassert || retake {
                 *told = Some(own);
                 let owner = if own {
                     String::new()

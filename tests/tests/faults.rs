@@ -517,6 +517,18 @@ async fn valid_histories(worker: &Worker, acknowledged: &HashMap<String, String>
     Ok(())
 }
 
+/// Where the member-fault test's processes log: a temporary directory (removed with the
+/// guard), or one kept after the test when `SUNDIAL_KEEP_LOGS` is set, to read what the
+/// members did.
+fn logs_dir() -> Result<(Option<tempfile::TempDir>, std::path::PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    if std::env::var_os("SUNDIAL_KEEP_LOGS").is_some() {
+        return Ok((None, dir.keep()));
+    }
+    let path = dir.path().to_path_buf();
+    Ok((Some(dir), path))
+}
+
 /// Shards of the member-fault test: enough that each of three members owns some.
 const MEMBER_SHARDS: i32 = 8;
 /// How soon after the last fault healed every shard must be owned again.
@@ -606,7 +618,7 @@ async fn range_ids(store: &DynStore) -> Result<Vec<i64>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
     use sundial_testdb::postgres as pg;
-    let dir = tempfile::tempdir()?;
+    let (_dir, logs) = logs_dir()?;
     let server = sundial_tests::databases::postgres()?;
     let database = sundial_tests::databases::fresh_database();
     let url = format!(
@@ -620,15 +632,15 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
     eprintln!(
         "member faults: seed {seed}, {} workflows, logs in {}",
         workflows(),
-        dir.path().display()
+        logs.as_path().display()
     );
-    let mut frontend = Member::start(dir.path(), &url, "127.0.0.1", port, "frontend,matching")?;
+    let mut frontend = Member::start(logs.as_path(), &url, "127.0.0.1", port, "frontend,matching")?;
     let client = frontend.process.wait_ready().await?;
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
     let members: Vec<String> = ips.iter().map(|ip| format!("{ip}:{}", port + 1)).collect();
     let mut history = Vec::new();
     for ip in ips {
-        history.push(Member::start(dir.path(), &url, ip, port, "history")?);
+        history.push(Member::start(logs.as_path(), &url, ip, port, "history")?);
     }
     let store: DynStore = Arc::new(
         PostgresStore::open(&PostgresOptions {
