@@ -168,7 +168,7 @@ pub fn keep_current(
                 }
             }
             if let Some(assigner) = &mut assigner {
-                assigner.assign(&owners);
+                assigner.assign(&owners, membership.store()).await;
             }
         }
     });
@@ -253,6 +253,11 @@ struct Assigner {
     told: Vec<Option<bool>>,
     /// Since when each shard told it is owned here has not been serving.
     not_serving_since: Vec<Option<Instant>>,
+    /// The shards the view gave to another member while they served here: each keeps serving
+    /// until its row names that member (whose acquire fenced it here) or [`HANDOVER_WITHIN`]
+    /// passed, so that a shard is not left unserved while its new owner waits for the members
+    /// to be stable before taking it.
+    handing_over: Vec<Option<(String, Instant)>>,
     last_reassert: Instant,
 }
 
@@ -260,8 +265,10 @@ impl Assigner {
     fn new(local: LocalHistory, address: String) -> Self {
         let told = vec![None; local.num_shards() as usize];
         let not_serving_since = vec![None; told.len()];
+        let handing_over = vec![None; told.len()];
         Self {
             not_serving_since,
+            handing_over,
             local,
             address,
             // The first view counts as new: a member starting beside others waits for them to
@@ -286,7 +293,7 @@ impl Assigner {
         }
     }
 
-    fn assign(&mut self, owners: &ShardOwners) {
+    async fn assign(&mut self, owners: &ShardOwners, store: &sundial_storage::DynStore) {
         let members = owners.members();
         let alone = members.len() == 1;
         let settled = alone || self.stable_since.elapsed() >= STABLE_FOR;
@@ -316,6 +323,24 @@ impl Assigner {
             }
             if serving[index] || retake || !own {
                 self.not_serving_since[index] = None;
+            }
+            if own {
+                self.handing_over[index] = None;
+            } else if self.told[index] == Some(true) && serving[index] {
+                // Given away while serving here: hand it over rather than drop it.
+                let (to, since) = self.handing_over[index]
+                    .get_or_insert_with(|| (owner.to_string(), Instant::now()))
+                    .clone();
+                let taken = match store.get_shard(shard_id).await {
+                    Ok(Some(row)) => row.owner == to,
+                    _ => false,
+                };
+                if to == owner && !taken && since.elapsed() < HANDOVER_WITHIN {
+                    continue;
+                }
+            }
+            if !own {
+                self.handing_over[index] = None;
             }
             let told = &mut self.told[index];
             if *told != Some(own) || reassert || retake {
