@@ -18,23 +18,11 @@ rounds="${3:-2}"
 leave_at="${LEAVE_AT:-10}"
 rejoin_at="${REJOIN_AT:-18}"
 shards="${SHARDS:-12}"
-bin=target/release/sundial
-loadtest=target/release/sundial-loadtest
+. benchmarks/common.sh
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; [[ -n ${KEEP:-} ]] && echo "kept $work" || rm -rf "$work"' EXIT
 
-wait_serving() {
-    for _ in $(seq 1 200); do
-        if .venv/bin/temporal operator cluster health --address "$1" 2>/dev/null \
-            | grep -q SERVING; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "pause.sh: $1 never served" >&2
-    exit 1
-}
 
 echo "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $rate starts/s for ${duration}s, leave at ${leave_at}s, rejoin at ${rejoin_at}s, $shards shards"
 port=28233
@@ -58,11 +46,7 @@ for round in $(seq 1 "$rounds"); do
         serve 127.0.0.1 --services "$role"
     done
     wait_serving "127.0.0.1:$port"
-    for _ in $(seq 1 100); do
-        [[ $("$bin" cluster members "${store[@]}" \
-            | awk '$1 == "history" && $4 == "alive" && $NF > 0' | wc -l) == 3 ]] && break
-        sleep 0.1
-    done
+    wait_members_own_shards 3 "${store[@]}"
     "$loadtest" run --address "127.0.0.1:$port" --num-shards "$shards" --scenario one-activity \
         --rate "$rate" --duration "${duration}s" >"$work/report-$round" 2>"$work/progress-$round" &
     load=$!
