@@ -121,7 +121,7 @@ impl ClusterMetadataStore for MysqlStore {
     }
 }
 
-type MemberColumns = (String, String, String, i64, i64, i64, String);
+type MemberColumns = (String, String, String, i64, i64, i64);
 
 #[async_trait]
 impl MembershipStore for MysqlStore {
@@ -131,10 +131,8 @@ impl MembershipStore for MysqlStore {
             let written = tx
                 .exec_drop(
                     "INSERT INTO cluster_membership (host_id, role, rpc_address, session_start_ms,
-                         last_heartbeat_ms, record_expiry_ms, gossip_address)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)
+                         last_heartbeat_ms, record_expiry_ms) VALUES (?, ?, ?, ?, ?, ?)
                      ON DUPLICATE KEY UPDATE rpc_address = VALUES(rpc_address),
-                         gossip_address = VALUES(gossip_address),
                          session_start_ms = VALUES(session_start_ms),
                          last_heartbeat_ms = VALUES(last_heartbeat_ms),
                          record_expiry_ms = VALUES(record_expiry_ms)",
@@ -145,7 +143,6 @@ impl MembershipStore for MysqlStore {
                         m.session_start_ms,
                         m.last_heartbeat_ms,
                         m.record_expiry_ms,
-                        &m.gossip_address,
                     ),
                 )
                 .await
@@ -159,7 +156,7 @@ impl MembershipStore for MysqlStore {
         let rows: Vec<MemberColumns> = self
             .select(
                 "SELECT host_id, role, rpc_address, session_start_ms, last_heartbeat_ms,
-                     record_expiry_ms, gossip_address FROM cluster_membership
+                     record_expiry_ms FROM cluster_membership
                  WHERE role = ? AND last_heartbeat_ms >= ?
                  ORDER BY session_start_ms DESC, host_id DESC",
                 (role, alive_since_ms),
@@ -175,7 +172,6 @@ impl MembershipStore for MysqlStore {
                     session_start_ms,
                     last_heartbeat_ms,
                     record_expiry_ms,
-                    gossip_address,
                 )| {
                     MemberRow {
                         host_id,
@@ -184,7 +180,6 @@ impl MembershipStore for MysqlStore {
                         session_start_ms,
                         last_heartbeat_ms,
                         record_expiry_ms,
-                        gossip_address,
                     }
                 },
             )
