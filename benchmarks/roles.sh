@@ -17,8 +17,7 @@ concurrency="${2:-100}"
 rounds="${3:-2}"
 # The same shard count for every layout (enough for each of three history members to own some).
 shards="${SHARDS:-12}"
-bin=target/release/sundial
-loadtest=target/release/sundial-loadtest
+. benchmarks/common.sh
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -32,18 +31,6 @@ cpu() {
     echo "$total $(getconf CLK_TCK)" | awk '{printf "%.2f", $1 / $2}'
 }
 
-wait_serving() {
-    local address=$1
-    for _ in $(seq 1 200); do
-        if .venv/bin/temporal operator cluster health --address "$address" 2>/dev/null \
-            | grep -q SERVING; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "roles.sh: $address never served" >&2
-    exit 1
-}
 
 run_one() {
     local layout=$1 round=$2 port=$3
@@ -75,11 +62,7 @@ run_one() {
     wait_serving "127.0.0.1:$port"
     if [[ $layout == cluster ]]; then
         # Every member owns its shards (the first one up took them all), then serves.
-        for _ in $(seq 1 100); do
-            [[ $("$bin" cluster members "${store[@]}" \
-                | awk '$1 == "history" && $4 == "alive" && $NF > 0' | wc -l) == 3 ]] && break
-            sleep 0.1
-        done
+        wait_members_own_shards 3 "${store[@]}"
         wait_serving "127.0.0.1:$port"
     fi
     local before

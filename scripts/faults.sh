@@ -3,7 +3,7 @@
 # workflows, several seeds and fault rates. Every acknowledged workflow must complete exactly
 # once with a valid history under each schedule. CI runs the default schedule (200 workflows,
 # 5%, one seed) as part of `cargo test`. Then database restarts under load, SEEDS rounds, and
-# the history-member schedule (zombie, kill -9, rolling restart) with SEEDS seeds.
+# the history-member schedule (zombie, kill -9, gossip partition, rolling restart) with SEEDS seeds.
 #
 # Usage: scripts/faults.sh [SEEDS] [WORKFLOWS] [RATES]
 #   SEEDS      how many seeds per rate (default 5)
@@ -30,7 +30,7 @@ for round in $(seq 1 "$seeds"); do
     cargo test -p sundial-tests --test main database_restarts -- --nocapture
 done
 echo "faults.sh: every schedule passed"
-# Three history members through a zombie, a kill -9 and a rolling restart, each seed picking
+# Three history members through a zombie, a kill -9, a gossip partition and a rolling restart, each seed picking
 # the victims (CI runs seed 2024 with 200 workflows).
 for seed in $(seq 1 "$seeds"); do
     echo "==== history member faults, seed $seed, $workflows workflows ===="

@@ -220,8 +220,8 @@ fn parse_search_attributes(flags: &[String]) -> Result<std::collections::HashMap
 
 /// Records the cluster in a new store, or checks a used one was set up with `shards` history
 /// shards: workflows are placed on shards by their number, so serving a store with another
-/// count would lose sight of its workflows. Temporal refuses it too.
-async fn check_shard_count(store: &DynStore, shards: i32, setting: &str) -> Result<()> {
+/// count would lose sight of its workflows. Temporal refuses it too. Answers the cluster's id.
+async fn check_shard_count(store: &DynStore, shards: i32, setting: &str) -> Result<String> {
     let proposed = sundial_storage::ClusterMetadataRow {
         cluster_name: unsupported::CLUSTER_NAME.to_string(),
         cluster_id: uuid::Uuid::new_v4().to_string(),
@@ -239,7 +239,7 @@ async fn check_shard_count(store: &DynStore, shards: i32, setting: &str) -> Resu
             stored = stored.history_shard_count
         );
     }
-    Ok(())
+    Ok(stored.cluster_id)
 }
 
 /// Where a process serves: every role behind one frontend port, or the roles `--services`
@@ -264,7 +264,7 @@ async fn run(
     observe: telemetry::Settings,
     dynamic_config: dynamic::Source,
 ) -> Result<()> {
-    check_shard_count(&store, shards, shards_setting).await?;
+    let cluster_id = check_shard_count(&store, shards, shards_setting).await?;
     // A process of a deployment names its roles on every line it logs.
     let log = match &layout {
         Layout::Single(_) => log,
@@ -312,7 +312,8 @@ async fn run(
             )
         }
         Layout::Roles(roles) => {
-            let (placement, joined) = roles::join(&store, clock.clone(), roles, &log).await?;
+            let (placement, joined) =
+                roles::join(&store, clock.clone(), roles, &cluster_id, &log).await?;
             let node =
                 Node::start_services(store, shards, log.clone(), clock, telemetry, placement);
             departure = Some(joined.keep_current(&node, &log));

@@ -1,11 +1,12 @@
 //! `sundial server start --services ROLES`: the roles a process runs, each on its own
-//! `services.<role>.rpc` port, and how it finds the roles it does not run (the store's
-//! `cluster_membership` table).
+//! `services.<role>.rpc` port, and how it finds the others: gossip on one `membershipPort`,
+//! seeded from the store's `cluster_membership` table.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use slog::Logger;
+use sundial_actors::gossip::GossipSettings;
 use sundial_actors::membership::Membership;
 use sundial_actors::shard_owners::{self, Departure, ShardOwners};
 use sundial_actors::{Clock, HistoryService, MatchingClient, Placement};
@@ -31,6 +32,10 @@ pub struct Role {
     pub bind: String,
     /// `host:port` written to the membership table.
     pub advertised: String,
+    /// `ip:port` its gossip would bind (`services.<role>.rpc.membershipPort`, UDP).
+    pub gossip_bind: String,
+    /// `host:port` the others would gossip with it at.
+    pub gossip_advertised: String,
 }
 
 /// The roles `services` names, checked against the config: each must be a role Sundial runs
@@ -53,6 +58,7 @@ pub fn plan(config: &Config, services: &[String], file: &str) -> Result<Vec<Role
         })?;
         let ip = service.bind_ip();
         let port = service.rpc.grpc_port;
+        let gossip_port = service.rpc.membership_port;
         let advertised_ip = match &config.global.membership.broadcast_address {
             Some(address) => address.clone(),
             None if ip == "0.0.0.0" || ip == "::" => bail!(
@@ -67,6 +73,8 @@ pub fn plan(config: &Config, services: &[String], file: &str) -> Result<Vec<Role
                 role,
                 bind: format!("{ip}:{port}"),
                 advertised: format!("{advertised_ip}:{port}"),
+                gossip_bind: format!("{ip}:{gossip_port}"),
+                gossip_advertised: format!("{advertised_ip}:{gossip_port}"),
             });
         }
     }
@@ -116,6 +124,36 @@ impl Joined {
     }
 }
 
+/// The role whose `membershipPort` the process gossips on: the first it runs in the order of
+/// [`ROLES`] (a process gossips once, whatever it runs).
+pub fn gossip_role(roles: &[Role]) -> Option<&Role> {
+    ROLES
+        .iter()
+        .find_map(|role| roles.iter().find(|r| r.role == *role))
+}
+
+/// The gossip settings of a process running `roles`, in the cluster `cluster_id`.
+fn gossip_settings(roles: &[Role], cluster_id: &str) -> Result<GossipSettings> {
+    let role = gossip_role(roles).context("--services names no role")?;
+    let path = format!("services.{}.rpc.membershipPort", role.role);
+    let listen = role
+        .gossip_bind
+        .parse()
+        .with_context(|| format!("{path}: cannot listen on {}", role.gossip_bind))?;
+    let advertise = role.gossip_advertised.parse().with_context(|| {
+        format!(
+            "{path}: the others cannot gossip with {} (global.membership.broadcastAddress \
+                 must be an IP address)",
+            role.gossip_advertised
+        )
+    })?;
+    Ok(GossipSettings {
+        listen,
+        advertise,
+        cluster_id: cluster_id.to_string(),
+    })
+}
+
 /// Joins the membership table with this process's roles, and places its services: the address
 /// its history role is reached at (recorded as the owner of the shards it takes), and the
 /// services of the roles it does not run, reached where the table says they answer. History
@@ -125,6 +163,7 @@ pub async fn join(
     store: &DynStore,
     clock: Arc<dyn Clock>,
     roles: &[Role],
+    cluster_id: &str,
     log: &Logger,
 ) -> Result<(Placement, Joined)> {
     let runs = |role: ServiceRole| roles.iter().any(|r| r.role == role);
@@ -139,9 +178,15 @@ pub async fn join(
         .filter(|role| *role == ServiceRole::History || !runs(*role))
         .map(|role| role.as_str().to_string())
         .collect();
-    let membership = Membership::join(store.clone(), clock, own, watch, log)
+    let gossip = gossip_settings(roles, cluster_id)?;
+    let gossip_path = gossip_role(roles)
+        .map(|r| format!("services.{}.rpc.membershipPort", r.role))
+        .unwrap_or_default();
+    let membership = Membership::join_gossiping(store.clone(), clock, own, watch, gossip, log)
         .await
-        .context("joining the cluster_membership table")?;
+        .with_context(|| {
+            format!("joining the cluster (the cluster_membership table, gossip on {gossip_path})")
+        })?;
     membership.keep_fresh(log.clone());
     let resolver = |role: &'static str| {
         let membership = membership.clone();

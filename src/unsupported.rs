@@ -53,10 +53,12 @@ pub fn warnings(config: &Config, opened: &str, services: &[String]) -> Vec<Strin
     let mut warn = |path: String, why: &str| warnings.push(format!("{path}: {why}"));
 
     let global = &config.global;
-    let no_ring = "not used: Sundial joins no gossip ring (processes find each other through \
-                   the cluster_membership table)";
     if global.membership.max_join_duration.is_some() {
-        warn("global.membership.maxJoinDuration".into(), no_ring);
+        warn(
+            "global.membership.maxJoinDuration".into(),
+            "not used: a process joins at once and keeps greeting the members the \
+             cluster_membership table lists until gossip reaches them (no join deadline)",
+        );
     }
     if global.membership.broadcast_address.is_some() && services.is_empty() {
         warn(
@@ -171,11 +173,24 @@ pub fn warnings(config: &Config, opened: &str, services: &[String]) -> Vec<Strin
             // Another process runs it.
             continue;
         }
-        warn(
-            format!("{path}.membershipPort"),
-            "not opened: Sundial joins no gossip ring (processes find each other through the \
-             cluster_membership table)",
-        );
+        // A process gossips once, on the port of the first role it runs.
+        let gossips_on = ["frontend", "history", "matching", "worker"]
+            .into_iter()
+            .find(|r| services.iter().any(|s| s == r));
+        match gossips_on {
+            Some(gossip) if gossip != role => warn(
+                format!("{path}.membershipPort"),
+                &format!(
+                    "not opened: this process gossips once, on \
+                     services.{gossip}.rpc.membershipPort"
+                ),
+            ),
+            Some(_) => {}
+            None => warn(
+                format!("{path}.membershipPort"),
+                "not opened: a process that runs every role joins no cluster",
+            ),
+        }
         if rpc.http_port.is_some() {
             warn(
                 format!("{path}.httpPort"),
@@ -317,9 +332,25 @@ publicClient: { hostPort: 'localhost:7233' }
         // A role another process runs is not this one's to warn about.
         let split = warnings(&c, "db", &["frontend".into()]).join("\n");
         assert!(!split.contains("services.history"), "{split}");
+        assert!(!split.contains("membershipPort"), "{split}");
+        // A process of two roles gossips on the first one's port.
+        let yaml = yaml.replace(
+            "services:\n",
+            "services:\n  matching: { rpc: { grpcPort: 7235, membershipPort: 6935 } }\n",
+        );
+        let c = Config::from_yaml_str(&yaml).unwrap();
+        let two = warnings(&c, "db", &["matching".into(), "history".into()]).join("\n");
         assert!(
-            split.contains("services.frontend.rpc.membershipPort: not opened"),
-            "{split}"
+            two.contains(
+                "services.matching.rpc.membershipPort: not opened: this process gossips once, \
+                 on services.history.rpc.membershipPort"
+            ),
+            "{two}"
+        );
+        assert!(
+            !two.lines()
+                .any(|l| l.starts_with("services.history.rpc.membershipPort")),
+            "{two}"
         );
     }
 }

@@ -9,6 +9,7 @@
 //! Must not depend on tonic.
 
 mod error;
+pub mod gossip;
 pub mod matching;
 mod matching_service;
 pub mod matching_stats;

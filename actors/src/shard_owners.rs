@@ -125,10 +125,30 @@ pub fn keep_current(
         let mut assigner = local.map(|(local, address)| Assigner::new(local, address));
         let mut ticks = tokio::time::interval(ASSIGN_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut isolated = false;
         loop {
             ticks.tick().await;
             if membership.has_left() {
                 return;
+            }
+            // Cut off from the others: change nothing (they may have taken this process's
+            // shards, which fences them here), until gossip reaches them again.
+            if membership.isolated() {
+                if !isolated {
+                    slog::warn!(
+                        log,
+                        "gossip reaches none of the live members the membership table lists; keeping the shards' owners as they were until it does"
+                    );
+                    isolated = true;
+                }
+                continue;
+            }
+            if isolated {
+                info!(log, "gossip reaches the other members again");
+                isolated = false;
+                if let Some(assigner) = &mut assigner {
+                    assigner.rejoined();
+                }
             }
             let mut members: Vec<String> = membership
                 .members("history")
@@ -148,7 +168,7 @@ pub fn keep_current(
                 }
             }
             if let Some(assigner) = &mut assigner {
-                assigner.assign(&owners);
+                assigner.assign(&owners, membership.store()).await;
             }
         }
     });
@@ -231,13 +251,24 @@ struct Assigner {
     stable_since: Instant,
     /// What each shard was last told (owned here or not).
     told: Vec<Option<bool>>,
+    /// Since when each shard told it is owned here has not been serving.
+    not_serving_since: Vec<Option<Instant>>,
+    /// The shards the view gave to another member while they served here: each keeps serving
+    /// until its row names that member (whose acquire fenced it here) or [`HANDOVER_WITHIN`]
+    /// passed, so that a shard is not left unserved while its new owner waits for the members
+    /// to be stable before taking it.
+    handing_over: Vec<Option<(String, Instant)>>,
     last_reassert: Instant,
 }
 
 impl Assigner {
     fn new(local: LocalHistory, address: String) -> Self {
         let told = vec![None; local.num_shards() as usize];
+        let not_serving_since = vec![None; told.len()];
+        let handing_over = vec![None; told.len()];
         Self {
+            not_serving_since,
+            handing_over,
             local,
             address,
             // The first view counts as new: a member starting beside others waits for them to
@@ -248,6 +279,13 @@ impl Assigner {
         }
     }
 
+    /// Back in touch after being cut off: the others may have taken this process's shards
+    /// meanwhile, so every shard is told again once the members have been stable.
+    fn rejoined(&mut self) {
+        self.stable_since = Instant::now();
+        self.told.iter_mut().for_each(|t| *t = None);
+    }
+
     /// The members went from `before` to `after`: a newcomer restarts the wait.
     fn changed(&mut self, before: &[String], after: &[String]) {
         if after.iter().any(|m| !before.contains(m)) {
@@ -255,7 +293,7 @@ impl Assigner {
         }
     }
 
-    fn assign(&mut self, owners: &ShardOwners) {
+    async fn assign(&mut self, owners: &ShardOwners, store: &sundial_storage::DynStore) {
         let members = owners.members();
         let alone = members.len() == 1;
         let settled = alone || self.stable_since.elapsed() >= STABLE_FOR;
@@ -263,14 +301,49 @@ impl Assigner {
         if reassert {
             self.last_reassert = Instant::now();
         }
+        let mut serving = vec![false; self.told.len()];
+        for shard_id in self.local.serving_shards() {
+            serving[(shard_id - 1) as usize] = true;
+        }
         for shard_id in 1..=self.local.num_shards() {
+            let index = (shard_id - 1) as usize;
             let owner = owner_of(shard_id, &members).unwrap_or_default();
             let own = owner == self.address;
             if own && !settled {
                 continue;
             }
-            let told = &mut self.told[(shard_id - 1) as usize];
-            if *told != Some(own) || reassert {
+            // A shard owned here that stopped serving without being told was fenced by another
+            // member: one whose view disagreed, or that took it while this process was stopped
+            // or starved (its own view may never have changed). It is taken again once the
+            // views had a heartbeat to agree; one still acquiring ignores being told again.
+            let mut retake = false;
+            if own && self.told[index] == Some(true) && !serving[index] {
+                let since = *self.not_serving_since[index].get_or_insert_with(Instant::now);
+                retake = since.elapsed() >= STABLE_FOR;
+            }
+            if serving[index] || retake || !own {
+                self.not_serving_since[index] = None;
+            }
+            if own {
+                self.handing_over[index] = None;
+            } else if self.told[index] == Some(true) && serving[index] {
+                // Given away while serving here: hand it over rather than drop it.
+                let (to, since) = self.handing_over[index]
+                    .get_or_insert_with(|| (owner.to_string(), Instant::now()))
+                    .clone();
+                let taken = match store.get_shard(shard_id).await {
+                    Ok(Some(row)) => row.owner == to,
+                    _ => false,
+                };
+                if to == owner && !taken && since.elapsed() < HANDOVER_WITHIN {
+                    continue;
+                }
+            }
+            if !own {
+                self.handing_over[index] = None;
+            }
+            let told = &mut self.told[index];
+            if *told != Some(own) || reassert || retake {
                 *told = Some(own);
                 let owner = if own {
                     String::new()

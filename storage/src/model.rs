@@ -180,6 +180,9 @@ pub struct MemberRow {
     pub role: String,
     /// Where the role's gRPC server answers (`host:port`).
     pub rpc_address: String,
+    /// Where the process gossips (`host:port`, UDP; empty for a process that does not): the
+    /// others find their gossip seeds here.
+    pub gossip_address: String,
     /// When the process started (unix millis).
     pub session_start_ms: i64,
     /// Its latest heartbeat (unix millis).

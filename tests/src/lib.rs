@@ -4,7 +4,8 @@
 //! but the generated gRPC client: an in-process server bound to `127.0.0.1:0` ([`server`]), a
 //! real `sundial` process that can be killed with `SIGKILL` and restarted ([`process`]), a
 //! raw-client worker with command builders ([`worker`]), the sample configs edited for a test
-//! ([`sample`]) and private PostgreSQL and MariaDB servers ([`databases`]). Every wait is
+//! ([`sample`]), private PostgreSQL and MariaDB servers ([`databases`]) and network
+//! faults ([`netfault`]). Every wait is
 //! bounded, so a broken server fails a test instead of hanging it, and every process started
 //! is killed on drop.
 //!
@@ -12,6 +13,7 @@
 
 pub mod databases;
 pub mod members;
+pub mod netfault;
 pub mod process;
 pub mod sample;
 pub mod scrape;

@@ -43,6 +43,23 @@ pub fn free_port() -> Result<u16> {
     bail!("no free port in {PICKED_PORTS:?}")
 }
 
+/// A frontend port for the dev layout of `start-dev --services` (the other roles 1, 2 and 6
+/// ports above it, each gossiping 100 above its own): free for TCP from here and for UDP 100
+/// above, now.
+pub fn free_layout_port() -> Result<u16> {
+    for _ in 0..100 {
+        let port = free_port()?;
+        let gossip_free = (0..=6)
+            .all(|offset| std::net::UdpSocket::bind(("127.0.0.1", port + 100 + offset)).is_ok());
+        let rpc_free =
+            (1..=6).all(|offset| TcpListener::bind(("127.0.0.1", port + offset)).is_ok());
+        if gossip_free && rpc_free {
+            return Ok(port);
+        }
+    }
+    bail!("no free port layout in {PICKED_PORTS:?}")
+}
+
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use sundial_proto::health::health_check_response::ServingStatus;
 use sundial_proto::workflowservice::GetClusterInfoRequest;
-use sundial_tests::process::{SundialProcess, free_port};
+use sundial_tests::process::{SundialProcess, free_layout_port, free_port};
 use sundial_tests::scrape::scrape;
 use sundial_tests::{Worker, health};
 
@@ -61,16 +61,6 @@ fn uuid_like(id: &str) -> bool {
     id.len() == 36 && id.chars().filter(|c| *c == '-').count() == 4
 }
 
-/// A base port whose dev layout (+1, +2 and +6 for the other roles) stays in range.
-fn layout_port() -> Result<u16> {
-    loop {
-        let port = free_port()?;
-        if port < 65000 {
-            return Ok(port);
-        }
-    }
-}
-
 /// In a deployment of one process per role, every metric a process exports names its own role
 /// in `service_name`, including the store calls it makes for another role's data (the history
 /// process reading namespaces, every process keeping its membership row fresh).
@@ -78,7 +68,7 @@ fn layout_port() -> Result<u16> {
 async fn each_role_process_tags_its_metrics_with_its_role() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("sundial.db");
-    let port = layout_port()?;
+    let port = free_layout_port()?;
     let mut processes = Vec::new();
     for role in ["history", "matching", "worker", "frontend"] {
         let metrics = free_port()?;
@@ -150,7 +140,7 @@ async fn each_role_process_tags_its_metrics_with_its_role() -> Result<()> {
 async fn a_frontend_serves_once_it_reaches_history_and_matching() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("sundial.db");
-    let port = layout_port()?;
+    let port = free_layout_port()?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let spawn = |role: &str| {
         let args = SundialProcess::start_dev_args(port, &db, &["--services", role]);
@@ -199,7 +189,7 @@ async fn four_processes_opening_one_new_sqlite_file_at_once_all_serve() -> Resul
     for round in 0..4 {
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("sundial.db");
-        let port = layout_port()?;
+        let port = free_layout_port()?;
         let mut processes = Vec::new();
         for role in ["history", "matching", "worker", "frontend"] {
             let args = SundialProcess::start_dev_args(port, &db, &["--services", role]);

@@ -21,7 +21,7 @@ use sundial_storage::faults::FaultInjectingStore;
 use sundial_storage::postgres::{PostgresOptions, PostgresStore};
 use sundial_storage::{DynStore, memory::MemoryStore, sqlite::SqliteStore};
 use sundial_tests::members::misowned;
-use sundial_tests::process::{SundialProcess, free_port};
+use sundial_tests::process::{SundialProcess, free_layout_port};
 use sundial_tests::worker::{commands, request, rpc, secs, task_queue};
 use sundial_tests::{Client, TestServer, Worker, health};
 use tonic::{Code, Status};
@@ -351,6 +351,106 @@ async fn start_until_acknowledged(
     Ok(response.run_id)
 }
 
+/// Starts `workflow_id` with a signal (`SignalWithStartWorkflowExecution`, signal `go`),
+/// retried with the same request id until acknowledged; answers the run id.
+async fn signal_with_start_until_acknowledged(
+    worker: &Worker,
+    workflow_id: &str,
+) -> Result<String> {
+    let start = worker.start_request(workflow_id);
+    let request = SignalWithStartWorkflowExecutionRequest {
+        namespace: start.namespace,
+        workflow_id: start.workflow_id,
+        workflow_type: start.workflow_type,
+        task_queue: start.task_queue,
+        input: start.input,
+        workflow_task_timeout: start.workflow_task_timeout,
+        identity: start.identity,
+        request_id: start.request_id,
+        signal_name: "go".into(),
+        ..Default::default()
+    };
+    let client = worker.client.clone();
+    let response = with_retries(|| {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move {
+            client
+                .signal_with_start_workflow_execution(rpc(request))
+                .await
+        }
+    })
+    .await
+    .with_context(|| format!("signal-with-start of {workflow_id}"))?
+    .into_inner();
+    Ok(response.run_id)
+}
+
+/// Signals `workflow_id` (signal `more`), retried with the same request id; true once
+/// acknowledged, false when the workflow had completed first (`NotFound`).
+async fn signal_until_acknowledged(worker: &Worker, workflow_id: &str) -> Result<bool> {
+    let request = SignalWorkflowExecutionRequest {
+        namespace: worker.namespace.clone(),
+        workflow_execution: Some(sundial_tests::worker::execution(workflow_id, "")),
+        signal_name: "more".into(),
+        identity: worker.identity.clone(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    };
+    let client = worker.client.clone();
+    match with_retries(|| {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move { client.signal_workflow_execution(rpc(request)).await }
+    })
+    .await
+    {
+        Ok(_) => Ok(true),
+        Err(s) if s.code() == Code::NotFound => Ok(false),
+        Err(s) => Err(s).with_context(|| format!("signalling {workflow_id}")),
+    }
+}
+
+/// Every acknowledged signal is in its workflow's history exactly once: `go` (sent with the
+/// start) in every one, `more` where `signalled` says it was acknowledged (and never twice).
+async fn signals_exactly_once(
+    worker: &Worker,
+    acknowledged: &HashMap<String, String>,
+    signalled: &HashMap<String, bool>,
+) -> Result<()> {
+    let mut reader = worker.clone();
+    for id in acknowledged.keys() {
+        let events = reader.history(id).await?;
+        let count = |name: &str| {
+            events
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        &e.attributes,
+                        Some(sundial_proto::api::history::v1::history_event::Attributes::WorkflowExecutionSignaledEventAttributes(a))
+                            if a.signal_name == name
+                    )
+                })
+                .count()
+        };
+        ensure!(
+            count("go") == 1,
+            "{id}: signal go appears {} times",
+            count("go")
+        );
+        let more = count("more");
+        if signalled.get(id).copied().unwrap_or(false) {
+            ensure!(
+                more == 1,
+                "{id}: acknowledged signal more appears {more} times"
+            );
+        } else {
+            ensure!(more <= 1, "{id}: signal more appears {more} times");
+        }
+    }
+    Ok(())
+}
+
 /// Waits (until `deadline`) for every acknowledged workflow to complete, as the run its start
 /// was acknowledged with.
 async fn all_complete(
@@ -415,6 +515,18 @@ async fn valid_histories(worker: &Worker, acknowledged: &HashMap<String, String>
         );
     }
     Ok(())
+}
+
+/// Where the member-fault test's processes log: a temporary directory (removed with the
+/// guard), or one kept after the test when `SUNDIAL_KEEP_LOGS` is set, to read what the
+/// members did.
+fn logs_dir() -> Result<(Option<tempfile::TempDir>, std::path::PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    if std::env::var_os("SUNDIAL_KEEP_LOGS").is_some() {
+        return Ok((None, dir.keep()));
+    }
+    let path = dir.path().to_path_buf();
+    Ok((Some(dir), path))
 }
 
 /// Shards of the member-fault test: enough that each of three members owns some.
@@ -496,14 +608,17 @@ async fn range_ids(store: &DynStore) -> Result<Vec<i64>> {
 /// Three history members over PostgreSQL under load, through a fault schedule: one is stopped
 /// (SIGSTOP) past failure detection while the others take its shards, then continued (the
 /// zombie owner must not commit: the store fences it); one is killed (-9) and started again;
-/// then every member is restarted in turn (SIGTERM, start). Afterwards every acknowledged start
-/// completed, exactly once, with a valid history, and every shard was owned again within
+/// one's gossip is cut off (nftables drops its UDP; its store stays reachable) and healed;
+/// then every member is restarted in turn (SIGTERM, start). Each workflow is started with a
+/// signal and signalled once more. Afterwards every acknowledged start completed, exactly
+/// once, with a valid history, every acknowledged signal is in it exactly once, and every shard
+/// was owned again within
 /// [`OWNED_AGAIN_WITHIN`] of the last fault healing. `SUNDIAL_FAULT_SEED` picks the order of
 /// the victims; `SUNDIAL_FAULT_WORKFLOWS` the load (`scripts/faults.sh` runs longer ones).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
     use sundial_testdb::postgres as pg;
-    let dir = tempfile::tempdir()?;
+    let (_dir, logs) = logs_dir()?;
     let server = sundial_tests::databases::postgres()?;
     let database = sundial_tests::databases::fresh_database();
     let url = format!(
@@ -513,24 +628,19 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
         server.address()
     );
     let seed = fault_seed();
-    let port = loop {
-        let port = free_port()?;
-        if port < 65000 {
-            break port;
-        }
-    };
+    let port = free_layout_port()?;
     eprintln!(
         "member faults: seed {seed}, {} workflows, logs in {}",
         workflows(),
-        dir.path().display()
+        logs.as_path().display()
     );
-    let mut frontend = Member::start(dir.path(), &url, "127.0.0.1", port, "frontend,matching")?;
+    let mut frontend = Member::start(logs.as_path(), &url, "127.0.0.1", port, "frontend,matching")?;
     let client = frontend.process.wait_ready().await?;
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
     let members: Vec<String> = ips.iter().map(|ip| format!("{ip}:{}", port + 1)).collect();
     let mut history = Vec::new();
     for ip in ips {
-        history.push(Member::start(dir.path(), &url, ip, port, "history")?);
+        history.push(Member::start(logs.as_path(), &url, ip, port, "history")?);
     }
     let store: DynStore = Arc::new(
         PostgresStore::open(&PostgresOptions {
@@ -557,16 +667,18 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
         let worker = worker.clone();
         tokio::spawn(async move {
             let mut acknowledged = HashMap::new();
+            let mut signalled = HashMap::new();
             for i in 0..workflows() {
                 let id = format!("member-faults-{i}");
-                let run_id = start_until_acknowledged(&worker, worker.start_request(&id)).await?;
-                acknowledged.insert(id, run_id);
+                let run_id = signal_with_start_until_acknowledged(&worker, &id).await?;
+                acknowledged.insert(id.clone(), run_id);
+                signalled.insert(id.clone(), signal_until_acknowledged(&worker, &id).await?);
                 let _ = count_tx.send(acknowledged.len());
             }
-            Ok::<_, anyhow::Error>(acknowledged)
+            Ok::<_, anyhow::Error>((acknowledged, signalled))
         })
     };
-    let quarter = (workflows() / 4).max(1);
+    let fifth = (workflows() / 5).max(1);
     let mut reached = async |n: usize| count.wait_for(|c| *c >= n).await.map(drop);
     let victim = |k: u64| ((seed + k) % 3) as usize;
     // The members but the one at `index`.
@@ -578,7 +690,7 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
     };
 
     // 1. A zombie: stopped until the others own its shards, then continued.
-    reached(quarter).await?;
+    reached(fifth).await?;
     let zombie = victim(0);
     history[zombie].process.signal("STOP")?;
     let took = owned_by(&store, &without(zombie), SETTLE).await?;
@@ -598,7 +710,7 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
     );
 
     // 2. A kill -9, and a start again.
-    reached(2 * quarter).await?;
+    reached(2 * fifth).await?;
     let killed = victim(1);
     history[killed].process.kill()?;
     let took = owned_by(&store, &without(killed), SETTLE).await?;
@@ -617,11 +729,43 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
         "owned again only {took:?} after the restart"
     );
 
-    // 3. A rolling restart of every member: each is owned again by the new process (its
+    // 3. A gossip partition: one member's gossip is cut off, its store is not. It sees only
+    // itself while the table lists the others alive, so it changes nothing; the others find
+    // it dead and take its shards, which fences it. Healed, it takes its shards back.
+    reached(3 * fifth).await?;
+    let cut_off = victim(2);
+    // The dev layout: a role gossips 100 ports above its gRPC port.
+    let gossip = std::net::SocketAddr::new(ips[cut_off].parse()?, port + 101);
+    let cut = sundial_tests::netfault::Cut::udp(gossip)?;
+    let took = owned_by(&store, &without(cut_off), SETTLE).await?;
+    eprintln!(
+        "member {} cut off from gossip: its shards taken in {took:?}",
+        members[cut_off]
+    );
+    let noticed = Instant::now();
+    while !std::fs::read_to_string(&history[cut_off].log)?.contains("gossip reaches none") {
+        ensure!(
+            noticed.elapsed() < SETTLE,
+            "the member cut off never noticed it was isolated"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cut.heal()?;
+    let took = owned_by(&store, &members, SETTLE).await?;
+    eprintln!(
+        "member {} back in gossip: shards back in {took:?}",
+        members[cut_off]
+    );
+    ensure!(
+        took < OWNED_AGAIN_WITHIN,
+        "owned again only {took:?} after the partition healed"
+    );
+
+    // 4. A rolling restart of every member: each is owned again by the new process (its
     // range id moved on), not only by the same address.
-    reached(3 * quarter).await?;
+    reached(4 * fifth).await?;
     for k in 0..3 {
-        let index = victim(2 + k);
+        let index = victim(3 + k);
         let ranges = range_ids(&store).await?;
         let member = &mut history[index];
         let status = member.process.terminate(SETTLE)?;
@@ -651,7 +795,7 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
         );
     }
 
-    let acknowledged = starter.await??;
+    let (acknowledged, signalled) = starter.await??;
     let deadline = Instant::now() + Duration::from_secs(180 + workflows() as u64 / 10);
     all_complete(&worker, &acknowledged, deadline).await?;
     done.store(true, Ordering::Relaxed);
@@ -659,6 +803,13 @@ async fn history_member_faults_lose_nothing_and_repeat_nothing() -> Result<()> {
         poller.await??;
     }
     valid_histories(&worker, &acknowledged).await?;
+    signals_exactly_once(&worker, &acknowledged, &signalled).await?;
+    let signals = signalled.values().filter(|s| **s).count();
+    eprintln!(
+        "checked: {} starts and {} more signals acknowledged, each in its history once",
+        acknowledged.len(),
+        signals
+    );
     for member in history.iter().chain([&frontend]) {
         let logs = std::fs::read_to_string(&member.log)?;
         ensure!(

@@ -13,7 +13,7 @@ use sundial_proto::workflowservice::RegisterNamespaceRequest;
 use sundial_storage::DynStore;
 use sundial_storage::sqlite::SqliteStore;
 use sundial_tests::members::misowned;
-use sundial_tests::process::{SundialProcess, free_port};
+use sundial_tests::process::{SundialProcess, free_layout_port};
 use sundial_tests::worker::{commands, rpc, secs};
 use sundial_tests::{Worker, health};
 
@@ -83,19 +83,14 @@ async fn run_workflows(worker: &mut Worker, prefix: &str, count: usize) -> Resul
 
 /// Three history processes share the shards (each owns the shards rendezvous hashing gives
 /// it), and workflows on every shard run through one frontend. When one is killed (-9), the
-/// two that remain take its shards once its heartbeats stop, and workflows run again. When
+/// two that remain take its shards once gossip counts it dead, and workflows run again. When
 /// another is stopped (SIGTERM), it leaves in order: the last one takes every shard at once
 /// (within two heartbeats, not the failure-detection window).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_members_share_the_shards_and_take_over_from_a_killed_one() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("sundial.db");
-    let port = loop {
-        let port = free_port()?;
-        if port < 65000 {
-            break port;
-        }
-    };
+    let port = free_layout_port()?;
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
     let members: Vec<String> = ips.iter().map(|ip| format!("{ip}:{}", port + 1)).collect();
     let mut frontend = spawn(dir.path(), &db, "127.0.0.1", port, "frontend")?;

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::trace::v1::Span;
-use sundial_tests::process::{SundialProcess, free_port};
+use sundial_tests::process::{SundialProcess, free_layout_port, free_port};
 use sundial_tests::worker::{Worker, rpc};
 
 /// Spans received, in arrival order.
@@ -149,13 +149,7 @@ async fn spans_follow_a_request_from_the_frontend_into_the_history_process() -> 
     let (collector, env) = start_collector()?;
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("traces.db");
-    let port = loop {
-        // The dev layout puts the roles at +1, +2 and +6.
-        let port = free_port()?;
-        if port < 65000 {
-            break port;
-        }
-    };
+    let port = free_layout_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut processes = Vec::new();
     for role in ["history", "matching", "frontend"] {

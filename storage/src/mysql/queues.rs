@@ -121,7 +121,7 @@ impl ClusterMetadataStore for MysqlStore {
     }
 }
 
-type MemberColumns = (String, String, String, i64, i64, i64);
+type MemberColumns = (String, String, String, i64, i64, i64, String);
 
 #[async_trait]
 impl MembershipStore for MysqlStore {
@@ -131,8 +131,10 @@ impl MembershipStore for MysqlStore {
             let written = tx
                 .exec_drop(
                     "INSERT INTO cluster_membership (host_id, role, rpc_address, session_start_ms,
-                         last_heartbeat_ms, record_expiry_ms) VALUES (?, ?, ?, ?, ?, ?)
+                         last_heartbeat_ms, record_expiry_ms, gossip_address)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)
                      ON DUPLICATE KEY UPDATE rpc_address = VALUES(rpc_address),
+                         gossip_address = VALUES(gossip_address),
                          session_start_ms = VALUES(session_start_ms),
                          last_heartbeat_ms = VALUES(last_heartbeat_ms),
                          record_expiry_ms = VALUES(record_expiry_ms)",
@@ -143,6 +145,7 @@ impl MembershipStore for MysqlStore {
                         m.session_start_ms,
                         m.last_heartbeat_ms,
                         m.record_expiry_ms,
+                        &m.gossip_address,
                     ),
                 )
                 .await
@@ -156,7 +159,7 @@ impl MembershipStore for MysqlStore {
         let rows: Vec<MemberColumns> = self
             .select(
                 "SELECT host_id, role, rpc_address, session_start_ms, last_heartbeat_ms,
-                     record_expiry_ms FROM cluster_membership
+                     record_expiry_ms, gossip_address FROM cluster_membership
                  WHERE role = ? AND last_heartbeat_ms >= ?
                  ORDER BY session_start_ms DESC, host_id DESC",
                 (role, alive_since_ms),
@@ -172,6 +175,7 @@ impl MembershipStore for MysqlStore {
                     session_start_ms,
                     last_heartbeat_ms,
                     record_expiry_ms,
+                    gossip_address,
                 )| {
                     MemberRow {
                         host_id,
@@ -180,6 +184,7 @@ impl MembershipStore for MysqlStore {
                         session_start_ms,
                         last_heartbeat_ms,
                         record_expiry_ms,
+                        gossip_address,
                     }
                 },
             )

@@ -123,6 +123,10 @@ const MIGRATIONS: &[&[&str]] = &[
         ) ENGINE = InnoDB ROW_FORMAT = DYNAMIC"],
     // 5: the address of each shard's owner (see `ShardStore::acquire_shard`).
     &["ALTER TABLE shards ADD COLUMN owner VARBINARY(255) NOT NULL DEFAULT ''"],
+    // 6: where each member gossips (see `MembershipStore`).
+    &[
+        "ALTER TABLE cluster_membership ADD COLUMN gossip_address VARBINARY(255) NOT NULL DEFAULT ''",
+    ],
 ];
 
 /// The schema version this build writes: the number of migrations.

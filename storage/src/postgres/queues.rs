@@ -98,8 +98,10 @@ impl MembershipStore for PostgresStore {
     async fn upsert_member(&self, m: MemberRow) -> Result<()> {
         self.query(
             "INSERT INTO cluster_membership (host_id, role, rpc_address, session_start_ms,
-                 last_heartbeat_ms, record_expiry_ms) VALUES ($1, $2, $3, $4, $5, $6)
+                 last_heartbeat_ms, record_expiry_ms, gossip_address)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (host_id, role) DO UPDATE SET rpc_address = excluded.rpc_address,
+                 gossip_address = excluded.gossip_address,
                  session_start_ms = excluded.session_start_ms,
                  last_heartbeat_ms = excluded.last_heartbeat_ms,
                  record_expiry_ms = excluded.record_expiry_ms",
@@ -110,6 +112,7 @@ impl MembershipStore for PostgresStore {
                 &m.session_start_ms,
                 &m.last_heartbeat_ms,
                 &m.record_expiry_ms,
+                &m.gossip_address,
             ],
         )
         .await?;
@@ -120,7 +123,7 @@ impl MembershipStore for PostgresStore {
         let rows = self
             .query(
                 "SELECT host_id, role, rpc_address, session_start_ms, last_heartbeat_ms,
-                     record_expiry_ms FROM cluster_membership
+                     record_expiry_ms, gossip_address FROM cluster_membership
                  WHERE role = $1 AND last_heartbeat_ms >= $2
                  ORDER BY session_start_ms DESC, host_id DESC",
                 &[&role, &alive_since_ms],
@@ -135,6 +138,7 @@ impl MembershipStore for PostgresStore {
                     session_start_ms: column(row, 3)?,
                     last_heartbeat_ms: column(row, 4)?,
                     record_expiry_ms: column(row, 5)?,
+                    gossip_address: column(row, 6)?,
                 })
             })
             .collect()

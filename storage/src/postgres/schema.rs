@@ -308,6 +308,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 6: the address of each shard's owner (see `ShardStore::acquire_shard`).
     "ALTER TABLE shards ADD COLUMN owner text NOT NULL DEFAULT '';",
+    // 7: where each member gossips (see `MembershipStore`).
+    "ALTER TABLE cluster_membership ADD COLUMN gossip_address text NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this build reads and writes: the number of migrations.

@@ -177,8 +177,10 @@ impl MembershipStore for SqliteStore {
         self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO cluster_membership (host_id, role, rpc_address, session_start_ms,
-                     last_heartbeat_ms, record_expiry_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     last_heartbeat_ms, record_expiry_ms, gossip_address)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (host_id, role) DO UPDATE SET rpc_address = excluded.rpc_address,
+                     gossip_address = excluded.gossip_address,
                      session_start_ms = excluded.session_start_ms,
                      last_heartbeat_ms = excluded.last_heartbeat_ms,
                      record_expiry_ms = excluded.record_expiry_ms",
@@ -189,7 +191,8 @@ impl MembershipStore for SqliteStore {
                 m.rpc_address,
                 m.session_start_ms,
                 m.last_heartbeat_ms,
-                m.record_expiry_ms
+                m.record_expiry_ms,
+                m.gossip_address
             ])?;
             Ok(())
         })
@@ -201,7 +204,7 @@ impl MembershipStore for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT host_id, role, rpc_address, session_start_ms, last_heartbeat_ms,
-                     record_expiry_ms FROM cluster_membership
+                     record_expiry_ms, gossip_address FROM cluster_membership
                  WHERE role = ?1 AND last_heartbeat_ms >= ?2
                  ORDER BY session_start_ms DESC, host_id DESC",
             )?;
@@ -213,6 +216,7 @@ impl MembershipStore for SqliteStore {
                     session_start_ms: row.get(3)?,
                     last_heartbeat_ms: row.get(4)?,
                     record_expiry_ms: row.get(5)?,
+                    gossip_address: row.get(6)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)

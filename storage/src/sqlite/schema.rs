@@ -119,6 +119,8 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 5: the address of each shard's owner (see `ShardStore::acquire_shard`).
     "ALTER TABLE shards ADD COLUMN owner TEXT NOT NULL DEFAULT '';",
+    // 6: where each member gossips (see `MembershipStore`).
+    "ALTER TABLE cluster_membership ADD COLUMN gossip_address TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this build writes: the number of migrations.

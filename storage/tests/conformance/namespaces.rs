@@ -141,6 +141,7 @@ fn member(host: &str, role: &str, address: &str, started: i64, beat: i64) -> Mem
         session_start_ms: started,
         last_heartbeat_ms: beat,
         record_expiry_ms: beat + 10_000,
+        gossip_address: format!("{address}-gossip"),
     }
 }
 
@@ -161,8 +162,10 @@ pub async fn membership_rows_are_upserted_listed_by_role_and_pruned(h: &dyn Harn
     assert_eq!(store.list_members("matching", 0).await.unwrap(), vec![m]);
     assert_eq!(store.list_members("worker", 0).await.unwrap(), vec![]);
     // A's next heartbeat replaces its row; B's stays old and drops out of a recent listing.
+    // A's gossip address is replaced too.
     let a2 = MemberRow {
         last_heartbeat_ms: 9_000,
+        gossip_address: "127.0.0.1:6934".into(),
         record_expiry_ms: 19_000,
         ..a.clone()
     };

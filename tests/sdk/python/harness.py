@@ -57,6 +57,8 @@ def free_port() -> int:
 
 # The roles of a split deployment and their ports' offsets from the frontend's (the dev layout).
 ROLE_OFFSETS = {"history": 1, "matching": 2, "worker": 6, "frontend": 0}
+# A role gossips (UDP) this many ports above its gRPC port in the dev layout.
+GOSSIP_OFFSET = 100
 
 
 def deployment() -> str:
@@ -72,15 +74,18 @@ CLUSTER_HISTORY = [("history-2", "127.0.0.2"), ("history-3", "127.0.0.3")]
 
 
 def free_port_layout() -> int:
-    """A frontend port whose role ports (the dev layout's offsets) are free too."""
+    """A frontend port whose role ports (the dev layout's offsets, TCP) and their gossip ports
+    (UDP) are free too."""
     for _ in range(100):
         port = free_port()
-        if port + max(ROLE_OFFSETS.values()) > 65535:
+        if port + max(ROLE_OFFSETS.values()) + GOSSIP_OFFSET > 65535:
             continue
         try:
             for offset in ROLE_OFFSETS.values():
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                     s.bind(("127.0.0.1", port + offset))
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.bind(("127.0.0.1", port + offset + GOSSIP_OFFSET))
             return port
         except OSError:
             continue

@@ -97,8 +97,9 @@ const MAX_HOPS: usize = 2;
 
 /// [`HistoryService`] in other processes: each shard's requests go to its owner, which
 /// [`Route`] names; a member that answers that another owns the shard is followed to it, and
-/// one that cannot be reached gives way to the member that owns the shard without it (the one
-/// that takes the shard when the unreachable one is found gone), at most [`MAX_HOPS`] times.
+/// one that cannot be reached, or refuses without naming an owner, gives way to the member that
+/// owns the shard without it (the one that takes the shard when the unreachable one is found
+/// gone, or that held it before a newcomer), at most [`MAX_HOPS`] times.
 #[derive(Clone)]
 pub struct RemoteHistory {
     route: Route,
@@ -198,6 +199,15 @@ impl RemoteHistory {
                     if !last && !owner.is_empty() && !tried.contains(&owner) =>
                 {
                     address = owner;
+                }
+                // Refused by a member that does not know who serves the shard (a newcomer
+                // waiting for stable members before it takes it): the shard's previous owner
+                // is the next candidate, and serves it until the newcomer's acquire fences it.
+                Err(Error::ShardOwnershipLost { owner, shard_id }) if !last && owner.is_empty() => {
+                    match candidates.iter().find(|c| !tried.contains(c)) {
+                        Some(next) => address = next.clone(),
+                        None => return Err(Error::ShardOwnershipLost { owner, shard_id }),
+                    }
                 }
                 reply => return reply,
             }
@@ -513,5 +523,87 @@ impl MatchingService for RemoteMatching {
 
     fn serving(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move { self.peer.channel().await.is_ok() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sundial_actors::ops::{Request, RunRef};
+    use sundial_actors::shard_owners::ShardOwners;
+    use sundial_actors::{Node, Placement, SystemClock, Telemetry};
+    use sundial_proto::internal::history_service_server::HistoryServiceServer;
+    use sundial_storage::{DynStore, memory::MemoryStore};
+
+    /// A history member of `store` with one shard, serving the internal API on a port of its
+    /// own: told to own the shard when `owns`, else waiting as a newcomer does (refusing
+    /// without naming an owner). Answers its address.
+    async fn member(store: &DynStore, owns: bool) -> (Node, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let placement = Placement {
+            address: address.clone(),
+            shard_owners: Some(ShardOwners::default()),
+            ..Default::default()
+        };
+        let node = Node::start_services(
+            store.clone(),
+            1,
+            log,
+            Arc::new(SystemClock),
+            Telemetry::default(),
+            placement,
+        );
+        let local = node.local_history.clone().unwrap();
+        if owns {
+            local.own(1, true, String::new());
+            while local.serving_shards().is_empty() {
+                tokio::task::yield_now().await;
+            }
+        }
+        let server = super::super::HistoryServer::new(Arc::new(local), node.namespaces.clone(), 1);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(HistoryServiceServer::new(server))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        (node, address)
+    }
+
+    /// A newcomer that has not taken its shard yet refuses naming no owner; the caller tries
+    /// the next candidate (the shard's previous owner, still serving it) instead of giving the
+    /// refusal to its client.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refusal_naming_no_owner_goes_to_the_next_candidate() {
+        let store: DynStore = Arc::new(MemoryStore::new());
+        let (_newcomer, newcomer) = member(&store, false).await;
+        let (_owner, owner) = member(&store, true).await;
+        let candidates = vec![newcomer.clone(), owner.clone()];
+        let route: Route = Arc::new(move |_| {
+            let candidates = candidates.clone();
+            Box::pin(async move { candidates })
+        });
+        let members: Members = {
+            let all = vec![newcomer, owner];
+            Arc::new(move || {
+                let all = all.clone();
+                Box::pin(async move { all })
+            })
+        };
+        let history = RemoteHistory::routed(route, members);
+        let describe = Request::Describe(RunRef {
+            namespace_id: "ns".into(),
+            workflow_id: "no-such-workflow".into(),
+            run_id: String::new(),
+        });
+        let mut replies = history.submit(1, describe).await.unwrap();
+        // The owner served it: the run does not exist (the newcomer would have refused).
+        let reply = replies.remove(0).await;
+        assert!(
+            matches!(reply, Err(Error::NotFound(_))),
+            "{:?}",
+            reply.err()
+        );
     }
 }
