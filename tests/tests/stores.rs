@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use sundial_proto::api::enums::v1::EventType;
 use sundial_testdb::{mariadb as my, postgres as pg};
 use sundial_tests::Worker;
@@ -202,11 +202,14 @@ async fn four_processes_serve(db: Db) -> Result<()> {
         logs.contains("services: frontend"),
         "the frontend's log lines do not name its role:\n{logs}"
     );
-    run_a_workflow(Worker::new(client)).await?;
+    let outcome = run_a_workflow(Worker::new(client)).await;
     for process in &mut processes {
         process.kill()?;
     }
-    Ok(())
+    outcome.with_context(|| {
+        let logs: Vec<String> = processes.iter().map(|p| p.logs()).collect();
+        format!("the processes' logs:\n{}", logs.join("\n"))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

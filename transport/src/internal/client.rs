@@ -95,6 +95,17 @@ pub type Members = Arc<dyn Fn() -> BoxFuture<'static, Vec<String>> + Send + Sync
 /// answer: the views agree again within a heartbeat, and a caller never waits on a loop.
 const MAX_HOPS: usize = 2;
 
+/// How long a request waits for a shard that no member serves (a newcomer has not taken it
+/// yet, as when a cluster starts, or its owner left and the next one is taking it) before its
+/// caller hears the refusal. Temporal's history client likewise retries a shard between
+/// owners with backoff. Shorter than a client's usual deadline (10 s), longer than a shard
+/// move takes (a newcomer's wait for stable members, then the acquire).
+const BETWEEN_OWNERS_WAIT: Duration = Duration::from_secs(5);
+/// The first pause before a request for a shard between owners is tried again; it doubles
+/// up to [`LONGEST_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(20);
+const LONGEST_PAUSE: Duration = Duration::from_millis(500);
+
 /// [`HistoryService`] in other processes: each shard's requests go to its owner, which
 /// [`Route`] names; a member that answers that another owns the shard is followed to it, and
 /// one that cannot be reached, or refuses without naming an owner, gives way to the member that
@@ -162,20 +173,42 @@ impl RemoteHistory {
         Ok(candidates)
     }
 
-    /// A one-reply request, sent to the shard's owner; then, if the member reached names
-    /// another owner, to that one, or if it could not be reached, to the next candidate.
+    /// A one-reply request, sent as [`RemoteHistory::attempt`] does; while no member serves
+    /// the shard (every one reached refuses it, or none is known), tried again after a pause
+    /// that doubles, for at most [`BETWEEN_OWNERS_WAIT`]. A refused request was not carried
+    /// out, so trying it again cannot do it twice.
     async fn call(&self, shard_id: i32, wire: wire::SubmitRequest) -> Result<Response> {
-        let candidates = self.candidates(shard_id).await?;
+        let give_up = tokio::time::Instant::now() + BETWEEN_OWNERS_WAIT;
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let outcome = match self.candidates(shard_id).await {
+                Ok(candidates) => self.attempt(&candidates, &wire).await,
+                Err(none_known) => Err(none_known),
+            };
+            let between_owners = match &outcome {
+                Err(Error::ShardOwnershipLost { .. }) => true,
+                Err(Error::Unavailable(_)) => (self.route)(shard_id).await.is_empty(),
+                _ => false,
+            };
+            if !between_owners || tokio::time::Instant::now() + pause > give_up {
+                return outcome;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LONGEST_PAUSE);
+        }
+    }
+
+    /// Sends a request to the first of `candidates` (the shard's owner); then, if the member
+    /// reached names another owner, to that one, or if it could not be reached, or refuses
+    /// without naming an owner, to the next candidate.
+    async fn attempt(&self, candidates: &[String], wire: &wire::SubmitRequest) -> Result<Response> {
         let mut address = candidates[0].clone();
         let mut tried = Vec::new();
-        let mut wire = Some(wire);
         for hop in 0..=MAX_HOPS {
             let last = hop == MAX_HOPS;
-            let request = if last { wire.take() } else { wire.clone() };
-            let request = request.expect("taken on the last hop only");
             let (mut client, peer) = self.client(&address)?;
             tried.push(address.clone());
-            let reply = match client.call(traced(request)).await {
+            let reply = match client.call(traced(wire.clone())).await {
                 Ok(reply) => codec::reply_from(reply.into_inner()),
                 // Not reached (no Sundial error inside): the member that owns the shard
                 // without this one.
@@ -569,6 +602,56 @@ mod tests {
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
         );
         (node, address)
+    }
+
+    /// While no member serves a shard (the only member is a newcomer that has not taken it
+    /// yet, as when a cluster starts), a request waits for one that does instead of failing:
+    /// it is retried, and served once the newcomer takes the shard.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_for_a_shard_between_owners_waits_for_its_new_owner() {
+        let store: DynStore = Arc::new(MemoryStore::new());
+        let (node, newcomer) = member(&store, false).await;
+        let routed = Arc::new(tokio::sync::Notify::new());
+        let route: Route = {
+            let routed = routed.clone();
+            let newcomer = newcomer.clone();
+            Arc::new(move |_| {
+                routed.notify_one();
+                let candidates = vec![newcomer.clone()];
+                Box::pin(async move { candidates })
+            })
+        };
+        let members: Members = Arc::new(move || {
+            let all = vec![newcomer.clone()];
+            Box::pin(async move { all })
+        });
+        let history = RemoteHistory::routed(route, members);
+        let describe = Request::Describe(RunRef {
+            namespace_id: "ns".into(),
+            workflow_id: "no-such-workflow".into(),
+            run_id: String::new(),
+        });
+        let call = tokio::spawn(async move {
+            let mut replies = history.submit(1, describe).await?;
+            replies.remove(0).await
+        });
+        // The first attempt is routed, refused; the shard is taken once a second is on its way
+        // (or the call has already given up).
+        routed.notified().await;
+        tokio::select! {
+            () = routed.notified() => {}
+            () = async { while !call.is_finished() { tokio::task::yield_now().await } } => {}
+        }
+        node.local_history
+            .clone()
+            .unwrap()
+            .own(1, true, String::new());
+        let reply = call.await.unwrap();
+        assert!(
+            matches!(reply, Err(Error::NotFound(_))),
+            "{:?}",
+            reply.err()
+        );
     }
 
     /// A newcomer that has not taken its shard yet refuses naming no owner; the caller tries
