@@ -1,5 +1,6 @@
 //! `sundial cluster members`: the processes the store's `cluster_membership` table lists, with
-//! their roles, whether they are alive, and how many history shards each owns.
+//! their roles, where they gossip, whether they are alive, and how many history shards each
+//! owns.
 
 use std::fmt::Write;
 
@@ -10,8 +11,8 @@ use sundial_storage::DynStore;
 /// The roles a process may run, in the order they are listed.
 const ROLES: [&str; 4] = ["frontend", "history", "matching", "worker"];
 
-/// The table of members of `store` at `now_ms`: role, address, host id, state, when it
-/// started and (history) the shards whose row names it as owner.
+/// The table of members of `store` at `now_ms`: role, address, gossip address, host id, state,
+/// when it started and (history) the shards whose row names it as owner.
 pub async fn members(store: &DynStore, now_ms: i64) -> Result<String> {
     let mut owners = Vec::new();
     // Shard rows exist from 1 up to the shard count once each was first acquired.
@@ -25,8 +26,8 @@ pub async fn members(store: &DynStore, now_ms: i64) -> Result<String> {
     let mut out = String::new();
     writeln!(
         out,
-        "{:<9} {:<24} {:<36} {:<10} {:>11} {:>6}",
-        "ROLE", "ADDRESS", "HOST ID", "STATE", "STARTED", "SHARDS"
+        "{:<9} {:<24} {:<24} {:<36} {:<10} {:>11} {:>6}",
+        "ROLE", "ADDRESS", "GOSSIP", "HOST ID", "STATE", "STARTED", "SHARDS"
     )?;
     for role in ROLES {
         for member in store.list_members(role, 0).await? {
@@ -53,10 +54,15 @@ pub async fn members(store: &DynStore, now_ms: i64) -> Result<String> {
                 "{}s ago",
                 now_ms.saturating_sub(member.session_start_ms) / 1000
             );
+            // A single process (start-dev) gossips with nobody.
+            let gossip = match member.gossip_address.as_str() {
+                "" => "-",
+                address => address,
+            };
             writeln!(
                 out,
-                "{:<9} {:<24} {:<36} {:<10} {:>11} {:>6}",
-                role, member.rpc_address, member.host_id, state, started, shards
+                "{:<9} {:<24} {:<24} {:<36} {:<10} {:>11} {:>6}",
+                role, member.rpc_address, gossip, member.host_id, state, started, shards
             )?;
         }
     }

@@ -124,7 +124,8 @@ async fn history_members_share_the_shards_and_take_over_from_a_killed_one() -> R
     let owners: std::collections::HashSet<&str> =
         (1..=SHARDS).filter_map(|s| owner_of(s, &members)).collect();
     ensure!(owners.len() >= 2, "one member owns every shard: {owners:?}");
-    // `sundial cluster members` lists each member with the shards it owns.
+    // `sundial cluster members` lists each member with its gossip address and the shards it
+    // owns.
     let args: Vec<std::ffi::OsString> = vec![
         "cluster".into(),
         "members".into(),
@@ -146,6 +147,9 @@ async fn history_members_share_the_shards_and_take_over_from_a_killed_one() -> R
                 let words: Vec<&str> = l.split_whitespace().collect();
                 words.first() == Some(&"history")
                     && words.get(1) == Some(&member.as_str())
+                    && words
+                        .get(2)
+                        .is_some_and(|g| g.parse::<std::net::SocketAddr>().is_ok())
                     && words.contains(&"alive")
                     && words.last() == Some(&owned.to_string().as_str())
             }),
