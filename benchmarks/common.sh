@@ -24,7 +24,7 @@ wait_members_own_shards() {
     shift
     for _ in $(seq 1 100); do
         [[ $("$bin" cluster members "$@" \
-            | awk '$1 == "history" && $4 == "alive" && $NF > 0' | wc -l) == "$count" ]] && return 0
+            | awk '$1 == "history" && $5 == "alive" && $NF > 0' | wc -l) == "$count" ]] && return 0
         sleep 0.1
     done
 }

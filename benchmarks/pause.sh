@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # How long workflows pause while their shards move: the cluster layout of roles.sh (frontend,
 # matching and worker processes, three history members on 127.0.0.1-3) under an open-loop
-# load; the history member on 127.0.0.2 is stopped with SIGTERM (a planned leave) at LEAVE_AT
-# and started again at REJOIN_AT. Prints the load generator's report: starts refused
+# load; the history member on 127.0.0.2 is stopped with SIGTERM (a planned leave; SIGNAL=KILL
+# for kill -9) at LEAVE_AT and started again at REJOIN_AT. Prints the load generator's report: starts refused
 # (`errors`), latency percentiles of the completed workflows, and the maximum.
 #
 # DATABASE_URL=postgres://USER:PASSWORD@HOST:PORT runs it on a new PostgreSQL database instead
@@ -18,13 +18,14 @@ rounds="${3:-2}"
 leave_at="${LEAVE_AT:-10}"
 rejoin_at="${REJOIN_AT:-18}"
 shards="${SHARDS:-12}"
+signal="${SIGNAL:-TERM}"
 . benchmarks/common.sh
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; [[ -n ${KEEP:-} ]] && echo "kept $work" || rm -rf "$work"' EXIT
 
 
-echo "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $rate starts/s for ${duration}s, leave at ${leave_at}s, rejoin at ${rejoin_at}s, $shards shards"
+echo "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $rate starts/s for ${duration}s, SIG$signal at ${leave_at}s, rejoin at ${rejoin_at}s, $shards shards"
 port=28233
 for round in $(seq 1 "$rounds"); do
     store=(--db-filename "$work/pause-$round.db")
@@ -51,7 +52,7 @@ for round in $(seq 1 "$rounds"); do
         --rate "$rate" --duration "${duration}s" >"$work/report-$round" 2>"$work/progress-$round" &
     load=$!
     sleep "$leave_at"
-    kill -TERM "$leaver"
+    kill -"$signal" "$leaver"
     wait "$leaver" 2>/dev/null || true
     sleep $((rejoin_at - leave_at))
     serve 127.0.0.2 --services history
